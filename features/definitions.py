@@ -1,0 +1,130 @@
+"""The feature vector of DESIGN.md §4: one definition for training and for serving.
+
+`feature_vector` is the only place a feature is computed. The offline builder
+(features/builder.py) and the Redis-backed online store both call it with the card's
+earlier events and the merchant's counts, so a parity test can compare them row by row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.geo import haversine_km, local_hour_and_weekday
+from features.transaction import CHANNELS, Transaction
+from features.windows import WINDOWS, CardEvent, aggregate
+
+MERCHANT_RATE_WINDOW_SECONDS = WINDOWS["30d"]
+MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
+#: Value of `seconds_since_last` for a card with no transaction in the last 30 days.
+NO_RECENT_TRANSACTION_SECONDS = WINDOWS["30d"]
+#: Below this gap two transactions are treated as simultaneous for geo-velocity.
+MIN_VELOCITY_GAP_SECONDS = 60.0
+#: Floor of the 30-day standard deviation in the amount z-score, in currency units.
+MIN_AMOUNT_STD = 1.0
+
+_WINDOW_FIELDS = (
+    "count",
+    "total_amount",
+    "mean_amount",
+    "distinct_merchants",
+    "distinct_countries",
+    "night_count",
+    "weekend_count",
+)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"{field}_{window}" for window in WINDOWS for field in _WINDOW_FIELDS),
+    "amount",
+    "amount_zscore_30d",
+    "seconds_since_last",
+    "velocity_kmh",
+    "local_hour",
+    "local_weekday",
+    *(f"channel_{channel}" for channel in CHANNELS),
+    "is_new_merchant",
+    "is_new_country",
+    "merchant_txn_count_1d",
+    "merchant_fraud_labels_30d",
+    "merchant_fraud_rate_30d",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantCounts:
+    """What the merchant's history says at the transaction's time (point-in-time)."""
+
+    txn_count_1d: int
+    txn_count_30d: int
+    fraud_labels_30d: int
+
+
+def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
+    """Speed implied by travelling from the card's last located event to this one."""
+    if txn.lat is None or txn.lon is None:
+        return 0.0
+    for event in reversed(prior):
+        if event.lat is not None and event.lon is not None:
+            distance = haversine_km(event.lat, event.lon, txn.lat, txn.lon)
+            gap = max(txn.event_time - event.event_time, MIN_VELOCITY_GAP_SECONDS)
+            return distance / (gap / 3600.0)
+    return 0.0
+
+
+def feature_vector(
+    txn: Transaction, prior: Sequence[CardEvent], merchant: MerchantCounts
+) -> NDArray[np.float64]:
+    """Features of `txn` in `FEATURE_NAMES` order.
+
+    `prior` holds the card's events strictly before `txn` (sorted, oldest first; anything
+    older than 30 days is ignored), `merchant` the merchant counts at `txn.event_time`.
+    """
+    t = txn.event_time
+    values: list[float] = []
+    window_30d: Sequence[CardEvent] = ()
+    for name, length in WINDOWS.items():
+        start = t - length
+        in_window = [event for event in prior if event.event_time >= start]
+        window = aggregate(in_window)
+        values += (
+            window.count,
+            window.total_amount,
+            window.mean_amount,
+            window.distinct_merchants,
+            window.distinct_countries,
+            window.night_count,
+            window.weekend_count,
+        )
+        if name == "30d":
+            window_30d = in_window
+
+    amounts = [event.amount for event in window_30d]
+    if len(amounts) >= 2:
+        mean = sum(amounts) / len(amounts)
+        std = math.sqrt(sum((a - mean) ** 2 for a in amounts) / len(amounts))
+        zscore = (txn.amount - mean) / max(std, MIN_AMOUNT_STD)
+    else:
+        zscore = 0.0
+    since_last = t - window_30d[-1].event_time if window_30d else NO_RECENT_TRANSACTION_SECONDS
+    hour, weekday = local_hour_and_weekday(t, txn.country)
+    merchant_rate = min(1.0, merchant.fraud_labels_30d / max(1, merchant.txn_count_30d))
+
+    values += (
+        txn.amount,
+        zscore,
+        since_last,
+        _velocity_kmh(txn, window_30d),
+        hour,
+        weekday,
+        *(float(txn.channel == channel) for channel in CHANNELS),
+        float(all(event.merchant_id != txn.merchant_id for event in window_30d)),
+        float(all(event.country != txn.country for event in window_30d)),
+        merchant.txn_count_1d,
+        merchant.fraud_labels_30d,
+        merchant_rate,
+    )
+    return np.asarray(values, dtype=np.float64)

@@ -1,0 +1,180 @@
+"""The transaction and label contracts of DESIGN.md §3, and their validation.
+
+Everything that crosses a topic or a file is parsed here, so the generator, the offline
+builder and the streaming worker agree on one shape. `parse_transaction` is strict: a
+record that does not fit raises `InvalidTransaction` with a message naming the field,
+which the worker copies into the dead-letter record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CHANNELS: tuple[str, ...] = ("pos", "ecom", "atm")
+
+#: Oldest and newest event times accepted (2000-01-01 .. 2100-01-01, epoch seconds).
+MIN_EVENT_TIME = 946_684_800.0
+MAX_EVENT_TIME = 4_102_444_800.0
+#: Largest single amount accepted; anything above is a unit or parsing error upstream.
+MAX_AMOUNT = 1_000_000.0
+#: Largest raw record accepted, in bytes.
+MAX_PAYLOAD_BYTES = 16_384
+
+
+class InvalidTransaction(ValueError):
+    """A record that does not satisfy the transaction contract; the message names why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One card transaction. `event_time` is epoch seconds (UTC); `amount` > 0."""
+
+    txn_id: str
+    card_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    country: str
+    channel: str
+    event_time: float
+    lat: float | None = None
+    lon: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready contract form (optional coordinates omitted when absent)."""
+        record: dict[str, Any] = {
+            "txn_id": self.txn_id,
+            "card_id": self.card_id,
+            "merchant_id": self.merchant_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "country": self.country,
+            "channel": self.channel,
+            "event_time": self.event_time,
+        }
+        if self.lat is not None and self.lon is not None:
+            record["lat"] = self.lat
+            record["lon"] = self.lon
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """The delayed truth about one transaction; `label_time` > the transaction's time."""
+
+    txn_id: str
+    is_fraud: bool
+    scenario: str
+    label_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "txn_id": self.txn_id,
+            "is_fraud": self.is_fraud,
+            "scenario": self.scenario,
+            "label_time": self.label_time,
+        }
+
+
+def _decode(payload: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(payload, Mapping):
+        return payload
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidTransaction(
+            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit"
+        )
+    try:
+        record = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidTransaction(f"not valid JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise InvalidTransaction(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _text(record: Mapping[str, Any], field: str, max_length: int = 128) -> str:
+    value = record.get(field)
+    if not isinstance(value, str) or not value:
+        raise InvalidTransaction(f"field {field!r} must be a non-empty string, got {value!r}")
+    if len(value) > max_length:
+        raise InvalidTransaction(f"field {field!r} is longer than {max_length} characters")
+    return value
+
+
+def _number(record: Mapping[str, Any], field: str) -> float:
+    value = record.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTransaction(f"field {field!r} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidTransaction(f"field {field!r} must be finite, got {value!r}")
+    return number
+
+
+def _optional_coordinate(record: Mapping[str, Any], field: str, bound: float) -> float | None:
+    if record.get(field) is None:
+        return None
+    value = _number(record, field)
+    if not -bound <= value <= bound:
+        raise InvalidTransaction(f"field {field!r} must lie in [-{bound}, {bound}], got {value}")
+    return value
+
+
+def parse_transaction(payload: bytes | str | Mapping[str, Any]) -> Transaction:
+    """Validate raw JSON (bytes/str) or a decoded mapping against the contract.
+
+    Raises `InvalidTransaction` naming the first field that does not fit.
+    """
+    record = _decode(payload)
+    amount = _number(record, "amount")
+    if not 0.0 < amount <= MAX_AMOUNT:
+        raise InvalidTransaction(f"field 'amount' must be in (0, {MAX_AMOUNT:g}], got {amount}")
+    event_time = _number(record, "event_time")
+    if not MIN_EVENT_TIME <= event_time <= MAX_EVENT_TIME:
+        raise InvalidTransaction(
+            f"field 'event_time' must be epoch seconds between 2000 and 2100, got {event_time}"
+        )
+    channel = _text(record, "channel")
+    if channel not in CHANNELS:
+        raise InvalidTransaction(f"field 'channel' must be one of {CHANNELS}, got {channel!r}")
+    currency = _text(record, "currency", max_length=3)
+    country = _text(record, "country", max_length=2)
+    if len(currency) != 3 or len(country) != 2:
+        raise InvalidTransaction(
+            f"'currency' must be ISO 4217 (3 letters) and 'country' ISO 3166 alpha-2 "
+            f"(2 letters), got {currency!r} and {country!r}"
+        )
+    lat = _optional_coordinate(record, "lat", 90.0)
+    lon = _optional_coordinate(record, "lon", 180.0)
+    if (lat is None) != (lon is None):
+        raise InvalidTransaction("'lat' and 'lon' must be given together or not at all")
+    return Transaction(
+        txn_id=_text(record, "txn_id"),
+        card_id=_text(record, "card_id"),
+        merchant_id=_text(record, "merchant_id"),
+        amount=amount,
+        currency=currency,
+        country=country,
+        channel=channel,
+        event_time=event_time,
+        lat=lat,
+        lon=lon,
+    )
+
+
+def parse_label(payload: bytes | str | Mapping[str, Any]) -> Label:
+    """Validate a label record; raises `InvalidTransaction` like `parse_transaction`."""
+    record = _decode(payload)
+    is_fraud = record.get("is_fraud")
+    if not isinstance(is_fraud, bool | int):
+        raise InvalidTransaction(f"field 'is_fraud' must be a boolean, got {is_fraud!r}")
+    return Label(
+        txn_id=_text(record, "txn_id"),
+        is_fraud=bool(is_fraud),
+        scenario=_text(record, "scenario"),
+        label_time=_number(record, "label_time"),
+    )

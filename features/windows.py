@@ -1,0 +1,197 @@
+"""Sliding-window state per card and per merchant: pure data structures, no storage.
+
+The offline builder keeps these in memory; the online store (features/store.py) persists the
+same events in Redis and rebuilds them, so both paths aggregate with the same code.
+
+Semantics, shared by both paths and checked against brute force in the property tests:
+- Events are ordered by `(event_time, txn_id)`. A transaction's window features use only
+  events strictly before it in that order, inside `[event_time - window, event_time)`.
+- Adding an event whose `txn_id` is already held is a no-op (at-least-once delivery).
+- Events older than `RETENTION_SECONDS` before the newest event seen are dropped. The
+  retention is the longest window plus `ALLOWED_LATENESS_SECONDS`, so an event that arrives
+  out of order by less than that still sees its complete history.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from features.geo import SECONDS_PER_DAY, is_night, is_weekend, local_hour_and_weekday
+from features.transaction import Transaction
+
+WINDOWS: dict[str, float] = {
+    "1h": 3600.0,
+    "1d": SECONDS_PER_DAY,
+    "7d": 7 * SECONDS_PER_DAY,
+    "30d": 30 * SECONDS_PER_DAY,
+}
+LONGEST_WINDOW_SECONDS = max(WINDOWS.values())
+ALLOWED_LATENESS_SECONDS = SECONDS_PER_DAY
+RETENTION_SECONDS = LONGEST_WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class CardEvent:
+    """What a card's window needs to remember about one of its transactions."""
+
+    txn_id: str
+    event_time: float
+    amount: float
+    merchant_id: str
+    country: str
+    lat: float | None
+    lon: float | None
+    night: bool
+    weekend: bool
+
+    @property
+    def key(self) -> tuple[float, str]:
+        return (self.event_time, self.txn_id)
+
+    @classmethod
+    def from_transaction(cls, txn: Transaction) -> CardEvent:
+        hour, weekday = local_hour_and_weekday(txn.event_time, txn.country)
+        return cls(
+            txn_id=txn.txn_id,
+            event_time=txn.event_time,
+            amount=txn.amount,
+            merchant_id=txn.merchant_id,
+            country=txn.country,
+            lat=txn.lat,
+            lon=txn.lon,
+            night=is_night(hour),
+            weekend=is_weekend(weekday),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowAggregate:
+    """Aggregates of one window; `mean_amount` is 0 for an empty window."""
+
+    count: int
+    total_amount: float
+    mean_amount: float
+    distinct_merchants: int
+    distinct_countries: int
+    night_count: int
+    weekend_count: int
+
+
+def aggregate(events: Iterable[CardEvent]) -> WindowAggregate:
+    """Aggregate a window's events (the brute-force definition the store must match)."""
+    count = 0
+    total = 0.0
+    merchants: set[str] = set()
+    countries: set[str] = set()
+    nights = weekends = 0
+    for event in events:
+        count += 1
+        total += event.amount
+        merchants.add(event.merchant_id)
+        countries.add(event.country)
+        nights += event.night
+        weekends += event.weekend
+    return WindowAggregate(
+        count=count,
+        total_amount=total,
+        mean_amount=total / count if count else 0.0,
+        distinct_merchants=len(merchants),
+        distinct_countries=len(countries),
+        night_count=nights,
+        weekend_count=weekends,
+    )
+
+
+class CardHistory:
+    """One card's recent events, sorted by `(event_time, txn_id)`, deduplicated by id."""
+
+    __slots__ = ("_events", "_keys", "_txn_ids", "_newest_time")
+
+    def __init__(self, events: Iterable[CardEvent] = ()) -> None:
+        self._events: list[CardEvent] = []
+        self._keys: list[tuple[float, str]] = []
+        self._txn_ids: set[str] = set()
+        self._newest_time = float("-inf")
+        for event in events:
+            self.add(event)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def events(self) -> list[CardEvent]:
+        return list(self._events)
+
+    def add(self, event: CardEvent) -> bool:
+        """Insert `event`; returns False (and changes nothing) for a known `txn_id`."""
+        if event.txn_id in self._txn_ids:
+            return False
+        position = bisect.bisect_left(self._keys, event.key)
+        self._keys.insert(position, event.key)
+        self._events.insert(position, event)
+        self._txn_ids.add(event.txn_id)
+        if event.event_time > self._newest_time:
+            self._newest_time = event.event_time
+            self._evict_before(self._newest_time - RETENTION_SECONDS)
+        return True
+
+    def _evict_before(self, cutoff: float) -> None:
+        stale = bisect.bisect_left(self._keys, (cutoff, ""))
+        if stale:
+            for event in self._events[:stale]:
+                self._txn_ids.discard(event.txn_id)
+            del self._events[:stale]
+            del self._keys[:stale]
+
+    def before(self, event_time: float, txn_id: str) -> list[CardEvent]:
+        """Events strictly before `(event_time, txn_id)`, oldest first."""
+        return self._events[: bisect.bisect_left(self._keys, (event_time, txn_id))]
+
+
+class MerchantHistory:
+    """A merchant's transaction times and the fraud labels received for it.
+
+    Fraud labels are keyed by their `label_time`: a model may only know a fraud once its
+    chargeback has arrived, which is what keeps the merchant risk features point-in-time.
+    """
+
+    __slots__ = ("_txn_keys", "_txn_ids", "_fraud_times", "_fraud_ids")
+
+    def __init__(self) -> None:
+        self._txn_keys: list[tuple[float, str]] = []
+        self._txn_ids: set[str] = set()
+        self._fraud_times: list[float] = []
+        self._fraud_ids: set[str] = set()
+
+    def add_transaction(self, event_time: float, txn_id: str) -> bool:
+        if txn_id in self._txn_ids:
+            return False
+        bisect.insort(self._txn_keys, (event_time, txn_id))
+        self._txn_ids.add(txn_id)
+        cutoff = self._txn_keys[-1][0] - RETENTION_SECONDS
+        stale = bisect.bisect_left(self._txn_keys, (cutoff, ""))
+        if stale:
+            for _, old_id in self._txn_keys[:stale]:
+                self._txn_ids.discard(old_id)
+            del self._txn_keys[:stale]
+        return True
+
+    def add_fraud_label(self, label_time: float, txn_id: str) -> bool:
+        if txn_id in self._fraud_ids:
+            return False
+        bisect.insort(self._fraud_times, label_time)
+        self._fraud_ids.add(txn_id)
+        return True
+
+    def transactions_between(self, start: float, event_time: float, txn_id: str) -> int:
+        """Transactions in `[start, (event_time, txn_id))`."""
+        end = bisect.bisect_left(self._txn_keys, (event_time, txn_id))
+        return end - bisect.bisect_left(self._txn_keys, (start, ""))
+
+    def frauds_labelled_between(self, start: float, end: float) -> int:
+        """Fraud labels whose `label_time` lies in `[start, end)`."""
+        return bisect.bisect_left(self._fraud_times, end) - bisect.bisect_left(
+            self._fraud_times, start
+        )

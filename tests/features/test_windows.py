@@ -1,0 +1,144 @@
+"""Window state against brute-force recomputation on random, disordered, duplicated input."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.definitions import MerchantCounts, feature_vector
+from features.transaction import Transaction
+from features.windows import (
+    ALLOWED_LATENESS_SECONDS,
+    WINDOWS,
+    CardEvent,
+    CardHistory,
+    MerchantHistory,
+    aggregate,
+)
+
+BASE_TIME = 1_767_225_600.0
+MERCHANTS = ["m1", "m2", "m3", "m4"]
+COUNTRIES = ["US", "GB", "JP"]
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> list[Transaction]:
+    """Transactions in arrival order: sorted by time, then locally shuffled and duplicated."""
+    count = draw(st.integers(min_value=1, max_value=60))
+    gaps = draw(st.lists(st.floats(0, 3 * 86_400.0), min_size=count, max_size=count))
+    times, t = [], BASE_TIME
+    for gap in gaps:
+        t += gap
+        times.append(round(t, 3))
+    located = draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    txns = [
+        Transaction(
+            txn_id=f"t{i:03d}",
+            card_id="c1",
+            merchant_id=draw(st.sampled_from(MERCHANTS)),
+            amount=draw(st.floats(0.01, 5000.0)),
+            currency="USD",
+            country=draw(st.sampled_from(COUNTRIES)),
+            channel="pos",
+            event_time=times[i],
+            lat=draw(st.floats(-80, 80)) if located[i] else None,
+            lon=draw(st.floats(-170, 170)) if located[i] else None,
+        )
+        for i in range(count)
+    ]
+    # Late arrival: each event may be delayed by up to the allowed lateness.
+    delays = draw(
+        st.lists(st.floats(0, ALLOWED_LATENESS_SECONDS * 0.999), min_size=count, max_size=count)
+    )
+    order = sorted(range(count), key=lambda i: (txns[i].event_time + delays[i], i))
+    arrived = [txns[i] for i in order]
+    duplicates = draw(st.lists(st.integers(0, count - 1), max_size=10))
+    for position in duplicates:
+        arrived.insert(min(position + 1, len(arrived)), arrived[position])
+    return arrived
+
+
+def brute_force_prior(seen: list[Transaction], txn: Transaction) -> list[CardEvent]:
+    unique = {t.txn_id: t for t in seen}
+    earlier = [
+        t for t in unique.values() if (t.event_time, t.txn_id) < (txn.event_time, txn.txn_id)
+    ]
+    earlier.sort(key=lambda t: (t.event_time, t.txn_id))
+    return [CardEvent.from_transaction(t) for t in earlier]
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals())
+def test_window_aggregates_equal_brute_force(arrived: list[Transaction]) -> None:
+    history = CardHistory()
+    seen: list[Transaction] = []
+    for txn in arrived:
+        prior = history.before(txn.event_time, txn.txn_id)
+        expected_prior = brute_force_prior(seen, txn)
+        for length in WINDOWS.values():
+            start = txn.event_time - length
+            got = aggregate(e for e in prior if e.event_time >= start)
+            expected = aggregate(e for e in expected_prior if e.event_time >= start)
+            assert got == expected
+        history.add(CardEvent.from_transaction(txn))
+        seen.append(txn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals())
+def test_feature_vector_from_state_equals_brute_force(arrived: list[Transaction]) -> None:
+    history = CardHistory()
+    seen: list[Transaction] = []
+    no_merchant = MerchantCounts(0, 0, 0)
+    for txn in arrived:
+        got = feature_vector(txn, history.before(txn.event_time, txn.txn_id), no_merchant)
+        expected = feature_vector(txn, brute_force_prior(seen, txn), no_merchant)
+        assert got.tolist() == expected.tolist()
+        history.add(CardEvent.from_transaction(txn))
+        seen.append(txn)
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrivals())
+def test_redelivered_transaction_is_not_counted_twice(arrived: list[Transaction]) -> None:
+    history = CardHistory()
+    for txn in arrived:
+        history.add(CardEvent.from_transaction(txn))
+    ids = [event.txn_id for event in history.events]
+    assert len(ids) == len(set(ids))
+    assert history.add(CardEvent.from_transaction(arrived[-1])) is False
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrivals(), st.lists(st.floats(0, 90 * 86_400.0), max_size=20))
+def test_merchant_counts_equal_brute_force(
+    arrived: list[Transaction], label_offsets: list[float]
+) -> None:
+    merchant = MerchantHistory()
+    seen: dict[str, float] = {}
+    for txn in arrived:
+        start = txn.event_time - WINDOWS["1d"]
+        expected = sum(
+            1
+            for txn_id, t in seen.items()
+            if start <= t and (t, txn_id) < (txn.event_time, txn.txn_id)
+        )
+        assert merchant.transactions_between(start, txn.event_time, txn.txn_id) == expected
+        merchant.add_transaction(txn.event_time, txn.txn_id)
+        seen[txn.txn_id] = txn.event_time
+    label_times = [BASE_TIME + offset for offset in label_offsets]
+    for i, label_time in enumerate(label_times):
+        merchant.add_fraud_label(label_time, f"f{i}")
+        merchant.add_fraud_label(label_time, f"f{i}")  # a redelivered label
+    end = BASE_TIME + 45 * 86_400.0
+    expected_labels = sum(1 for t in label_times if end - WINDOWS["30d"] <= t < end)
+    assert merchant.frauds_labelled_between(end - WINDOWS["30d"], end) == expected_labels
+
+
+def test_events_past_retention_are_evicted() -> None:
+    history = CardHistory()
+    first = CardEvent("a", BASE_TIME, 10.0, "m1", "US", None, None, False, False)
+    later = CardEvent("b", BASE_TIME + 40 * 86_400.0, 10.0, "m1", "US", None, None, False, False)
+    history.add(first)
+    history.add(later)
+    assert [event.txn_id for event in history.events] == ["b"]
