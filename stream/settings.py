@@ -1,0 +1,236 @@
+"""FraudStream settings: the one place that reads the environment.
+
+Every knob is a ``FRAUDSTREAM_*`` environment variable with a documented default, parsed
+once into a frozen :class:`Settings`. Other modules receive a ``Settings`` (or the values
+they need from it) instead of reading ``os.environ``, so tests can build any configuration
+without touching the process environment.
+
+Variables (default in brackets):
+
+=================================== ==========================================================
+``FRAUDSTREAM_KAFKA_URL``           broker, ``kafka://host:port[;host:port]`` or ``host:port``
+                                    [unset: ``fraudstream demo`` starts an embedded Tansu]
+``FRAUDSTREAM_REDIS_URL``           ``redis://``, ``rediss://`` or ``unix://`` URL
+                                    [unset: an embedded ``redis-server`` is started]
+``FRAUDSTREAM_TOPIC_TRANSACTIONS``  [``transactions``]
+``FRAUDSTREAM_TOPIC_DECISIONS``     [``decisions``]
+``FRAUDSTREAM_TOPIC_LABELS``        [``labels``]
+``FRAUDSTREAM_TOPIC_DLQ``           [``transactions.dlq``]
+``FRAUDSTREAM_PARTITIONS``          partitions per topic, >= 1 [4]
+``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
+``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
+``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
+``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [0.7]
+``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [0.3]
+``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]
+``FRAUDSTREAM_COST_FP``             dollars per false decline, >= 0 [50]
+``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
+``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
+``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
+``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
+=================================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar, cast
+
+__all__ = ["ENV_PREFIX", "FallbackPolicy", "Settings", "SettingsError"]
+
+ENV_PREFIX = "FRAUDSTREAM_"
+
+FallbackPolicy = Literal["neutral", "last_score"]
+_FALLBACK_POLICIES: tuple[str, ...] = ("neutral", "last_score")
+_KAFKA_SCHEMES = ("kafka://", "aiokafka://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``FRAUDSTREAM_*`` variable holds a value the system cannot use.
+
+    The message always names the variable, so the user knows what to fix.
+    """
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for every FraudStream command.
+
+    ``kafka_url`` / ``redis_url`` of ``None`` mean "start the embedded server"
+    (see ``stream.services.embedded_services``); a set URL is used as-is.
+    """
+
+    kafka_url: str | None = None
+    redis_url: str | None = None
+    topic_transactions: str = "transactions"
+    topic_decisions: str = "decisions"
+    topic_labels: str = "labels"
+    topic_dlq: str = "transactions.dlq"
+    partitions: int = 4
+    registry_path: Path = Path("registry")
+    model_timeout_ms: float = 50.0
+    fallback_policy: FallbackPolicy = "neutral"
+    weight_xgboost: float = 0.7
+    weight_isolation_forest: float = 0.3
+    cost_fn: float = 5000.0
+    cost_fp: float = 50.0
+    cost_review: float = 10.0
+    max_fpr: float = 0.001
+    metrics_port: int = 0
+    app_id: str = "fraudstream"
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        """All topic names, in data-flow order, for creating them up front."""
+        return (self.topic_transactions, self.topic_decisions, self.topic_labels, self.topic_dlq)
+
+    @property
+    def model_timeout_s(self) -> float:
+        """The model budget in seconds, as ``asyncio.wait_for`` wants it."""
+        return self.model_timeout_ms / 1000.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: ``os.environ``).
+
+        Unset or empty variables take the default. Raises :class:`SettingsError` naming the
+        variable when a value cannot be parsed or is out of range.
+        """
+        env = os.environ if environ is None else environ
+        d = cls()  # defaults live in one place: the field declarations above
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            key = ENV_PREFIX + name
+            raw = env.get(key, "").strip()
+            return default if raw == "" else parse(key, raw)
+
+        weight_xgboost = get("WEIGHT_XGBOOST", _non_negative_float, d.weight_xgboost)
+        weight_iforest = get(
+            "WEIGHT_ISOLATION_FOREST", _non_negative_float, d.weight_isolation_forest
+        )
+        if weight_xgboost + weight_iforest <= 0:
+            raise SettingsError(
+                f"{ENV_PREFIX}WEIGHT_XGBOOST and {ENV_PREFIX}WEIGHT_ISOLATION_FOREST are both 0;"
+                " at least one model needs a positive weight"
+            )
+        return cls(
+            kafka_url=get("KAFKA_URL", _kafka_url, d.kafka_url),
+            redis_url=get("REDIS_URL", _redis_url, d.redis_url),
+            topic_transactions=get("TOPIC_TRANSACTIONS", _topic_name, d.topic_transactions),
+            topic_decisions=get("TOPIC_DECISIONS", _topic_name, d.topic_decisions),
+            topic_labels=get("TOPIC_LABELS", _topic_name, d.topic_labels),
+            topic_dlq=get("TOPIC_DLQ", _topic_name, d.topic_dlq),
+            partitions=get("PARTITIONS", _positive_int, d.partitions),
+            registry_path=get("REGISTRY", lambda _k, v: Path(v), d.registry_path),
+            model_timeout_ms=get("MODEL_TIMEOUT_MS", _positive_float, d.model_timeout_ms),
+            fallback_policy=get("FALLBACK_POLICY", _fallback_policy, d.fallback_policy),
+            weight_xgboost=weight_xgboost,
+            weight_isolation_forest=weight_iforest,
+            cost_fn=get("COST_FN", _non_negative_float, d.cost_fn),
+            cost_fp=get("COST_FP", _non_negative_float, d.cost_fp),
+            cost_review=get("COST_REVIEW", _non_negative_float, d.cost_review),
+            max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
+            metrics_port=get("METRICS_PORT", _port, d.metrics_port),
+            app_id=get("APP_ID", _app_id, d.app_id),
+        )
+
+
+def _float(key: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{key}={raw!r} must be a finite number")
+    return value
+
+
+def _non_negative_float(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if value < 0:
+        raise SettingsError(f"{key}={raw!r} must be >= 0")
+    return value
+
+
+def _positive_float(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if value <= 0:
+        raise SettingsError(f"{key}={raw!r} must be > 0")
+    return value
+
+
+def _fraction(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{key}={raw!r} must be in (0, 1], e.g. 0.001 for 0.1 %")
+    return value
+
+
+def _int(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not an integer") from None
+
+
+def _positive_int(key: str, raw: str) -> int:
+    value = _int(key, raw)
+    if value < 1:
+        raise SettingsError(f"{key}={raw!r} must be >= 1")
+    return value
+
+
+def _port(key: str, raw: str) -> int:
+    value = _int(key, raw)
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{key}={raw!r} must be a TCP port 0..65535 (0 = any free port)")
+    return value
+
+
+def _fallback_policy(key: str, raw: str) -> FallbackPolicy:
+    value = raw.lower()
+    if value not in _FALLBACK_POLICIES:
+        raise SettingsError(f"{key}={raw!r} must be one of {', '.join(_FALLBACK_POLICIES)}")
+    return cast(FallbackPolicy, value)
+
+
+def _topic_name(key: str, raw: str) -> str:
+    # Kafka's own rule: [a-zA-Z0-9._-], at most 249 characters, not "." or "..".
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if len(raw) > 249 or raw in (".", "..") or not set(raw) <= allowed:
+        raise SettingsError(
+            f"{key}={raw!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-')"
+        )
+    return raw
+
+
+def _app_id(key: str, raw: str) -> str:
+    if any(ch.isspace() for ch in raw):
+        raise SettingsError(f"{key}={raw!r} must not contain whitespace")
+    return raw
+
+
+def _kafka_url(key: str, raw: str) -> str:
+    """Normalise to Faust's form, ``kafka://host:port[;host:port]``."""
+    if "://" in raw and not raw.startswith(_KAFKA_SCHEMES):
+        raise SettingsError(f"{key}={raw!r} must start with kafka:// (or be host:port)")
+    url = raw if raw.startswith(_KAFKA_SCHEMES) else f"kafka://{raw}"
+    hosts = url.split("://", 1)[1].rstrip("/")
+    for host in hosts.split(";"):
+        name, sep, port = host.rpartition(":")
+        if not sep or not name or not port.isdigit():
+            raise SettingsError(f"{key}={raw!r}: {host!r} is not host:port")
+    return url
+
+
+def _redis_url(key: str, raw: str) -> str:
+    if not raw.startswith(_REDIS_SCHEMES):
+        raise SettingsError(f"{key}={raw!r} must start with one of {', '.join(_REDIS_SCHEMES)}")
+    return raw

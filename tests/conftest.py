@@ -1,0 +1,28 @@
+"""Shared fixtures: the real Tansu broker and redis-server, once per test session.
+
+Tests that use them must be marked ``@pytest.mark.integration`` so ``pytest -m
+"not integration"`` runs the fast suite alone. Each test uses its own topic names and
+consumer group (for example derived from the test name) because the servers are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from stream.services import EmbeddedBroker, EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A Tansu broker with in-memory storage on a free port (``.url``, ``.bootstrap``)."""
+    with EmbeddedBroker() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A redis-server without persistence (``.url`` over TCP, ``.unix_url`` over a socket)."""
+    with EmbeddedRedis() as server:
+        yield server
