@@ -53,6 +53,23 @@ FEATURE_NAMES: tuple[str, ...] = (
     "merchant_fraud_rate_30d",
 )
 
+#: How far a transaction departs from its card's own habits: the features an unsupervised
+#: anomaly detector sees. Population-level features (merchant counts, raw window totals)
+#: vary widely among legitimate cards and would drown these out.
+ANOMALY_FEATURES: tuple[str, ...] = (
+    "amount",
+    "amount_zscore_30d",
+    "seconds_since_last",
+    "velocity_kmh",
+    "count_1h",
+    "total_amount_1h",
+    "distinct_merchants_1h",
+    "night_count_1d",
+    "local_hour",
+    "is_new_merchant",
+    "is_new_country",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class MerchantCounts:

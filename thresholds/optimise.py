@@ -49,7 +49,7 @@ def _at_or_above(counts_per_value: NDArray[np.intp]) -> NDArray[np.intp]:
 def optimise_thresholds(
     scores: ArrayLike,
     is_fraud: ArrayLike,
-    cost: CostModel = CostModel(),  # noqa: B008 - frozen, so a shared default is safe
+    cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
 ) -> ThresholdChoice:
     """Return the feasible pair with the lowest total cost on these labelled scores.

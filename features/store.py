@@ -1,0 +1,215 @@
+"""The online feature store: the same window state as the offline builder, kept in Redis.
+
+Layout (keys hash-tagged so Redis Cluster keeps each card's and each merchant's keys on
+one slot):
+- `fs:{card:<id>}:times`  sorted set, member txn_id, score event_time
+- `fs:{card:<id>}:events` hash, txn_id -> the encoded `CardEvent`
+- `fs:{merchant:<id>}:txns`   sorted set, member txn_id, score event_time
+- `fs:{merchant:<id>}:frauds` sorted set, member txn_id, score label_time
+- `fs:{txn:<id>}:merchant`    string, so a late label finds its merchant
+
+One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn_id` is
+a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
+feature definition needs; all scripts of a micro-batch travel in one pipeline, i.e. one
+round trip. The feature vector is then computed by `features.definitions.feature_vector`,
+the function the offline builder uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import redis.asyncio as aioredis
+from numpy.typing import NDArray
+
+from features.definitions import (
+    MERCHANT_COUNT_WINDOW_SECONDS,
+    MERCHANT_RATE_WINDOW_SECONDS,
+    MerchantCounts,
+    feature_vector,
+)
+from features.transaction import Label, Transaction
+from features.windows import RETENTION_SECONDS, CardEvent, CardHistory
+
+#: Keys live this long (wall clock) after their last write: past the longest window.
+KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
+
+_RECORD_CARD_EVENT = """
+local times, events = KEYS[1], KEYS[2]
+local txn_id, event_time, encoded = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local retention, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('ZADD', times, 'NX', event_time, txn_id) == 1 then
+  redis.call('HSET', events, txn_id, encoded)
+end
+local newest = tonumber(redis.call('ZRANGE', times, -1, -1, 'WITHSCORES')[2])
+local cutoff = string.format('(%.17g', newest - retention)
+local stale = redis.call('ZRANGEBYSCORE', times, '-inf', cutoff)
+if #stale > 0 then
+  redis.call('ZREM', times, unpack(stale))
+  redis.call('HDEL', events, unpack(stale))
+end
+redis.call('EXPIRE', times, ttl)
+redis.call('EXPIRE', events, ttl)
+return redis.call('HVALS', events)
+"""
+
+_RECORD_MERCHANT_TXN = """
+local txns, frauds = KEYS[1], KEYS[2]
+local txn_id, t = ARGV[1], tonumber(ARGV[2])
+local count_window, rate_window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local retention, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local before_t = string.format('(%.17g', t)
+local function earlier_than_me(start)
+  local n = redis.call('ZCOUNT', txns, string.format('%.17g', start), before_t)
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', txns, ARGV[2], ARGV[2])) do
+    if other < txn_id then n = n + 1 end
+  end
+  return n
+end
+redis.call('ZADD', txns, 'NX', t, txn_id)
+local newest = tonumber(redis.call('ZRANGE', txns, -1, -1, 'WITHSCORES')[2])
+redis.call('ZREMRANGEBYSCORE', txns, '-inf', string.format('(%.17g', newest - retention))
+redis.call('EXPIRE', txns, ttl)
+return {
+  earlier_than_me(t - count_window),
+  earlier_than_me(t - rate_window),
+  redis.call('ZCOUNT', frauds, string.format('%.17g', t - rate_window), before_t),
+}
+"""
+
+
+def _card_keys(card_id: str) -> list[str]:
+    return [f"fs:{{card:{card_id}}}:times", f"fs:{{card:{card_id}}}:events"]
+
+
+def _merchant_keys(merchant_id: str) -> list[str]:
+    return [f"fs:{{merchant:{merchant_id}}}:txns", f"fs:{{merchant:{merchant_id}}}:frauds"]
+
+
+def _txn_merchant_key(txn_id: str) -> str:
+    return f"fs:{{txn:{txn_id}}}:merchant"
+
+
+def encode_event(event: CardEvent) -> str:
+    return json.dumps(
+        [
+            event.txn_id,
+            event.event_time,
+            event.amount,
+            event.merchant_id,
+            event.country,
+            event.lat,
+            event.lon,
+            event.night,
+            event.weekend,
+        ],
+        separators=(",", ":"),
+    )
+
+
+def decode_event(encoded: str | bytes) -> CardEvent:
+    return CardEvent(*json.loads(encoded))
+
+
+class FeatureStoreError(RuntimeError):
+    """Redis could not serve features; the worker scores the transaction as degraded."""
+
+
+class RedisFeatureStore:
+    """Records transactions and labels in Redis and returns point-in-time feature vectors."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._record_card = client.register_script(_RECORD_CARD_EVENT)
+        self._record_merchant = client.register_script(_RECORD_MERCHANT_TXN)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisFeatureStore:
+        return cls(aioredis.Redis.from_url(url))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def record_and_featurize(
+        self, transactions: Sequence[Transaction]
+    ) -> list[NDArray[np.float64]]:
+        """Record a micro-batch (in order) and return each transaction's features.
+
+        Idempotent: recording a transaction again returns the same vector it got the first
+        time, as long as no earlier-in-time event arrived in between.
+        """
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for txn in transactions:
+                    event = CardEvent.from_transaction(txn)
+                    await self._record_card(
+                        keys=_card_keys(txn.card_id),
+                        args=[
+                            txn.txn_id,
+                            txn.event_time,
+                            encode_event(event),
+                            RETENTION_SECONDS,
+                            KEY_TTL_SECONDS,
+                        ],
+                        client=pipe,
+                    )
+                    await self._record_merchant(
+                        keys=_merchant_keys(txn.merchant_id),
+                        args=[
+                            txn.txn_id,
+                            txn.event_time,
+                            MERCHANT_COUNT_WINDOW_SECONDS,
+                            MERCHANT_RATE_WINDOW_SECONDS,
+                            RETENTION_SECONDS,
+                            KEY_TTL_SECONDS,
+                        ],
+                        client=pipe,
+                    )
+                    pipe.set(_txn_merchant_key(txn.txn_id), txn.merchant_id, ex=KEY_TTL_SECONDS)
+                replies = await pipe.execute()
+        except aioredis.RedisError as error:
+            raise FeatureStoreError(f"feature store unavailable: {error}") from error
+        vectors = []
+        for index, txn in enumerate(transactions):
+            encoded_events, merchant_counts = replies[3 * index], replies[3 * index + 1]
+            history = CardHistory(decode_event(encoded) for encoded in encoded_events)
+            vectors.append(
+                feature_vector(
+                    txn,
+                    history.before(txn.event_time, txn.txn_id),
+                    MerchantCounts(*(int(count) for count in merchant_counts)),
+                )
+            )
+        return vectors
+
+    async def record_labels(self, labels: Sequence[Label]) -> int:
+        """Count fraud labels towards their merchant's risk; returns how many were matched.
+
+        A label whose transaction was never seen (or has expired) cannot be attributed to a
+        merchant and is skipped.
+        """
+        frauds = [label for label in labels if label.is_fraud]
+        if not frauds:
+            return 0
+        try:
+            merchants = await self._client.mget(
+                [_txn_merchant_key(label.txn_id) for label in frauds]
+            )
+            async with self._client.pipeline(transaction=False) as pipe:
+                matched = 0
+                for label, merchant in zip(frauds, merchants, strict=True):
+                    if merchant is None:
+                        continue
+                    key = _merchant_keys(
+                        merchant.decode() if isinstance(merchant, bytes) else merchant
+                    )[1]
+                    pipe.zadd(key, {label.txn_id: label.label_time}, nx=True)
+                    pipe.zremrangebyscore(key, "-inf", f"({label.label_time - RETENTION_SECONDS}")
+                    pipe.expire(key, KEY_TTL_SECONDS)
+                    matched += 1
+                await pipe.execute()
+        except aioredis.RedisError as error:
+            raise FeatureStoreError(f"feature store unavailable: {error}") from error
+        return matched

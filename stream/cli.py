@@ -1,0 +1,121 @@
+"""`fraudstream`: one command line, one thin subcommand per job.
+
+Each subcommand parses its flags and calls one plain function that tests call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream.offline import evaluate_from_file, format_report, train_from_file
+from stream.synthetic import GeneratorConfig, generate_stream, write_stream
+
+
+def _generate(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    config = GeneratorConfig(
+        transactions=args.transactions,
+        seed=args.seed,
+        fraud_rate=args.fraud_rate,
+        days=args.days,
+        drift_at=args.drift_at,
+    )
+    stream = generate_stream(config)
+    labels_file = write_stream(stream, args.out)
+    frauds = sum(label.is_fraud for label in stream.labels)
+    print(
+        f"wrote {len(stream.transactions):,} transactions to {args.out} and their labels to "
+        f"{labels_file} ({frauds:,} frauds, {frauds / len(stream.labels):.2%}) "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    version = train_from_file(args.data, args.registry)
+    print(f"registered model {version} in {args.registry} (now live)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    report = evaluate_from_file(args.data, args.registry)
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Offline demo: generate, train, evaluate, in a run folder."""
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "transactions.jsonl"
+    registry = out / "registry"
+    print(f"[1/3] generating {args.transactions:,} transactions", flush=True)
+    _generate(
+        argparse.Namespace(
+            transactions=args.transactions,
+            seed=args.seed,
+            fraud_rate=0.01,
+            days=60.0,
+            drift_at=0.75,
+            out=data,
+        )
+    )
+    print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
+    _train(argparse.Namespace(data=data, registry=registry))
+    print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
+    return _evaluate(argparse.Namespace(data=data, registry=registry, json=out / "evaluation.json"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write a synthetic transaction stream")
+    generate.add_argument("--transactions", type=int, default=50_000)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--fraud-rate", type=float, default=0.01)
+    generate.add_argument("--days", type=float, default=60.0)
+    generate.add_argument(
+        "--drift-at",
+        type=float,
+        default=0.75,
+        help="fraction of the span after which the novel fraud pattern appears",
+    )
+    generate.add_argument("--out", type=Path, required=True, help=".jsonl or .parquet")
+    generate.set_defaults(run=_generate)
+
+    train = commands.add_parser("train", help="train and register a model version")
+    train.add_argument("--data", type=Path, required=True)
+    train.add_argument("--registry", type=Path, default=Path("registry"))
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score held-out data with every model")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--registry", type=Path, default=Path("registry"))
+    evaluate.add_argument("--json", type=Path, default=None)
+    evaluate.set_defaults(run=_evaluate)
+
+    demo = commands.add_parser("demo", help="generate, train and evaluate in one go")
+    demo.add_argument("--transactions", type=int, default=200_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.registry import (
+    LIVE_FILE,
+    MANIFEST,
+    REQUIRED_FILES,
+    RegistryError,
+    list_versions,
+    load_version,
+    save_version,
+    set_live,
+)
+from models.training import TrainedModels
+from tests.models.test_training import FEATURE_NAMES, synthetic_fraud_rows, train_small_models
+
+SPLIT = {"split": {"train_end": 1_700_000_000.0, "valid_end": 1_700_600_000.0}}
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedModels:
+    return train_small_models()
+
+
+def _save(registry: Path, trained: TrainedModels, promote: bool = True) -> str:
+    return save_version(
+        registry, trained, training_data_hash="abc123", extra_metadata=SPLIT, promote=promote
+    )
+
+
+def test_round_trip_scores_identically(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    loaded = load_version(tmp_path)
+    X, _ = synthetic_fraud_rows(300, seed=21)
+    assert version == loaded.version == "v0001"
+    assert loaded.feature_names == FEATURE_NAMES
+    assert np.array_equal(loaded.xgboost.score_batch(X), trained.xgboost.score_batch(X))
+    assert np.array_equal(
+        loaded.isolation_forest.score_batch(X), trained.isolation_forest.score_batch(X)
+    )
+    assert loaded.metrics == json.loads(json.dumps(trained.metrics))
+    assert loaded.metadata["training_data_hash"] == "abc123"
+    assert loaded.metadata["split"] == SPLIT["split"]
+    assert loaded.metadata["params"]["xgb_max_rounds"] == 20
+
+
+def test_manifest_lists_every_file(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    manifest = json.loads((tmp_path / version / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == sorted(REQUIRED_FILES)
+    assert sorted(p.name for p in (tmp_path / version).iterdir()) == sorted(
+        (*REQUIRED_FILES, MANIFEST)
+    )
+
+
+def test_tampered_file_is_refused_and_named(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    model_file = tmp_path / version / "xgboost.ubj"
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    with pytest.raises(RegistryError, match=r"v0001/xgboost\.ubj does not match its manifest"):
+        load_version(tmp_path)
+
+
+def test_missing_file_is_refused_and_named(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    (tmp_path / version / "isolation_forest.npz").unlink()
+    with pytest.raises(RegistryError, match=r"v0001/isolation_forest\.npz is missing"):
+        load_version(tmp_path, version)
+
+
+def test_missing_manifest_is_refused(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    (tmp_path / version / MANIFEST).unlink()
+    with pytest.raises(RegistryError, match="manifest.json is missing"):
+        load_version(tmp_path, version)
+
+
+def test_new_versions_become_live_unless_not_promoted(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    assert _save(tmp_path, trained) == "v0001"
+    assert _save(tmp_path, trained) == "v0002"
+    assert _save(tmp_path, trained, promote=False) == "v0003"
+    assert list_versions(tmp_path) == ["v0001", "v0002", "v0003"]
+    assert (tmp_path / LIVE_FILE).read_text().strip() == "v0002"
+    assert load_version(tmp_path).version == "v0002"
+    assert load_version(tmp_path, "v0003").version == "v0003"
+    set_live(tmp_path, "v0001")
+    assert load_version(tmp_path).version == "v0001"
+
+
+def test_without_live_file_the_highest_version_loads(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    _save(tmp_path, trained)
+    _save(tmp_path, trained, promote=False)
+    (tmp_path / LIVE_FILE).unlink()
+    assert load_version(tmp_path).version == "v0002"
+
+
+def test_empty_or_unknown_registry_is_an_actionable_error(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="train a model first"):
+        load_version(tmp_path / "nothing-here")
+    (tmp_path / LIVE_FILE).write_text("v0009\n")
+    with pytest.raises(RegistryError, match="v0009 does not exist"):
+        load_version(tmp_path)
+
+
+def test_extra_metadata_cannot_override_registry_keys(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    with pytest.raises(ValueError, match="training_data_hash"):
+        save_version(
+            tmp_path, trained, training_data_hash="x", extra_metadata={"training_data_hash": "y"}
+        )
+    assert list_versions(tmp_path) == []

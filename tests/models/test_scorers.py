@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from models.scorers import AnomalyCalibration, Scorer
+from models.training import TrainedModels
+from tests.models.test_training import FEATURE_NAMES, synthetic_fraud_rows, train_small_models
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedModels:
+    return train_small_models()
+
+
+def test_both_scorers_follow_the_protocol(trained: TrainedModels) -> None:
+    X, _ = synthetic_fraud_rows(300, seed=11)
+    for scorer in (trained.xgboost, trained.isolation_forest):
+        assert isinstance(scorer, Scorer)
+        scores = scorer.score_batch(X)
+        assert scores.shape == (300,) and scores.dtype == np.float64
+        assert np.all((scores >= 0.0) & (scores <= 1.0))
+        assert scorer.score_one(X[7]) == pytest.approx(scores[7], abs=1e-7)
+
+
+def test_xgboost_contributions_plus_bias_sum_to_the_margin(trained: TrainedModels) -> None:
+    booster = trained.xgboost.booster
+    x = synthetic_fraud_rows(20, seed=12)[0][5]
+    contributions = trained.xgboost.contributions(x, top_k=None)
+    assert sorted(name for name, _ in contributions) == sorted(FEATURE_NAMES)
+    matrix = xgb.DMatrix(x[None], feature_names=list(FEATURE_NAMES))
+    bias = float(booster.predict(matrix, pred_contribs=True)[0, -1])
+    margin = float(booster.inplace_predict(x[None], predict_type="margin")[0])
+    assert sum(value for _, value in contributions) + bias == pytest.approx(margin, abs=1e-4)
+
+
+def test_contributions_list_fraud_drivers_first(trained: TrainedModels) -> None:
+    x = synthetic_fraud_rows(20, seed=13)[0][0]
+    values = [value for _, value in trained.xgboost.contributions(x, top_k=None)]
+    positives = [v for v in values if v > 0]
+    assert values[: len(positives)] == sorted(positives, reverse=True)
+    assert [abs(v) for v in values[len(positives) :]] == sorted(
+        (abs(v) for v in values[len(positives) :]), reverse=True
+    )
+    assert len(trained.xgboost.contributions(x, top_k=3)) == 3
+
+
+def test_calibration_is_monotone_and_bounded(trained: TrainedModels) -> None:
+    calibration = trained.isolation_forest.calibration
+    anomaly = np.linspace(0.0, 1.0, 1001)
+    mapped = calibration.apply(anomaly)
+    assert calibration.slope > 0.0
+    assert np.all(np.diff(mapped) > 0.0)
+    assert np.all((mapped >= 0.0) & (mapped <= 1.0))
+
+
+def test_calibration_matches_the_fraud_rate_of_typical_rows() -> None:
+    rng = np.random.default_rng(0)
+    anomaly = rng.uniform(0.35, 0.75, size=20_000)
+    is_fraud = rng.random(20_000) < np.where(anomaly > 0.6, 0.2, 0.01)
+    calibration = AnomalyCalibration.fit(anomaly, is_fraud)
+    typical, strange = calibration.apply(np.array([0.45, 0.72]))
+    assert 0.0 < typical < 0.05 < strange < 0.5
+
+
+def test_calibration_stays_increasing_when_anomaly_carries_no_fraud_signal() -> None:
+    rng = np.random.default_rng(1)
+    anomaly = rng.uniform(0.35, 0.75, size=5_000)
+    is_fraud = rng.random(5_000) < np.where(anomaly > 0.6, 0.001, 0.05)  # anti-correlated
+    calibration = AnomalyCalibration.fit(anomaly, is_fraud)
+    assert calibration.slope > 0.0
+    assert np.all(np.diff(calibration.apply(np.linspace(0.0, 1.0, 101))) > 0.0)
+    assert calibration.apply(np.array([0.5]))[0] == pytest.approx(is_fraud.mean(), abs=0.01)
+
+
+def test_calibration_round_trips_through_json(trained: TrainedModels) -> None:
+    calibration = trained.isolation_forest.calibration
+    restored = AnomalyCalibration.from_json(json.loads(json.dumps(calibration.to_json())))
+    assert restored == calibration
