@@ -87,13 +87,22 @@ class XGBoostScorer:
         ``top_k=None`` returns every feature. Slower than scoring (it builds a DMatrix):
         call it for flagged transactions, not for every one.
         """
-        matrix = xgb.DMatrix(x.reshape(1, -1), feature_names=list(self.feature_names))
-        values = self.booster.predict(matrix, pred_contribs=True)[0, :-1]
-        ranked = sorted(
-            zip(self.feature_names, (float(v) for v in values), strict=True),
-            key=lambda pair: (pair[1] <= 0.0, -abs(pair[1])),
-        )
-        return ranked if top_k is None else ranked[:top_k]
+        return self.contributions_batch(x.reshape(1, -1), top_k)[0]
+
+    def contributions_batch(
+        self, X: NDArray[np.float64], top_k: int | None = 5
+    ) -> list[list[tuple[str, float]]]:
+        """`contributions` for many rows with one DMatrix (much cheaper per row)."""
+        matrix = xgb.DMatrix(np.atleast_2d(X), feature_names=list(self.feature_names))
+        rows = self.booster.predict(matrix, pred_contribs=True)[:, :-1]
+        ranked_rows = []
+        for values in rows:
+            ranked = sorted(
+                zip(self.feature_names, (float(v) for v in values), strict=True),
+                key=lambda pair: (pair[1] <= 0.0, -abs(pair[1])),
+            )
+            ranked_rows.append(ranked if top_k is None else ranked[:top_k])
+        return ranked_rows
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream.offline import evaluate_from_file, format_report, train_from_file
+from stream.services import embedded_services
+from stream.settings import Settings
 from stream.synthetic import GeneratorConfig, generate_stream, write_stream
 
 
@@ -75,6 +77,42 @@ def _demo(args: argparse.Namespace) -> int:
     return _evaluate(argparse.Namespace(data=data, registry=registry, json=out / "evaluation.json"))
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from stream.app import run_worker
+
+    settings = Settings.from_env()
+    if settings.kafka_url is None or settings.redis_url is None:
+        print(
+            "fraudstream worker needs FRAUDSTREAM_KAFKA_URL and FRAUDSTREAM_REDIS_URL; "
+            "run `fraudstream services` for an embedded pair",
+            file=sys.stderr,
+        )
+        return 2
+    run_worker(
+        settings,
+        settings.kafka_url,
+        settings.redis_url,
+        datadir=args.datadir,
+        status_file=args.status_file,
+        session_timeout_s=args.session_timeout,
+    )
+    return 0
+
+
+def _services(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with embedded_services(settings) as urls:
+        print(f"export FRAUDSTREAM_KAFKA_URL={urls.kafka_url}")
+        print(f"export FRAUDSTREAM_REDIS_URL={urls.redis_url}")
+        print("# services running; Ctrl-C stops them", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--registry", type=Path, default=Path("registry"))
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.set_defaults(run=_evaluate)
+
+    worker = commands.add_parser("worker", help="run one Faust worker (FRAUDSTREAM_* settings)")
+    worker.add_argument("--datadir", type=Path, default=Path(".fraudstream-worker"))
+    worker.add_argument("--status-file", type=Path, default=None)
+    worker.add_argument("--session-timeout", type=float, default=6.0)
+    worker.set_defaults(run=_worker)
+
+    services = commands.add_parser("services", help="run the embedded broker and Redis")
+    services.set_defaults(run=_services)
 
     demo = commands.add_parser("demo", help="generate, train and evaluate in one go")
     demo.add_argument("--transactions", type=int, default=200_000)

@@ -20,8 +20,8 @@ Variables (default in brackets):
 ``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
 ``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
-``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [0.7]
-``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [0.3]
+``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [unset: the registry version's]
+``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [unset: the registry version's]
 ``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]
 ``FRAUDSTREAM_COST_FP``             dollars per false decline, >= 0 [50]
 ``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
@@ -77,8 +77,8 @@ class Settings:
     registry_path: Path = Path("registry")
     model_timeout_ms: float = 50.0
     fallback_policy: FallbackPolicy = "neutral"
-    weight_xgboost: float = 0.7
-    weight_isolation_forest: float = 0.3
+    weight_xgboost: float | None = None
+    weight_isolation_forest: float | None = None
     cost_fn: float = 5000.0
     cost_fp: float = 50.0
     cost_review: float = 10.0
@@ -115,7 +115,11 @@ class Settings:
         weight_iforest = get(
             "WEIGHT_ISOLATION_FOREST", _non_negative_float, d.weight_isolation_forest
         )
-        if weight_xgboost + weight_iforest <= 0:
+        if (
+            weight_xgboost is not None
+            and weight_iforest is not None
+            and (weight_xgboost + weight_iforest <= 0)
+        ):
             raise SettingsError(
                 f"{ENV_PREFIX}WEIGHT_XGBOOST and {ENV_PREFIX}WEIGHT_ISOLATION_FOREST are both 0;"
                 " at least one model needs a positive weight"

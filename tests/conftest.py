@@ -8,6 +8,7 @@ consumer group (for example derived from the test name) because the servers are 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,16 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     """A redis-server without persistence (``.url`` over TCP, ``.unix_url`` over a socket)."""
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one version trained on a small generated stream (seed 11)."""
+    from stream.offline import train_from_file
+    from stream.synthetic import GeneratorConfig, generate_stream, write_stream
+
+    folder = tmp_path_factory.mktemp("registry")
+    data = folder / "train.jsonl"
+    write_stream(generate_stream(GeneratorConfig(transactions=20_000, seed=11)), data)
+    train_from_file(data, folder / "registry")
+    return folder / "registry"

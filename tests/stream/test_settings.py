@@ -19,7 +19,7 @@ def test_empty_environment_gives_documented_defaults() -> None:
     assert settings.registry_path == Path("registry")
     assert settings.model_timeout_ms == 50 and settings.model_timeout_s == 0.05
     assert settings.fallback_policy == "neutral"
-    assert (settings.weight_xgboost, settings.weight_isolation_forest) == (0.7, 0.3)
+    assert (settings.weight_xgboost, settings.weight_isolation_forest) == (None, None)
     assert (settings.cost_fn, settings.cost_fp, settings.cost_review) == (5000, 50, 10)
     assert settings.max_fpr == 0.001
     assert settings.metrics_port == 0

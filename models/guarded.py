@@ -1,0 +1,98 @@
+"""Each model under its own timeout, so one slow model never breaks the latency budget.
+
+A `GuardedScorer` runs its scorer in a dedicated single-thread executor (XGBoost and
+NumPy release the GIL, so the models overlap) and waits at most `timeout_s`. A model that
+times out or raises yields no scores and a reason; the caller falls back (neutral weight
+renormalisation or the card's last score, see `FallbackScores`) and records the reason.
+A model stuck past its timeout keeps its thread busy, so later calls queue behind it and
+time out too: the fallback holds until the model recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.scorers import Scorer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GuardedResult:
+    """Scores for every row, or None with `fallback_reason` when the model fell back."""
+
+    model: str
+    scores: NDArray[np.float64] | None
+    fallback_reason: str | None
+    seconds: float
+
+
+class GuardedScorer:
+    """Runs `scorer.score_batch` off the event loop, bounded by `timeout_s`."""
+
+    def __init__(self, scorer: Scorer, timeout_s: float) -> None:
+        self.scorer = scorer
+        self.name = scorer.name
+        self.timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"model-{scorer.name}"
+        )
+
+    async def call(self, function: Callable[..., T], *args: Any) -> tuple[T | None, str | None]:
+        """`function(*args)` on the model's thread: (result, None) or (None, reason)."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, function, *args), self.timeout_s
+            )
+        except TimeoutError:
+            return None, f"timeout after {self.timeout_s * 1000:.0f} ms"
+        except Exception as error:  # any model failure must degrade, never crash the worker
+            return None, f"error: {type(error).__name__}: {error}"
+        return result, None
+
+    async def score_batch(self, features: NDArray[np.float64]) -> GuardedResult:
+        started = time.perf_counter()
+        scores, reason = await self.call(self.scorer.score_batch, features)
+        return GuardedResult(
+            self.name,
+            None if scores is None else np.asarray(scores, dtype=np.float64),
+            reason,
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class FallbackScores:
+    """The `last_score` policy: each card's most recent score per model, bounded in size.
+
+    Cards are partitioned by key, so a worker sees all events of its cards and an
+    in-process map suffices; a card not seen yet has no last score (the caller then drops
+    the model's weight, as the `neutral` policy does).
+    """
+
+    def __init__(self, max_cards: int = 100_000) -> None:
+        self._last: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._max_cards = max_cards
+
+    def remember(self, model: str, card_ids: Sequence[str], scores: NDArray[np.float64]) -> None:
+        for card_id, score in zip(card_ids, scores, strict=True):
+            key = (model, card_id)
+            self._last[key] = float(score)
+            self._last.move_to_end(key)
+        while len(self._last) > self._max_cards:
+            self._last.popitem(last=False)
+
+    def recall(self, model: str, card_id: str) -> float | None:
+        return self._last.get((model, card_id))

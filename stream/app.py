@@ -1,0 +1,155 @@
+"""The Faust worker: agents that move bytes between topics and call the pipeline.
+
+`score_transactions` takes micro-batches from `transactions`, hands them to
+`DecisionPipeline`, and sends decisions and dead letters on; `learn_from_labels` feeds
+late fraud labels to the merchant risk features. All logic lives in stream/pipeline.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from features.store import FeatureStoreError, RedisFeatureStore
+from features.transaction import InvalidTransaction, parse_label
+from models.ensemble import EnsembleWeights
+from models.registry import load_version
+from stream.pipeline import DecisionPipeline, IncomingRecord, ThresholdPair, dead_letter
+from stream.settings import Settings
+
+#: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
+#: Tansu holds a group join for about half the session timeout, so the session timeout
+#: is the rebalance latency; heartbeats must fire well inside it.
+FAUST_ON_TANSU: dict[str, Any] = {
+    "topic_replication_factor": 1,
+    "web_enabled": False,
+    "consumer_auto_offset_reset": "earliest",
+    "broker_max_poll_records": 1000,
+    "broker_commit_interval": 0.5,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 20.0,
+}
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.005
+
+
+def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
+    """The live registry version with its thresholds; settings may override the weights."""
+    models = load_version(settings.registry_path)
+    weights = EnsembleWeights.from_dict(models.metadata["weights"]).as_dict()
+    if settings.weight_xgboost is not None:
+        weights["xgboost"] = settings.weight_xgboost
+    if settings.weight_isolation_forest is not None:
+        weights["isolation_forest"] = settings.weight_isolation_forest
+    chosen = models.metadata["thresholds"]["ensemble"]
+    return DecisionPipeline(
+        RedisFeatureStore.from_url(redis_url),
+        models,
+        weights,
+        ThresholdPair(f"{models.version}-static", chosen["review"], chosen["decline"]),
+        settings.model_timeout_s,
+        settings.fallback_policy,
+    )
+
+
+def create_app(
+    settings: Settings,
+    kafka_url: str,
+    redis_url: str,
+    *,
+    datadir: Path,
+    status_file: Path | None = None,
+    session_timeout_s: float = 6.0,
+) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=kafka_url,
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        broker_session_timeout=session_timeout_s,
+        **FAUST_ON_TANSU,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+    transactions = raw_topic(settings.topic_transactions)
+    labels = raw_topic(settings.topic_labels)
+    decisions = raw_topic(settings.topic_decisions)
+    dead_letters = raw_topic(settings.topic_dlq)
+    pipeline: list[DecisionPipeline] = []
+
+    def the_pipeline() -> DecisionPipeline:
+        if not pipeline:
+            pipeline.append(build_pipeline(settings, redis_url))
+        return pipeline[0]
+
+    async def send_dead_letter(letter: dict[str, Any]) -> None:
+        await dead_letters.send(value=json.dumps(letter).encode(), force=True)
+
+    @app.agent(transactions)
+    async def score_transactions(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            records = [
+                IncomingRecord(event.value, event.message.timestamp or time.time())
+                for event in events
+            ]
+            outcome = await the_pipeline().process(records)
+            for decision in outcome.decisions:
+                await decisions.send(
+                    key=decision["card_id"].encode(),
+                    value=json.dumps(decision, separators=(",", ":")).encode(),
+                    force=True,
+                )
+            for letter in outcome.dead_letters:
+                await send_dead_letter(letter)
+
+    @app.agent(labels)
+    async def learn_from_labels(stream: Any) -> None:
+        async for values in stream.take(BATCH_MAX, within=0.05):
+            parsed = []
+            for value in values:
+                try:
+                    parsed.append(parse_label(value))
+                except InvalidTransaction as error:
+                    await send_dead_letter(dead_letter(value, str(error), "labels"))
+            try:
+                await the_pipeline().store.record_labels(parsed)
+            except FeatureStoreError as error:
+                for label in parsed:
+                    letter = dead_letter(json.dumps(label.to_dict()).encode(), str(error), "labels")
+                    await send_dead_letter(letter)
+
+    if status_file is not None:
+
+        @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+        async def report_assignment(sender: Any, **kwargs: Any) -> None:
+            """Tell whoever started us which partitions we own (written atomically)."""
+            assigned = sorted(
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == settings.topic_transactions
+            )
+            pending = status_file.with_suffix(".tmp")
+            pending.write_text(json.dumps({"partitions": assigned, "time": time.time()}))
+            pending.replace(status_file)
+
+    return app
+
+
+def run_worker(
+    settings: Settings, kafka_url: str, redis_url: str, *, datadir: Path,
+    status_file: Path | None = None, session_timeout_s: float = 6.0,
+) -> None:  # fmt: skip
+    """Run one worker in the foreground until SIGTERM / Ctrl-C."""
+    app = create_app(
+        settings, kafka_url, redis_url, datadir=datadir, status_file=status_file,
+        session_timeout_s=session_timeout_s,
+    )  # fmt: skip
+    load_version(settings.registry_path)  # fail fast on a missing or tampered model
+    faust.Worker(app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()

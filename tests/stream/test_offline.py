@@ -1,0 +1,62 @@
+"""generate -> train -> evaluate through the CLI, on a small stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.registry import RegistryError, load_version
+from stream.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("offline")
+    data = run / "stream.jsonl"
+    assert main(["generate", "--transactions", "30000", "--seed", "3", "--out", str(data)]) == 0
+    assert main(["train", "--data", str(data), "--registry", str(run / "registry")]) == 0
+    return run
+
+
+def test_evaluate_reports_every_model_and_scenario(trained_run: Path) -> None:
+    out = trained_run / "evaluation.json"
+    data = trained_run / "stream.jsonl"
+    registry = trained_run / "registry"
+    assert (
+        main(["evaluate", "--data", str(data), "--registry", str(registry), "--json", str(out)])
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"xgboost", "isolation_forest", "ensemble", "rules"}
+    for figures in report["models"].values():
+        assert 0.0 <= figures["auc_roc"] <= 1.0
+        assert figures["review_threshold"] <= figures["decline_threshold"]
+        assert figures["cost_per_txn"] <= figures["cost_per_txn_deployed"] + 1e-9
+    assert "novel" in report["recall_by_scenario"]
+    assert report["models"]["xgboost"]["auc_roc"] > report["models"]["rules"]["auc_roc"]
+
+
+def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> None:
+    models = load_version(trained_run / "registry")
+    split = models.metadata["split"]
+    assert split["train_end"] < split["valid_end"]
+    assert set(models.metadata["thresholds"]) == {
+        "xgboost",
+        "isolation_forest",
+        "ensemble",
+        "rules",
+    }
+    assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
+
+
+def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    (registry / "v0001").mkdir(parents=True)
+    for source in (trained_run / "registry" / "v0001").iterdir():
+        (registry / "v0001" / source.name).write_bytes(source.read_bytes())
+    with (registry / "v0001" / "xgboost.ubj").open("ab") as model_file:
+        model_file.write(b"\0")
+    with pytest.raises(RegistryError, match="xgboost.ubj"):
+        load_version(registry)
