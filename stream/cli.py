@@ -55,6 +55,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.offline:
+        return _offline_demo(args)
+    from stream.demo import DemoOptions, run_demo
+
+    run_demo(
+        Settings.from_env(),
+        DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
+                    workers=args.workers),
+    )  # fmt: skip
+    return 0
+
+
+def _offline_demo(args: argparse.Namespace) -> int:
     """Offline demo: generate, train, evaluate, in a run folder."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -151,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)
 
-    demo = commands.add_parser("demo", help="generate, train and evaluate in one go")
-    demo.add_argument("--transactions", type=int, default=200_000)
+    demo = commands.add_parser("demo", help="the whole system on embedded services")
+    demo.add_argument("--transactions", type=int, default=50_000)
+    demo.add_argument("--rate", type=float, default=500.0, help="transactions per second")
+    demo.add_argument("--workers", type=int, default=1)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument(
+        "--offline", action="store_true", help="generate, train and evaluate only (no Kafka)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 

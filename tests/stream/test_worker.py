@@ -129,15 +129,24 @@ def wait_for_split(workers: list[WorkerProcess], timeout_s: float = 30.0) -> Non
     raise AssertionError(f"partitions never split across workers: {owned}")
 
 
-def assert_features_match_offline(txns: list[Transaction], decisions: list[dict]) -> None:
-    """Per-card windows stayed correct: online card counts equal the offline builder's."""
+def assert_features_match_offline(
+    txns: list[Transaction], decisions: list[dict], every_copy: bool = False
+) -> None:
+    """Per-card windows stayed correct: online card features equal the offline builder's."""
     offline = build_features(txns)
     names = list(offline.feature_names)
-    by_id = {d["txn_id"]: d for d in decisions}
+    by_id: dict[str, list[dict]] = {}
+    for decision in decisions:
+        by_id.setdefault(decision["txn_id"], []).append(decision)
     for row, txn in enumerate(offline.transactions):
-        online = by_id[txn.txn_id]["features"]
-        for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):
-            assert online[name] == pytest.approx(offline.features[row, names.index(name)]), (
-                txn.txn_id,
-                name,
-            )
+        copies = by_id[txn.txn_id] if every_copy else by_id[txn.txn_id][:1]
+        for decision in copies:
+            for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):
+                expected = offline.features[row, names.index(name)]
+                assert decision["features"][name] == pytest.approx(expected), (
+                    txn.txn_id,
+                    name,
+                    decision["degraded"],
+                    decision["fallbacks"],
+                    len(copies),
+                )
