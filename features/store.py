@@ -31,7 +31,7 @@ from features.definitions import (
     feature_vector,
 )
 from features.transaction import Label, Transaction
-from features.windows import RETENTION_SECONDS, CardEvent, CardHistory
+from features.windows import RETENTION_SECONDS, CardEvent
 
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
@@ -52,7 +52,7 @@ if #stale > 0 then
 end
 redis.call('EXPIRE', times, ttl)
 redis.call('EXPIRE', events, ttl)
-return redis.call('HVALS', events)
+return table.concat(redis.call('HVALS', events), ',')
 """
 
 _RECORD_MERCHANT_TXN = """
@@ -109,8 +109,12 @@ def encode_event(event: CardEvent) -> str:
     )
 
 
-def decode_event(encoded: str | bytes) -> CardEvent:
-    return CardEvent(*json.loads(encoded))
+def decode_events(joined: str | bytes) -> list[CardEvent]:
+    """The comma-joined encoded events one script reply carries (one bulk string: cheap)."""
+    if not joined:
+        return []
+    text = joined.decode() if isinstance(joined, bytes) else joined
+    return [CardEvent(*fields) for fields in json.loads(f"[{text}]")]
 
 
 class FeatureStoreError(RuntimeError):
@@ -174,12 +178,14 @@ class RedisFeatureStore:
         vectors = []
         for index, txn in enumerate(transactions):
             encoded_events, merchant_counts = replies[3 * index], replies[3 * index + 1]
-            history = CardHistory(decode_event(encoded) for encoded in encoded_events)
+            me = (txn.event_time, txn.txn_id)
+            prior = sorted(
+                (event for event in decode_events(encoded_events) if event.key < me),
+                key=lambda event: event.key,
+            )
             vectors.append(
                 feature_vector(
-                    txn,
-                    history.before(txn.event_time, txn.txn_id),
-                    MerchantCounts(*(int(count) for count in merchant_counts)),
+                    txn, prior, MerchantCounts(*(int(count) for count in merchant_counts))
                 )
             )
         return vectors
