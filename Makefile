@@ -27,7 +27,8 @@ unit: install
 test: lint unit
 
 bench: install
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_generate --transactions 1000000
+	$(BIN)/python -m bench.bench_scoring
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
