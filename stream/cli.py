@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream.offline import evaluate_from_file, format_report, train_from_file
-from stream.services import embedded_services
+from stream.services import embedded_services, kafka_bootstrap
 from stream.settings import Settings
 from stream.synthetic import GeneratorConfig, generate_stream, write_stream
 
@@ -112,6 +112,27 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from stream.replay import read_stream_file, replay
+
+    settings = Settings.from_env()
+    if settings.kafka_url is None:
+        print("fraudstream replay needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
+        return 2
+    transactions, labels = read_stream_file(args.data)
+    report = replay(
+        kafka_bootstrap(settings.kafka_url), transactions, labels,
+        topic=settings.topic_transactions, labels_topic=settings.topic_labels,
+        rate=args.rate if args.speedup is None else None, speedup=args.speedup,
+        limit=args.limit,
+    )  # fmt: skip
+    print(
+        f"produced {report.produced:,} transactions and {report.labels_produced:,} labels "
+        f"in {report.seconds:.1f}s: {report.achieved_tps:,.0f} transactions/s"
+    )
+    return 0
+
+
 def _services(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with embedded_services(settings) as urls:
@@ -160,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--status-file", type=Path, default=None)
     worker.add_argument("--session-timeout", type=float, default=6.0)
     worker.set_defaults(run=_worker)
+
+    replay = commands.add_parser("replay", help="produce a stream file to the transactions topic")
+    replay.add_argument("--data", type=Path, required=True, help=".jsonl, .csv or .parquet")
+    replay.add_argument("--rate", type=float, default=1000.0, help="transactions per second")
+    replay.add_argument("--speedup", type=float, default=None, help="compress event time by X")
+    replay.add_argument("--limit", type=int, default=None)
+    replay.set_defaults(run=_replay)
 
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)
