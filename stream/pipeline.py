@@ -141,10 +141,10 @@ class DecisionPipeline:
         mark = time.perf_counter()
         per_model = {result.model: result for result in results}
         for result in results:
-            if result.fallback_reason is not None:
-                outcome.fallbacks.append((result.model, result.fallback_reason))
+            if result.scores is None:
+                outcome.fallbacks.append((result.model, str(result.fallback_reason)))
             elif self.last_scores is not None:
-                self.last_scores.remember(result.model, card_ids, result.scores)  # type: ignore[arg-type]
+                self.last_scores.remember(result.model, card_ids, result.scores)
         scored = []
         for row, card_id in enumerate(card_ids):
             model_scores: dict[str, float | None] = {}
