@@ -90,11 +90,17 @@ class XGBoostScorer:
         return self.contributions_batch(x.reshape(1, -1), top_k)[0]
 
     def contributions_batch(
-        self, X: NDArray[np.float64], top_k: int | None = 5
+        self, X: NDArray[np.float64], top_k: int | None = 5, approximate: bool = False
     ) -> list[list[tuple[str, float]]]:
-        """`contributions` for many rows with one DMatrix (much cheaper per row)."""
+        """`contributions` for many rows with one DMatrix (much cheaper per row).
+
+        `approximate=True` uses XGBoost's Saabas attribution (the path of each tree only)
+        instead of exact TreeSHAP: it also sums to the margin, and costs ~9 us a row
+        instead of ~640 us (116 trees, depth 6), which is what the online path affords.
+        """
         matrix = xgb.DMatrix(np.atleast_2d(X), feature_names=list(self.feature_names))
-        rows = self.booster.predict(matrix, pred_contribs=True)[:, :-1]
+        rows = self.booster.predict(matrix, pred_contribs=True, approx_contribs=approximate)
+        rows = rows[:, :-1]
         ranked_rows = []
         for values in rows:
             ranked = sorted(

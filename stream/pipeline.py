@@ -211,7 +211,7 @@ class DecisionPipeline:
         contributions = None
         if xgboost is not None and hasattr(xgboost.scorer, "contributions_batch"):
             contributions, _ = await xgboost.call(
-                xgboost.scorer.contributions_batch, features[flagged], TOP_REASONS
+                xgboost.scorer.contributions_batch, features[flagged], TOP_REASONS, True
             )
         names = self.models.feature_names
         for position, row in enumerate(flagged):

@@ -37,6 +37,18 @@ def test_xgboost_contributions_plus_bias_sum_to_the_margin(trained: TrainedModel
     assert sum(value for _, value in contributions) + bias == pytest.approx(margin, abs=1e-4)
 
 
+def test_approximate_contributions_also_sum_to_the_margin(trained: TrainedModels) -> None:
+    booster = trained.xgboost.booster
+    rows = synthetic_fraud_rows(20, seed=13)[0][:4]
+    per_row = trained.xgboost.contributions_batch(rows, top_k=None, approximate=True)
+    matrix = xgb.DMatrix(rows, feature_names=list(FEATURE_NAMES))
+    bias = booster.predict(matrix, pred_contribs=True, approx_contribs=True)[:, -1]
+    margins = booster.inplace_predict(rows, predict_type="margin")
+    for contributions, row_bias, margin in zip(per_row, bias, margins, strict=True):
+        total = sum(value for _, value in contributions) + float(row_bias)
+        assert total == pytest.approx(float(margin), abs=1e-4)
+
+
 def test_contributions_list_fraud_drivers_first(trained: TrainedModels) -> None:
     x = synthetic_fraud_rows(20, seed=13)[0][0]
     values = [value for _, value in trained.xgboost.contributions(x, top_k=None)]
