@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from features.geo import haversine_km, local_hour_and_weekday
 from features.transaction import CHANNELS, Transaction
-from features.windows import WINDOWS, CardEvent, aggregate
+from features.windows import WINDOWS, CardEvent
 
 MERCHANT_RATE_WINDOW_SECONDS = WINDOWS["30d"]
 MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
@@ -92,6 +92,46 @@ def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
     return 0.0
 
 
+def _first_at_or_after(prior: Sequence[CardEvent], start: float) -> int:
+    """Index of the first event with `event_time >= start` (`prior` is sorted)."""
+    low, high = 0, len(prior)
+    while low < high:
+        middle = (low + high) // 2
+        if prior[middle].event_time < start:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _window_values(prior: Sequence[CardEvent], t: float) -> list[float]:
+    """The seven aggregates of every window, in one newest-to-oldest pass over `prior`.
+
+    Equal to `aggregate()` of each window's events (checked by a property test), but the
+    windows are nested, so one pass serves all four: the hot path of every decision.
+    """
+    values: list[float] = []
+    count = nights = weekends = 0
+    total = 0.0
+    merchants: set[str] = set()
+    countries: set[str] = set()
+    position = len(prior) - 1
+    for length in WINDOWS.values():
+        start = t - length
+        while position >= 0 and prior[position].event_time >= start:
+            event = prior[position]
+            count += 1
+            total += event.amount
+            merchants.add(event.merchant_id)
+            countries.add(event.country)
+            nights += event.night
+            weekends += event.weekend
+            position -= 1
+        values += (count, total, total / count if count else 0.0, len(merchants),
+                   len(countries), nights, weekends)  # fmt: skip
+    return values
+
+
 def feature_vector(
     txn: Transaction, prior: Sequence[CardEvent], merchant: MerchantCounts
 ) -> NDArray[np.float64]:
@@ -101,23 +141,9 @@ def feature_vector(
     older than 30 days is ignored), `merchant` the merchant counts at `txn.event_time`.
     """
     t = txn.event_time
-    values: list[float] = []
-    window_30d: Sequence[CardEvent] = ()
-    for name, length in WINDOWS.items():
-        start = t - length
-        in_window = [event for event in prior if event.event_time >= start]
-        window = aggregate(in_window)
-        values += (
-            window.count,
-            window.total_amount,
-            window.mean_amount,
-            window.distinct_merchants,
-            window.distinct_countries,
-            window.night_count,
-            window.weekend_count,
-        )
-        if name == "30d":
-            window_30d = in_window
+    values = _window_values(prior, t)
+    start_30d = t - WINDOWS["30d"]
+    window_30d = prior[_first_at_or_after(prior, start_30d) :]
 
     amounts = [event.amount for event in window_30d]
     if len(amounts) >= 2:

@@ -52,7 +52,8 @@ if #stale > 0 then
 end
 redis.call('EXPIRE', times, ttl)
 redis.call('EXPIRE', events, ttl)
-return table.concat(redis.call('HVALS', events), ',')
+local ids = redis.call('ZRANGE', times, 0, -1)
+return table.concat(redis.call('HMGET', events, unpack(ids)), ',')
 """
 
 _RECORD_MERCHANT_TXN = """
@@ -178,11 +179,11 @@ class RedisFeatureStore:
         vectors = []
         for index, txn in enumerate(transactions):
             encoded_events, merchant_counts = replies[3 * index], replies[3 * index + 1]
+            # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
+            prior = decode_events(encoded_events)
             me = (txn.event_time, txn.txn_id)
-            prior = sorted(
-                (event for event in decode_events(encoded_events) if event.key < me),
-                key=lambda event: event.key,
-            )
+            while prior and prior[-1].key >= me:
+                prior.pop()
             vectors.append(
                 feature_vector(
                     txn, prior, MerchantCounts(*(int(count) for count in merchant_counts))

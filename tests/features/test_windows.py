@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,27 @@ def test_feature_vector_from_state_equals_brute_force(arrived: list[Transaction]
         assert got.tolist() == expected.tolist()
         history.add(CardEvent.from_transaction(txn))
         seen.append(txn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals())
+def test_feature_vector_window_columns_equal_aggregate_of_each_window(
+    arrived: list[Transaction],
+) -> None:
+    events = sorted(
+        {t.txn_id: CardEvent.from_transaction(t) for t in arrived}.values(),
+        key=lambda event: event.key,
+    )
+    txn = arrived[-1]
+    prior = [event for event in events if event.key < (txn.event_time, txn.txn_id)]
+    vector = feature_vector(txn, prior, MerchantCounts(0, 0, 0))
+    for index, length in enumerate(WINDOWS.values()):
+        window = aggregate(e for e in prior if e.event_time >= txn.event_time - length)
+        expected = [window.count, window.total_amount, window.mean_amount,
+                    window.distinct_merchants, window.distinct_countries,
+                    window.night_count, window.weekend_count]  # fmt: skip
+        got = vector[7 * index : 7 * index + 7].tolist()
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
