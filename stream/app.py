@@ -7,6 +7,7 @@ late fraud labels to the merchant risk features. All logic lives in stream/pipel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,13 @@ from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
 from models.ensemble import EnsembleWeights
 from models.registry import load_version
-from stream.pipeline import DecisionPipeline, IncomingRecord, ThresholdPair, dead_letter
+from stream.pipeline import (
+    BatchOutcome,
+    DecisionPipeline,
+    IncomingRecord,
+    ThresholdPair,
+    dead_letter,
+)
 from stream.settings import Settings
 
 #: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
@@ -80,7 +87,6 @@ def create_app(
 
     transactions = raw_topic(settings.topic_transactions)
     labels = raw_topic(settings.topic_labels)
-    decisions = raw_topic(settings.topic_decisions)
     dead_letters = raw_topic(settings.topic_dlq)
     pipeline: list[DecisionPipeline] = []
 
@@ -92,6 +98,25 @@ def create_app(
     async def send_dead_letter(letter: dict[str, Any]) -> None:
         await dead_letters.send(value=json.dumps(letter).encode(), force=True)
 
+    async def emit(outcome: BatchOutcome) -> None:
+        """Hand a batch's records to the producer at once, then wait for all deliveries.
+
+        One wait per batch instead of one per record; the batch's offsets are acked only
+        after this returns, so a crash never commits a decision that was not delivered.
+        """
+        producer = app.producer
+        pending = [
+            await producer.send(settings.topic_decisions, decision["card_id"].encode(),
+                                json.dumps(decision, separators=(",", ":")).encode(),
+                                None, None, None)
+            for decision in outcome.decisions
+        ] + [
+            await producer.send(settings.topic_dlq, None, json.dumps(letter).encode(),
+                                None, None, None)
+            for letter in outcome.dead_letters
+        ]  # fmt: skip
+        await asyncio.gather(*pending)
+
     @app.agent(transactions)
     async def score_transactions(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
@@ -99,15 +124,7 @@ def create_app(
                 IncomingRecord(event.value, event.message.timestamp or time.time())
                 for event in events
             ]
-            outcome = await the_pipeline().process(records)
-            for decision in outcome.decisions:
-                await decisions.send(
-                    key=decision["card_id"].encode(),
-                    value=json.dumps(decision, separators=(",", ":")).encode(),
-                    force=True,
-                )
-            for letter in outcome.dead_letters:
-                await send_dead_letter(letter)
+            await emit(await the_pipeline().process(records))
 
     @app.agent(labels)
     async def learn_from_labels(stream: Any) -> None:
