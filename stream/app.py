@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
@@ -42,6 +43,24 @@ FAUST_ON_TANSU: dict[str, Any] = {
 }
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
+
+
+def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:
+    """Make Faust's consumers ask for data with a short `fetch_max_wait_ms`.
+
+    faust-streaming hard-codes 1,500 ms, and Tansu answers a fetch with no data only when
+    that wait ends, not when data arrives: measured with aiokafka, a record waited 364 ms
+    (median) to be fetched at 1,500 ms against 3 ms at 10 ms. The cost is more fetch
+    requests while idle. aiokafka reads the attribute when the consumer starts.
+    """
+    original = AIOKafkaConsumerThread._create_worker_consumer
+
+    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
 def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
@@ -169,4 +188,5 @@ def run_worker(
         session_timeout_s=session_timeout_s,
     )  # fmt: skip
     load_version(settings.registry_path)  # fail fast on a missing or tampered model
+    shorten_fetch_wait(settings.fetch_max_wait_ms)
     faust.Worker(app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()

@@ -27,6 +27,7 @@ Variables (default in brackets):
 ``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
 ``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
+``FRAUDSTREAM_FETCH_MAX_WAIT_MS``   longest a worker's fetch waits for data, ms, > 0 [10]
 ``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
 =================================== ==========================================================
 """
@@ -84,6 +85,7 @@ class Settings:
     cost_review: float = 10.0
     max_fpr: float = 0.001
     metrics_port: int = 0
+    fetch_max_wait_ms: int = 10
     app_id: str = "fraudstream"
 
     @property
@@ -142,6 +144,7 @@ class Settings:
             cost_review=get("COST_REVIEW", _non_negative_float, d.cost_review),
             max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
+            fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
             app_id=get("APP_ID", _app_id, d.app_id),
         )
 
