@@ -20,6 +20,7 @@ from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
 from models.ensemble import EnsembleWeights
 from models.registry import load_version
+from stream.metrics import WorkerMetrics, attach_faust_sensor
 from stream.pipeline import (
     BatchOutcome,
     DecisionPipeline,
@@ -90,7 +91,10 @@ def create_app(
     datadir: Path,
     status_file: Path | None = None,
     session_timeout_s: float = 6.0,
+    metrics: WorkerMetrics | None = None,
 ) -> faust.App:
+    """The worker app; `metrics` (default: a fresh registry) is what /metrics serves."""
+    metrics = metrics if metrics is not None else WorkerMetrics()
     app = faust.App(
         settings.app_id,
         broker=kafka_url,
@@ -111,10 +115,15 @@ def create_app(
 
     def the_pipeline() -> DecisionPipeline:
         if not pipeline:
-            pipeline.append(build_pipeline(settings, redis_url))
+            built = build_pipeline(settings, redis_url)
+            metrics.set_model_version(built.models.version)
+            threshold = built.thresholds
+            metrics.set_thresholds(threshold.version, threshold.review, threshold.decline)
+            pipeline.append(built)
         return pipeline[0]
 
     async def send_dead_letter(letter: dict[str, Any]) -> None:
+        metrics.observe_dead_letter(letter["stage"], letter["error"])
         await dead_letters.send(value=json.dumps(letter).encode(), force=True)
 
     async def emit(outcome: BatchOutcome) -> None:
@@ -143,7 +152,10 @@ def create_app(
                 IncomingRecord(event.value, event.message.timestamp or time.time())
                 for event in events
             ]
-            await emit(await the_pipeline().process(records))
+            outcome = await the_pipeline().process(records)
+            started = time.perf_counter()
+            await emit(outcome)
+            metrics.observe_batch(outcome, time.perf_counter() - started)
 
     @app.agent(labels)
     async def learn_from_labels(stream: Any) -> None:
@@ -154,12 +166,25 @@ def create_app(
                     parsed.append(parse_label(value))
                 except InvalidTransaction as error:
                     await send_dead_letter(dead_letter(value, str(error), "labels"))
+            frauds = sum(label.is_fraud for label in parsed)
+            metrics.observe_labels(frauds, len(parsed) - frauds)
             try:
                 await the_pipeline().store.record_labels(parsed)
             except FeatureStoreError as error:
                 for label in parsed:
                     letter = dead_letter(json.dumps(label.to_dict()).encode(), str(error), "labels")
                     await send_dead_letter(letter)
+
+    @app.timer(interval=1.0)
+    async def report_consumer_lag() -> None:
+        """Records behind the high-water mark, per owned `transactions` partition."""
+        metrics.clear_lag()
+        for tp in app.consumer.assignment():
+            if tp.topic != settings.topic_transactions:
+                continue
+            position = await app.consumer.position(tp)
+            if position is not None:
+                metrics.set_lag(tp.partition, max(0, app.consumer.highwater(tp) - position))
 
     if status_file is not None:
 
@@ -183,10 +208,16 @@ def run_worker(
     status_file: Path | None = None, session_timeout_s: float = 6.0,
 ) -> None:  # fmt: skip
     """Run one worker in the foreground until SIGTERM / Ctrl-C."""
-    app = create_app(
-        settings, kafka_url, redis_url, datadir=datadir, status_file=status_file,
-        session_timeout_s=session_timeout_s,
-    )  # fmt: skip
     load_version(settings.registry_path)  # fail fast on a missing or tampered model
     shorten_fetch_wait(settings.fetch_max_wait_ms)
+    metrics = WorkerMetrics()
+    port = metrics.serve(settings.metrics_port)
+    print(f"metrics on http://127.0.0.1:{port}/metrics", flush=True)
+    if status_file is not None:
+        status_file.with_suffix(".metrics").write_text(f"http://127.0.0.1:{port}/metrics\n")
+    app = create_app(
+        settings, kafka_url, redis_url, datadir=datadir, status_file=status_file,
+        session_timeout_s=session_timeout_s, metrics=metrics,
+    )  # fmt: skip
+    attach_faust_sensor(app, metrics)
     faust.Worker(app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from features.builder import build_features
 from features.transaction import Transaction
@@ -81,6 +83,13 @@ def collect(
     return records
 
 
+def scrape(worker: WorkerProcess) -> str:
+    """The worker's /metrics page (its URL is written beside its status file)."""
+    url = worker.status_file.with_suffix(".metrics").read_text().strip()
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def stream_of(count: int, seed: int) -> list[Transaction]:
     return generate_stream(GeneratorConfig(transactions=count, seed=seed)).transactions
 
@@ -95,10 +104,17 @@ def test_every_transaction_decided_once_and_every_bad_record_dead_lettered(
         produce(broker, topics["transactions"], txns, MALFORMED)
         decisions = collect(broker, topics["decisions"], len(txns))
         dead = collect(broker, topics["dlq"], len(MALFORMED), timeout_s=20)
+        exposition = scrape(workers[0])
     finally:
         stop_workers(workers)
     assert_decided_exactly_once(txns, decisions)
     assert len(dead) == len(MALFORMED)
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    decided = sum(s.value for s in families["fraudstream_decisions"].samples
+                  if s.name == "fraudstream_decisions_total")  # fmt: skip
+    dead_lettered = sum(s.value for s in families["fraudstream_dead_letters"].samples
+                        if s.name == "fraudstream_dead_letters_total")  # fmt: skip
+    assert (decided, dead_lettered) == (len(txns), len(MALFORMED))
     assert all(letter["stage"] == "validate" and letter["error"] for letter in dead)
 
 
