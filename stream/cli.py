@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from stream.loadtest import add_loadtest_arguments
 from stream.offline import evaluate_from_file, format_report, train_from_file
 from stream.services import embedded_services, kafka_bootstrap
 from stream.settings import Settings
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speedup", type=float, default=None, help="compress event time by X")
     replay.add_argument("--limit", type=int, default=None)
     replay.set_defaults(run=_replay)
+
+    loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
+    add_loadtest_arguments(loadtest)
 
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)

@@ -1,0 +1,225 @@
+"""Load-test figures: what counts as sustained, and the JSON / Markdown / PNG report.
+
+Kept apart from stream/loadtest.py so the verdict rules can be read (and tested) without
+any broker: a step is sustained when nothing was lost, the backlog did not grow, and, for
+systems that emit decisions, the p99 end-to-end latency is within budget.
+
+Report keys: ``steps`` [{``tps_target``, ``tps_achieved``, ``produced``, ``decided``,
+``e2e_latency_ms`` {``p50``, ``p95``, ``p99``, ``max``}, ``lag_end``, ``stages_ms``}],
+``max_sustainable_tps``, ``budget_ms``, ``baselines`` {name: {``max_sustainable_tps``,
+``steps``}}, ``ratios`` {name: pipeline / baseline}, ``raw_aiokafka_consume_tps``,
+``workers``, ``machine``, ``date``. Latencies are null for ``noop``, which emits nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Backlog allowed at the end of a step, in seconds of the step's traffic.
+MAX_LAG_SECONDS = 0.5
+#: Share of the produced records that must be decided (eventually) for a step to count.
+MIN_DECIDED_SHARE = 0.99
+#: Wait after the last send before measuring the backlog: records legitimately in flight.
+GRACE_S = 0.5
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max in ms (nearest-rank, so each is an observed value); None if empty."""
+    if len(values_ms) == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    values = np.asarray(values_ms, dtype=float)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99], method="inverted_cdf")
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+def is_sustained(step: dict[str, Any], budget_ms: float, need_latency: bool = True) -> bool:
+    """Kept up (backlog ≤ `MAX_LAG_SECONDS` of traffic, ≥ 99 % decided) and, when the
+    system emits decisions, p99 within `budget_ms`."""
+    if step["lag_end"] > MAX_LAG_SECONDS * step["tps_target"]:
+        return False
+    if step["decided"] < MIN_DECIDED_SHARE * step["produced"]:
+        return False
+    if need_latency:
+        p99 = step["e2e_latency_ms"]["p99"]
+        return p99 is not None and p99 <= budget_ms
+    return True
+
+
+def max_sustainable_tps(
+    steps: Sequence[dict[str, Any]], budget_ms: float, need_latency: bool = True
+) -> float | None:
+    """The highest target rate among sustained steps; None if no step was sustained."""
+    rates = [s["tps_target"] for s in steps if is_sustained(s, budget_ms, need_latency)]
+    return max(rates) if rates else None
+
+
+def ratio(pipeline_tps: float | None, baseline_tps: float | None) -> float | None:
+    """Pipeline's sustainable rate as a share of a baseline's; None when either is unknown."""
+    if pipeline_tps is None or not baseline_tps:
+        return None
+    return round(pipeline_tps / baseline_tps, 3)
+
+
+def describe_machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _systems(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every system's figures by name, the system under test first."""
+    main = {"max_sustainable_tps": result["max_sustainable_tps"], "steps": result["steps"]}
+    return {result.get("system", "pipeline"): main, **result.get("baselines", {})}
+
+
+def _fmt(value: float | None, pattern: str = "{:,.1f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The human report: verdict first, then one table per system."""
+    budget = result["budget_ms"]
+    lines = [
+        f"# Load test ({result['date']})",
+        "",
+        f"Machine: {result['machine']['cpu_count']} CPUs, {result['machine']['platform']}; "
+        f"{result['workers']} worker(s); budget p99 ≤ {budget:g} ms; "
+        f"{result.get('duration_s', 0):g} s per step.",
+        "",
+        f"**Max sustainable rate ({result.get('system', 'pipeline')}): "
+        f"{_fmt(result['max_sustainable_tps'], '{:,.0f}')} transactions/s**",
+        "",
+    ]
+    for name, value in result.get("ratios", {}).items():
+        base = result["baselines"][name]["max_sustainable_tps"]
+        top = max(s["tps_target"] for s in result["baselines"][name]["steps"])
+        capped = " (baseline kept up at the top of the ramp: its ceiling is higher)"
+        lines.append(
+            f"- vs `{name}` ({_fmt(base, '{:,.0f}')}/s): ratio {_fmt(value, '{:.2f}')}"
+            + (capped if base == top else "")
+        )
+    if result.get("raw_aiokafka_consume_tps") is not None:
+        lines.append(f"- raw aiokafka consume: {result['raw_aiokafka_consume_tps']:,.0f} records/s")
+    for name, figures in _systems(result).items():
+        need_latency = name == "pipeline"
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            "| target/s | achieved/s | decided | lag_end | p50 ms | p95 ms | p99 ms "
+            "| max ms | sustained |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+        ]
+        for step in figures["steps"]:
+            e2e = step["e2e_latency_ms"]
+            ok = "yes" if is_sustained(step, budget, need_latency) else "no"
+            lines.append(
+                f"| {step['tps_target']:,.0f} | {step['tps_achieved']:,.0f} | "
+                f"{step['decided']:,}/{step['produced']:,} | {step['lag_end']:,} | "
+                f"{_fmt(e2e['p50'])} | {_fmt(e2e['p95'])} | {_fmt(e2e['p99'])} | "
+                f"{_fmt(e2e['max'])} | {ok} |"
+            )
+    lines += [
+        "",
+        "Latency = decision read by the load tester − transaction sent (same host, "
+        "wall clock). Sustained = p99 within budget, backlog ≤ "
+        f"{MAX_LAG_SECONDS:g} s of traffic {GRACE_S:g} s after the last send, "
+        f"≥ {MIN_DECIDED_SHARE:.0%} decided. Baselines are throughput ceilings, judged on "
+        "keeping up only (their latency is shown, not judged); `noop` emits nothing and is "
+        "counted from its status files.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_latency(result: dict[str, Any], path: Path) -> None:
+    """p50/p95/p99 against target rate, one colour per system, with the budget line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    styles = {"p50": ":", "p95": "--", "p99": "-"}
+    for colour, (name, figures) in enumerate(_systems(result).items()):
+        for quantile, style in styles.items():
+            points = [
+                (s["tps_target"], s["e2e_latency_ms"][quantile])
+                for s in figures["steps"]
+                if s["e2e_latency_ms"][quantile] is not None
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, style, marker="o", color=f"C{colour}", label=f"{name} {quantile}")
+    ax.axhline(result["budget_ms"], color="red", linewidth=1, label="budget (p99)")
+    ax.set_xlabel("target rate (transactions/s)")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("End-to-end latency vs offered load")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_stages(result: dict[str, Any], path: Path) -> None:
+    """Per-stage milliseconds stacked per step; an explanatory blank chart when none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    stages = sorted({name for s in steps for name in s.get("stages_ms", {})})
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if stages:
+        labels = [f"{s['tps_target']:,.0f}" for s in steps]
+        bottom = np.zeros(len(steps))
+        for stage in stages:
+            values = np.array([s["stages_ms"].get(stage, 0.0) for s in steps], dtype=float)
+            ax.bar(labels, values, bottom=bottom, label=stage)
+            bottom += values
+        ax.legend(fontsize=8)
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no per-stage metrics scraped",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set_xlabel("target rate (transactions/s)")
+    ax.set_ylabel("ms per transaction")
+    ax.set_title("Time per pipeline stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_loadtest_report(result: dict[str, Any], json_path: Path) -> list[Path]:
+    """Write the JSON, `<stem>.md`, `<stem>_latency.png` and `<stem>_stages.png`."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    markdown = json_path.with_name(f"{json_path.stem}.md")
+    markdown.write_text(format_markdown(result))
+    latency = json_path.with_name(f"{json_path.stem}_latency.png")
+    stages = json_path.with_name(f"{json_path.stem}_stages.png")
+    plot_latency(result, latency)
+    plot_stages(result, stages)
+    return [json_path, markdown, latency, stages]
