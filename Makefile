@@ -29,6 +29,7 @@ test: lint unit
 bench: install
 	$(BIN)/python -m bench.bench_generate --transactions 1000000
 	$(BIN)/python -m bench.bench_scoring
+	$(BIN)/python -m bench.bench_loadtest
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

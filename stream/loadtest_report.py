@@ -115,7 +115,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     if result.get("raw_aiokafka_consume_tps") is not None:
         lines.append(f"- raw aiokafka consume: {result['raw_aiokafka_consume_tps']:,.0f} records/s")
     for name, figures in _systems(result).items():
-        need_latency = name == "pipeline"
+        need_latency = name != "noop"
         lines += [
             "",
             f"## {name}",
