@@ -10,9 +10,9 @@ in flight) is under half a second of traffic, and ≥ 99 % of what was sent was 
 The same ramp can run against baseline workers (stream/baselines.py) with the same Faust
 settings, so the report can say what share of Faust's own ceiling the pipeline reaches.
 The passthrough baseline is judged like the pipeline; noop, which emits nothing to time,
-on keeping up only. Baselines run with the worker's consumer settings, including the short fetch wait of
-`stream.app.shorten_fetch_wait`. Each system gets its own topics and consumer group;
-workers start once per system.
+on keeping up only. Baselines run with the worker's consumer settings, including the
+short fetch wait of `stream.app.shorten_fetch_wait`. Each system gets its own topics and
+consumer group; workers start once per system.
 """
 
 from __future__ import annotations
