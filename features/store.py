@@ -7,6 +7,7 @@ one slot):
 - `fs:{merchant:<id>}:txns`   sorted set, member txn_id, score event_time
 - `fs:{merchant:<id>}:frauds` sorted set, member txn_id, score label_time
 - `fs:{txn:<id>}:merchant`    string, so a late label finds its merchant
+- `fs:{txn:<id>}:score`       "event_time,score", so a late label finds the decision's score
 
 One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn_id` is
 a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
@@ -91,6 +92,10 @@ def _merchant_keys(merchant_id: str) -> list[str]:
 
 def _txn_merchant_key(txn_id: str) -> str:
     return f"fs:{{txn:{txn_id}}}:merchant"
+
+
+def _txn_score_key(txn_id: str) -> str:
+    return f"fs:{{txn:{txn_id}}}:score"
 
 
 def encode_event(event: CardEvent) -> str:
@@ -190,6 +195,35 @@ class RedisFeatureStore:
                 )
             )
         return vectors
+
+    async def record_scores(self, scored: Sequence[tuple[str, float, float]]) -> None:
+        """Remember (txn_id, event_time, score) so a late label can be joined to its score."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for txn_id, event_time, score in scored:
+                    pipe.set(
+                        _txn_score_key(txn_id), f"{event_time!r},{score!r}", ex=KEY_TTL_SECONDS
+                    )
+                await pipe.execute()
+        except aioredis.RedisError as error:
+            raise FeatureStoreError(f"feature store unavailable: {error}") from error
+
+    async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
+        """(event_time, score) recorded for each transaction, None where unknown or expired."""
+        if not txn_ids:
+            return []
+        try:
+            replies = await self._client.mget([_txn_score_key(txn_id) for txn_id in txn_ids])
+        except aioredis.RedisError as error:
+            raise FeatureStoreError(f"feature store unavailable: {error}") from error
+        found: list[tuple[float, float] | None] = []
+        for reply in replies:
+            if reply is None:
+                found.append(None)
+                continue
+            event_time, score = (reply.decode() if isinstance(reply, bytes) else reply).split(",")
+            found.append((float(event_time), float(score)))
+        return found
 
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.

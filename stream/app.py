@@ -28,7 +28,10 @@ from stream.pipeline import (
     ThresholdPair,
     dead_letter,
 )
+from stream.recalibration import ThresholdKeeper, keeper_for
 from stream.settings import Settings
+from thresholds.cost import CostModel
+from thresholds.online import ThresholdState
 
 #: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
 #: Tansu holds a group join for about half the session timeout, so the session timeout
@@ -112,14 +115,36 @@ def create_app(
     labels = raw_topic(settings.topic_labels)
     dead_letters = raw_topic(settings.topic_dlq)
     pipeline: list[DecisionPipeline] = []
+    keeper: list[ThresholdKeeper] = []
+    starting = asyncio.Lock()
 
-    def the_pipeline() -> DecisionPipeline:
-        if not pipeline:
-            built = build_pipeline(settings, redis_url)
-            metrics.set_model_version(built.models.version)
-            threshold = built.thresholds
-            metrics.set_thresholds(threshold.version, threshold.review, threshold.decline)
-            pipeline.append(built)
+    def apply(live: ThresholdState) -> None:
+        """Make `live` the pair this worker decides with."""
+        pair = ThresholdPair(f"v{live.version}", live.review, live.decline)
+        pipeline[0].thresholds = pair
+        metrics.set_thresholds(pair.version, pair.review, pair.decline)
+
+    async def ready() -> DecisionPipeline:
+        """Build the pipeline (and the threshold keeper) once, on first use."""
+        async with starting:
+            if not pipeline:
+                built = build_pipeline(settings, redis_url)
+                metrics.set_model_version(built.models.version)
+                pipeline.append(built)
+                registry_pair = built.thresholds
+                initial = ThresholdState(1, registry_pair.review, registry_pair.decline,
+                                         f"validation optimum of model {built.models.version}",
+                                         {})  # fmt: skip
+                if settings.dynamic_threshold:
+                    keeper.append(keeper_for(
+                        built.store, redis_url, settings.app_id,
+                        maturity_days=settings.label_maturity_days,
+                        window_days=settings.label_window_days,
+                        cost=CostModel(settings.cost_fn, settings.cost_fp, settings.cost_review),
+                        min_recall=settings.recalibration_min_recall, max_fpr=settings.max_fpr,
+                    ))  # fmt: skip
+                    initial = await keeper[0].start(initial)
+                apply(initial)
         return pipeline[0]
 
     async def send_dead_letter(letter: dict[str, Any]) -> None:
@@ -152,7 +177,7 @@ def create_app(
                 IncomingRecord(event.value, event.message.timestamp or time.time())
                 for event in events
             ]
-            outcome = await the_pipeline().process(records)
+            outcome = await (await ready()).process(records)
             started = time.perf_counter()
             await emit(outcome)
             metrics.observe_batch(outcome, time.perf_counter() - started)
@@ -169,11 +194,21 @@ def create_app(
             frauds = sum(label.is_fraud for label in parsed)
             metrics.observe_labels(frauds, len(parsed) - frauds)
             try:
-                await the_pipeline().store.record_labels(parsed)
+                await (await ready()).store.record_labels(parsed)
+                if keeper:
+                    await keeper[0].learn(parsed)
             except FeatureStoreError as error:
                 for label in parsed:
                     letter = dead_letter(json.dumps(label.to_dict()).encode(), str(error), "labels")
                     await send_dead_letter(letter)
+
+    @app.timer(interval=0.5)
+    async def follow_live_threshold() -> None:
+        """Apply the group's live threshold: every worker converges within one interval."""
+        if keeper and pipeline:
+            live = await keeper[0].refresh()
+            if live is not None:
+                apply(live)
 
     @app.timer(interval=1.0)
     async def report_consumer_lag() -> None:

@@ -108,6 +108,7 @@ class DecisionPipeline:
             return outcome
         try:
             await self._decide(valid, validate_s, outcome)
+            await self._remember_scores(outcome)
         except Exception as error:  # a bug must not lose the batch: dead-letter it, go on
             for _, record in valid:
                 outcome.dead_letters.append(
@@ -185,6 +186,7 @@ class DecisionPipeline:
                 {
                     "txn_id": txn.txn_id,
                     "card_id": txn.card_id,
+                    "event_time": txn.event_time,
                     "decision": outcomes[row],
                     "score": combined.score,
                     "model_scores": model_scores,
@@ -200,6 +202,14 @@ class DecisionPipeline:
                     ),
                 }
             )
+
+    async def _remember_scores(self, outcome: BatchOutcome) -> None:
+        """Keep each decision's score where a late label (any worker) can find it."""
+        scored = [(d["txn_id"], d["event_time"], d["score"]) for d in outcome.decisions]
+        try:
+            await self.store.record_scores(scored)
+        except FeatureStoreError:
+            outcome.feature_store_errors += 1
 
     async def _reasons(self, features: NDArray[Any], outcomes: list[str]) -> list[list[str]]:
         """Top XGBoost contributions and fired rules for flagged rows; approvals get none."""

@@ -28,6 +28,10 @@ Variables (default in brackets):
 ``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
 ``FRAUDSTREAM_FETCH_MAX_WAIT_MS``   longest a worker's fetch waits for data, ms, > 0 [10]
+``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
+``FRAUDSTREAM_LABEL_MATURITY_DAYS`` a labelled decision counts once this old [10]
+``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
+``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window [0.97]
 ``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
 =================================== ==========================================================
 """
@@ -86,6 +90,10 @@ class Settings:
     max_fpr: float = 0.001
     metrics_port: int = 0
     fetch_max_wait_ms: int = 10
+    dynamic_threshold: bool = True
+    label_maturity_days: float = 10.0
+    label_window_days: float = 30.0
+    recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
 
     @property
@@ -145,6 +153,14 @@ class Settings:
             max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
             fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
+            dynamic_threshold=get("DYNAMIC_THRESHOLD", _flag, d.dynamic_threshold),
+            label_maturity_days=get(
+                "LABEL_MATURITY_DAYS", _non_negative_float, d.label_maturity_days
+            ),
+            label_window_days=get("LABEL_WINDOW_DAYS", _positive_float, d.label_window_days),
+            recalibration_min_recall=get(
+                "RECALIBRATION_MIN_RECALL", _fraction, d.recalibration_min_recall
+            ),
             app_id=get("APP_ID", _app_id, d.app_id),
         )
 
@@ -178,6 +194,14 @@ def _fraction(key: str, raw: str) -> float:
     if not 0 < value <= 1:
         raise SettingsError(f"{key}={raw!r} must be in (0, 1], e.g. 0.001 for 0.1 %")
     return value
+
+
+def _flag(key: str, raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key}={raw!r} must be 1 or 0 (true/false)")
 
 
 def _int(key: str, raw: str) -> int:

@@ -37,13 +37,25 @@ class LabelledWindow:
     recalibrates exactly as the live system would. Decisions may be added out of time order
     (labels arrive late and unordered); when more than `max_size` are held, the one with the
     oldest decision time goes first.
+
+    `maturity_s` holds a labelled decision back until it is that old: fraud labels
+    (chargebacks) arrive later than legitimate ones, so the newest labelled decisions are
+    short of frauds, and an optimum computed on them would raise the review threshold and
+    miss fraud. `evict(now)` releases what has matured.
     """
 
-    def __init__(self, max_size: int = 20_000, max_age_s: float = 7 * 86400) -> None:
-        if max_size < 1 or not max_age_s > 0:
-            raise ValueError(f"need max_size >= 1 and max_age_s > 0, got {max_size}, {max_age_s}")
+    def __init__(
+        self, max_size: int = 20_000, max_age_s: float = 7 * 86400, maturity_s: float = 0.0
+    ) -> None:
+        if max_size < 1 or not max_age_s > 0 or maturity_s < 0:
+            raise ValueError(
+                f"need max_size >= 1, max_age_s > 0 and maturity_s >= 0, got {max_size}, "
+                f"{max_age_s}, {maturity_s}"
+            )
         self.max_size = max_size
         self.max_age_s = max_age_s
+        self.maturity_s = maturity_s
+        self._maturing: list[tuple[float, int, float, bool]] = []
         self._heap: list[tuple[float, int, float, bool]] = []
         self._arrival = itertools.count()  # tie-break: equal times leave in arrival order
         self.frauds = 0
@@ -56,14 +68,25 @@ class LabelledWindow:
         """Hold one labelled decision; raises ValueError on a score outside [0, 1]."""
         if not 0.0 <= score <= 1.0:
             raise ValueError(f"score must be within [0, 1], got {score!r}")
-        fraud = bool(is_fraud)
-        heapq.heappush(self._heap, (float(decision_time), next(self._arrival), score, fraud))
-        self._count(fraud, +1)
+        entry = (float(decision_time), next(self._arrival), score, bool(is_fraud))
+        if self.maturity_s > 0:
+            heapq.heappush(self._maturing, entry)
+        else:
+            self._hold(entry)
+
+    def _hold(self, entry: tuple[float, int, float, bool]) -> None:
+        heapq.heappush(self._heap, entry)
+        self._count(entry[3], +1)
         if len(self._heap) > self.max_size:
             self._pop_oldest()
 
     def evict(self, now: float) -> int:
-        """Drop decisions made more than `max_age_s` before `now`; returns how many."""
+        """Release decisions matured by `now`, then drop those older than `max_age_s`.
+
+        Returns how many were dropped.
+        """
+        while self._maturing and self._maturing[0][0] <= now - self.maturity_s:
+            self._hold(heapq.heappop(self._maturing))
         cutoff = now - self.max_age_s
         dropped = 0
         while self._heap and self._heap[0][0] < cutoff:

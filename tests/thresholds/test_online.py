@@ -253,3 +253,16 @@ def test_unsmoothed_move_never_costs_more_on_the_window(
     assert after.total_cost <= before.total_cost + 1e-9 * max(1.0, before.total_cost)
     if result.accepted:
         assert result.figures["cost_per_txn_new"] == pytest.approx(after.cost_per_txn)
+
+
+def test_labelled_decisions_count_only_once_they_have_matured() -> None:
+    window = LabelledWindow(max_age_s=30 * DAY, maturity_s=10 * DAY)
+    window.add(decision_time=0.0, score=0.9, is_fraud=True)
+    window.add(decision_time=5 * DAY, score=0.1, is_fraud=False)
+    window.evict(now=9 * DAY)
+    assert (window.frauds, window.legits, len(window)) == (0, 0, 0)
+    window.evict(now=12 * DAY)
+    assert (window.frauds, window.legits) == (1, 0)
+    window.evict(now=15 * DAY)
+    assert (window.frauds, window.legits) == (1, 1)
+    assert sorted(window.arrays()[0].tolist()) == [0.1, 0.9]
