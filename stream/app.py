@@ -18,6 +18,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
+from models.drift import DriftMonitor, ScoreReference
 from models.ensemble import EnsembleWeights
 from models.registry import load_version
 from stream.metrics import WorkerMetrics, attach_faust_sensor
@@ -116,6 +117,7 @@ def create_app(
     dead_letters = raw_topic(settings.topic_dlq)
     pipeline: list[DecisionPipeline] = []
     keeper: list[ThresholdKeeper] = []
+    drift: list[DriftMonitor] = []
     starting = asyncio.Lock()
 
     def apply(live: ThresholdState) -> None:
@@ -131,6 +133,9 @@ def create_app(
                 built = build_pipeline(settings, redis_url)
                 metrics.set_model_version(built.models.version)
                 pipeline.append(built)
+                if "score_reference" in built.models.metadata:
+                    reference = ScoreReference.from_dict(built.models.metadata["score_reference"])
+                    drift.append(DriftMonitor(reference))
                 registry_pair = built.thresholds
                 initial = ThresholdState(1, registry_pair.review, registry_pair.decline,
                                          f"validation optimum of model {built.models.version}",
@@ -178,6 +183,10 @@ def create_app(
                 for event in events
             ]
             outcome = await (await ready()).process(records)
+            if drift:
+                drift[0].observe([decision["score"] for decision in outcome.decisions])
+                if (psi := drift[0].value()) is not None:
+                    metrics.set_score_psi(psi)
             started = time.perf_counter()
             await emit(outcome)
             metrics.observe_batch(outcome, time.perf_counter() - started)

@@ -134,6 +134,19 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds_show(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.recalibration import describe_live_threshold
+
+    settings = Settings.from_env()
+    if settings.redis_url is None:
+        print("fraudstream thresholds show needs FRAUDSTREAM_REDIS_URL", file=sys.stderr)
+        return 2
+    print(asyncio.run(describe_live_threshold(settings.redis_url, settings.app_id, args.limit)))
+    return 0
+
+
 def _services(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with embedded_services(settings) as urls:
@@ -192,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
     add_loadtest_arguments(loadtest)
+
+    thresholds = commands.add_parser("thresholds", help="the group's live threshold")
+    thresholds_commands = thresholds.add_subparsers(dest="thresholds_command", required=True)
+    show = thresholds_commands.add_parser("show", help="live version, history, cost at each")
+    show.add_argument("--limit", type=int, default=20)
+    show.set_defaults(run=_thresholds_show)
 
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)

@@ -130,6 +130,11 @@ class WorkerMetrics:
             "fraudstream_consumer_lag", "Messages behind the end of each owned partition.",
             ["partition"], registry=r,
         )  # fmt: skip
+        self.score_psi = Gauge(
+            "fraudstream_score_psi",
+            "Population stability index of recent scores against the training scores.",
+            registry=r,
+        )
         # labels() costs as much as observe(); cache the children used per decision.
         self._stage = {stage: self.stage_latency.labels(stage) for stage in STAGES}
         self._server: WSGIServer | None = None
@@ -171,6 +176,9 @@ class WorkerMetrics:
     def set_model_version(self, version: str) -> None:
         self.model_version.clear()
         self.model_version.labels(version).set(1)
+
+    def set_score_psi(self, value: float) -> None:
+        self.score_psi.set(value)
 
     def observe_labels(self, n_fraud: int, n_legit: int) -> None:
         self.labels.labels("true").inc(n_fraud)

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from features.builder import FeatureMatrix, build_features
 from features.definitions import ANOMALY_FEATURES
+from models.drift import ScoreReference
 from models.ensemble import EnsembleWeights, combine_batch
 from models.metrics import auc_pr, auc_roc, card_precision_at_k, recall_at_fpr
 from models.registry import LoadedModels, load_version, save_version
@@ -150,6 +151,7 @@ def train_from_file(
             "cost_model": vars(cost),
             "constraints": vars(constraints),
             "thresholds": thresholds,
+            "score_reference": ScoreReference.fit(valid_scores["ensemble"]).to_dict(),
         },
     )
 

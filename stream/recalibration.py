@@ -95,6 +95,39 @@ class ThresholdKeeper:
         return attempt
 
 
+async def describe_live_threshold(redis_url: str, group: str, limit: int = 20) -> str:
+    """The live version, its history and the expected cost per transaction at each."""
+    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    try:
+        live = await shared.current()
+        history = await shared.history(limit)
+    finally:
+        await shared.close()
+    if live is None:
+        return f"no threshold published for consumer group {group!r} yet"
+    lines = [
+        f"live: v{live.version}  review >= {live.review:.4f}  decline >= {live.decline:.4f}",
+        f"      {live.reason}",
+        "",
+        f"{'version':>7} {'review':>8} {'decline':>8} {'cost/txn before':>16} "
+        f"{'cost/txn after':>15} {'frauds':>7} {'legits':>7}  reason",
+    ]
+    for entry in history:
+        state = ThresholdState.from_dict(entry["state"])
+        figures = state.figures
+
+        def cell(key: str, width: int, figures: dict[str, object] = figures) -> str:
+            value = figures.get(key)
+            return f"{value:>{width}.3f}" if isinstance(value, float) else f"{'-':>{width}}"
+
+        lines.append(
+            f"{state.version:>7} {state.review:>8.4f} {state.decline:>8.4f} "
+            f"{cell('cost_per_txn_current', 16)} {cell('cost_per_txn_new', 15)} "
+            f"{figures.get('frauds', '-'):>7} {figures.get('legits', '-'):>7}  {state.reason}"
+        )
+    return "\n".join(lines)
+
+
 def keeper_for(
     store: RedisFeatureStore, redis_url: str, group: str, *, maturity_days: float,
     window_days: float, cost: CostModel, min_recall: float, max_fpr: float,

@@ -249,7 +249,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
         if family.name.startswith("fraudstream") and not family.name.endswith("_created")
     ]
 
-    assert len(families) == 13  # 2 histograms, 7 counters, 4 gauges
+    assert len(families) == 14  # 2 histograms, 7 counters, 5 gauges
     for family in families:
         assert family.name.startswith("fraudstream_")
         assert family.documentation, family.name

@@ -10,7 +10,7 @@ import pytest
 
 from features.store import RedisFeatureStore
 from features.transaction import Label
-from stream.recalibration import keeper_for
+from stream.recalibration import describe_live_threshold, keeper_for
 from stream.services import EmbeddedRedis
 from thresholds.cost import CostModel
 from thresholds.online import ThresholdState
@@ -54,6 +54,7 @@ def test_matured_labels_recalibrate_once_and_every_keeper_adopts_the_version(
         assert live is not None and live.version == first.live.version >= 2  # type: ignore[union-attr]
         # Each accepted move is step-bounded, so the decline threshold came down gradually.
         assert 0.99 - live.decline <= 0.02 * (live.version - 1) + 1e-9
+        assert f"live: v{live.version}" in await describe_live_threshold(redis_server.url, group)
         history = await first.shared.history(10)
         assert [entry["state"]["version"] for entry in history][0] == live.version
         await first.shared.close()
