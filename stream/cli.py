@@ -58,12 +58,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     if args.offline:
         return _offline_demo(args)
-    from stream.demo import DemoOptions, run_demo
+    from stream.demo import DRIFT_SEED, DemoOptions, run_demo
 
     run_demo(
         Settings.from_env(),
         DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
-                    workers=args.workers),
+                    workers=args.workers, scenario=args.scenario,
+                    seed=DRIFT_SEED if args.scenario == "drift" else DemoOptions.seed),
     )  # fmt: skip
     return 0
 
@@ -221,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument(
+        "--scenario", choices=("steady", "drift"), default="steady",
+        help="drift: compare static and dynamic thresholds across the drift point",
+    )  # fmt: skip
     demo.add_argument(
         "--offline", action="store_true", help="generate, train and evaluate only (no Kafka)"
     )

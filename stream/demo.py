@@ -8,6 +8,7 @@ a run folder. Everything it started, it stops.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -18,7 +19,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from models.registry import list_versions
+from models.registry import list_versions, load_version
+from stream.drift_report import compare_thresholds, write_drift_report
 from stream.offline import train_from_file
 from stream.replay import ReplayProgress, replay
 from stream.report import format_summary, summarize_run, write_run_folder
@@ -26,8 +28,11 @@ from stream.services import embedded_services, kafka_bootstrap
 from stream.settings import Settings
 from stream.synthetic import GeneratorConfig, generate_stream, write_stream
 from stream.workers import start_workers, stop_workers, worker_env
+from thresholds.shared import SharedThreshold
 
 TRAINING_TRANSACTIONS = 200_000
+#: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
+DRIFT_SEED = 2027
 #: Deliberately broken records mixed into the replay, to show the dead-letter path.
 MALFORMED_RECORDS = [
     b"{this is not json",
@@ -47,6 +52,7 @@ class DemoOptions:
     seed: int = 2026
     out: Path = Path("runs/demo")
     workers: int = 1
+    scenario: str = "steady"
 
 
 class DecisionFollower(threading.Thread):
@@ -155,6 +161,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         finally:
             stop_workers(workers)
             follower.stop()
+        recalibrations = asyncio.run(_threshold_history(urls.redis_url, settings.app_id))
     if interactive:
         print()
     summary = summarize_run(
@@ -168,5 +175,33 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         "".join(json.dumps(letter) + "\n" for letter in follower.dead_letters)
     )
     print(format_summary(summary))
+    if options.scenario == "drift":
+        registry_pair = load_version(settings.registry_path).metadata["thresholds"]["ensemble"]
+        comparison = compare_thresholds(
+            follower.decisions, labels, (registry_pair["review"], registry_pair["decline"]),
+            stream.drift_time,
+        )  # fmt: skip
+        write_drift_report(out, comparison, recalibrations)
+        static, dynamic = comparison["static"], comparison["dynamic"]
+        print(
+            f"\nafter the drift point: static ${static['cost_per_txn']:.3f}/txn "
+            f"(recall {static['recall']:.3f}), dynamic ${dynamic['cost_per_txn']:.3f}/txn "
+            f"(recall {dynamic['recall']:.3f}); {len(recalibrations)} recalibrations; "
+            f"see drift.md"
+        )
     print(f"\nrun folder: {out}/ (summary.json, report.md, plots, dead_letters.jsonl)")
     return summary
+
+
+async def _threshold_history(redis_url: str, group: str) -> list[dict[str, Any]]:
+    """Every published threshold version of this run (oldest first), with its figures."""
+    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    try:
+        history = await shared.history(1000)
+    finally:
+        await shared.close()
+    return [
+        {"version": entry["state"]["version"], "reason": entry["state"]["reason"],
+         **entry["state"]["figures"]}
+        for entry in reversed(history)
+    ]  # fmt: skip

@@ -73,9 +73,9 @@ class ThresholdKeeper:
             if found is not None:
                 event_time, score = found
                 self.window.add(event_time, min(1.0, max(0.0, score)), label.is_fraud)
-        before = self.window.frauds + self.window.legits
+        before = self.window.released
         self.window.evict(self._stream_time)
-        self._since_attempt += max(0, self.window.frauds + self.window.legits - before)
+        self._since_attempt += self.window.released - before
         if self._since_attempt < RECALIBRATE_EVERY or self.live is None:
             return None
         self._since_attempt = 0

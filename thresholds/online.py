@@ -56,6 +56,8 @@ class LabelledWindow:
         self.max_age_s = max_age_s
         self.maturity_s = maturity_s
         self._maturing: list[tuple[float, int, float, bool]] = []
+        #: Labelled decisions that ever entered the window (matured): a monotone counter.
+        self.released = 0
         self._heap: list[tuple[float, int, float, bool]] = []
         self._arrival = itertools.count()  # tie-break: equal times leave in arrival order
         self.frauds = 0
@@ -75,6 +77,7 @@ class LabelledWindow:
             self._hold(entry)
 
     def _hold(self, entry: tuple[float, int, float, bool]) -> None:
+        self.released += 1
         heapq.heappush(self._heap, entry)
         self._count(entry[3], +1)
         if len(self._heap) > self.max_size:

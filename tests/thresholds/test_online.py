@@ -264,5 +264,5 @@ def test_labelled_decisions_count_only_once_they_have_matured() -> None:
     window.evict(now=12 * DAY)
     assert (window.frauds, window.legits) == (1, 0)
     window.evict(now=15 * DAY)
-    assert (window.frauds, window.legits) == (1, 1)
+    assert (window.frauds, window.legits, window.released) == (1, 1, 2)
     assert sorted(window.arrays()[0].tolist()) == [0.1, 0.9]
