@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostSco
 from models.training import TrainedModels
 
 LIVE_FILE = "LIVE"
+PROMOTIONS_FILE = "PROMOTIONS"
 MANIFEST = "manifest.json"
 XGBOOST_FILE = "xgboost.ubj"
 FOREST_FILE = "isolation_forest.npz"
@@ -121,13 +123,37 @@ def save_version(
     return version
 
 
-def set_live(registry_dir: Path, version: str) -> None:
-    """Point ``LIVE`` at an existing version (also the way to roll back)."""
+def set_live(registry_dir: Path, version: str, *, record: bool = True) -> None:
+    """Point ``LIVE`` at an existing version; `record` appends it to the promotion log."""
     if not (registry_dir / version).is_dir():
         raise RegistryError(f"cannot make {registry_dir / version} live: no such version")
     pending = registry_dir / f".{LIVE_FILE}.tmp"
     pending.write_text(version + "\n")
     os.replace(pending, registry_dir / LIVE_FILE)
+    if record:
+        with (registry_dir / PROMOTIONS_FILE).open("a") as log:
+            log.write(f"{version} {time.time():.3f}\n")
+
+
+def promotions(registry_dir: Path) -> list[str]:
+    """Versions in the order they were made live (the last one is live)."""
+    log = registry_dir / PROMOTIONS_FILE
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def rollback(registry_dir: Path) -> str:
+    """Make the previously live version live again; returns it.
+
+    The promotion log loses its last entry, so rolling back twice goes back two steps.
+    """
+    history = promotions(registry_dir)
+    if len(history) < 2:
+        raise RegistryError(f"nothing to roll back to in {registry_dir}: only {history} promoted")
+    previous = history[-2]
+    set_live(registry_dir, previous, record=False)
+    lines = (registry_dir / PROMOTIONS_FILE).read_text().splitlines()[:-1]
+    (registry_dir / PROMOTIONS_FILE).write_text("".join(line + "\n" for line in lines))
+    return previous
 
 
 def live_version(registry_dir: Path) -> str:

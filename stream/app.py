@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
 from models.drift import DriftMonitor, ScoreReference
 from models.ensemble import EnsembleWeights
-from models.registry import load_version
+from models.registry import LoadedModels, RegistryError, live_version, load_version
 from stream.metrics import WorkerMetrics, attach_faust_sensor
 from stream.pipeline import (
     BatchOutcome,
@@ -33,6 +34,8 @@ from stream.recalibration import ThresholdKeeper, keeper_for
 from stream.settings import Settings
 from thresholds.cost import CostModel
 from thresholds.online import ThresholdState
+
+log = logging.getLogger(__name__)
 
 #: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
 #: Tansu holds a group join for about half the session timeout, so the session timeout
@@ -68,20 +71,30 @@ def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
-def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
-    """The live registry version with its thresholds; settings may override the weights."""
-    models = load_version(settings.registry_path)
+def weights_for(settings: Settings, models: LoadedModels) -> dict[str, float]:
+    """The version's fitted ensemble weights, unless settings override them."""
     weights = EnsembleWeights.from_dict(models.metadata["weights"]).as_dict()
     if settings.weight_xgboost is not None:
         weights["xgboost"] = settings.weight_xgboost
     if settings.weight_isolation_forest is not None:
         weights["isolation_forest"] = settings.weight_isolation_forest
+    return weights
+
+
+def registry_pair(models: LoadedModels) -> ThresholdPair:
+    """The version's own cost-optimal pair, chosen on its validation split."""
     chosen = models.metadata["thresholds"]["ensemble"]
+    return ThresholdPair(f"{models.version}-static", chosen["review"], chosen["decline"])
+
+
+def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
+    """The live registry version with its thresholds and weights."""
+    models = load_version(settings.registry_path)
     return DecisionPipeline(
         RedisFeatureStore.from_url(redis_url),
         models,
-        weights,
-        ThresholdPair(f"{models.version}-static", chosen["review"], chosen["decline"]),
+        weights_for(settings, models),
+        registry_pair(models),
         settings.model_timeout_s,
         settings.fallback_policy,
     )
@@ -136,10 +149,10 @@ def create_app(
                 if "score_reference" in built.models.metadata:
                     reference = ScoreReference.from_dict(built.models.metadata["score_reference"])
                     drift.append(DriftMonitor(reference))
-                registry_pair = built.thresholds
-                initial = ThresholdState(1, registry_pair.review, registry_pair.decline,
+                own_pair = built.thresholds
+                initial = ThresholdState(1, own_pair.review, own_pair.decline,
                                          f"validation optimum of model {built.models.version}",
-                                         {})  # fmt: skip
+                                         {"model_version": built.models.version})  # fmt: skip
                 if settings.dynamic_threshold:
                     keeper.append(keeper_for(
                         built.store, redis_url, settings.app_id,
@@ -218,6 +231,41 @@ def create_app(
             live = await keeper[0].refresh()
             if live is not None:
                 apply(live)
+
+    failed_versions: set[str] = set()
+
+    @app.timer(interval=2.0)
+    async def follow_live_model() -> None:
+        """Hot reload: load a newly promoted version (hash-verified) between batches.
+
+        A version that fails to load is reported once and the current one keeps serving.
+        """
+        if not pipeline:
+            return
+        try:
+            wanted = live_version(settings.registry_path)
+        except RegistryError as error:
+            log.error("model registry unreadable, keeping %s: %s", pipeline[0].models.version,
+                      error)  # fmt: skip
+            return
+        if wanted == pipeline[0].models.version or wanted in failed_versions:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            models = await loop.run_in_executor(None, load_version, settings.registry_path, wanted)
+            pipeline[0].use_models(models, weights_for(settings, models))
+        except (RegistryError, ValueError) as error:
+            failed_versions.add(wanted)
+            log.error("cannot load model %s, keeping %s: %s", wanted,
+                      pipeline[0].models.version, error)  # fmt: skip
+            return
+        metrics.set_model_version(models.version)
+        log.warning("now serving model %s", models.version)
+        pair = registry_pair(models)
+        if keeper:
+            apply(await keeper[0].model_changed(models.version, pair.review, pair.decline))
+        else:
+            apply(ThresholdState(1, pair.review, pair.decline, "registry", {}))
 
     @app.timer(interval=1.0)
     async def report_consumer_lag() -> None:

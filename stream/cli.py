@@ -6,6 +6,7 @@ Each subcommand parses its flags and calls one plain function that tests call di
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    version = train_from_file(args.data, args.registry)
+    version = train_from_file(args.data, args.registry, since=args.since)
     print(f"registered model {version} in {args.registry} (now live)")
     return 0
 
@@ -135,6 +136,39 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from models.registry import (
+        RegistryError,
+        list_versions,
+        live_version,
+        load_version,
+        rollback,
+        set_live,
+    )
+
+    registry: Path = args.registry
+    try:
+        if args.models_command == "promote":
+            load_version(registry, args.version)  # refuse what would not load
+            set_live(registry, args.version)
+            print(f"{args.version} is live; workers load it within a few seconds")
+        elif args.models_command == "rollback":
+            print(f"rolled back: {rollback(registry)} is live again")
+        else:
+            live = live_version(registry)
+            for version in list_versions(registry):
+                metadata = load_version(registry, version).metadata
+                marker = "*" if version == live else " "
+                cost = metadata.get("thresholds", {}).get("ensemble", {})
+                print(f"{marker} {version}  created {metadata.get('created_at', '?')}  "
+                      f"validation cost/txn {cost.get('validation_cost_per_txn', float('nan')):.3f}"
+                      f"  data {metadata.get('data', '?')}")  # fmt: skip
+    except RegistryError as error:
+        print(f"fraudstream models: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _thresholds_show(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -162,6 +196,20 @@ def _services(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epoch_seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch seconds nor a date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train and register a model version")
     train.add_argument("--data", type=Path, required=True)
     train.add_argument("--registry", type=Path, default=Path("registry"))
+    train.add_argument(
+        "--since", type=_epoch_seconds, default=None,
+        help="train on transactions from this time on (epoch seconds or YYYY-MM-DD), with "
+             "only the labels known by the stream's last event",
+    )  # fmt: skip
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score held-out data with every model")
@@ -206,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
     add_loadtest_arguments(loadtest)
+
+    models = commands.add_parser("models", help="list, promote or roll back model versions")
+    models.add_argument("--registry", type=Path, default=Path("registry"))
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="versions, * marks the live one")
+    promote = models_commands.add_parser("promote", help="make a version live (hot reload)")
+    promote.add_argument("version")
+    models_commands.add_parser("rollback", help="make the previously live version live again")
+    models.set_defaults(run=_models)
 
     thresholds = commands.add_parser("thresholds", help="the group's live threshold")
     thresholds_commands = thresholds.add_subparsers(dest="thresholds_command", required=True)

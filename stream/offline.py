@@ -53,11 +53,22 @@ class TimeSplit:
         )
 
 
-def load_labelled_stream(data: Path) -> FeatureMatrix:
-    """Read a stream and the labels file beside it, and build point-in-time features."""
+def load_labelled_stream(data: Path, since: float | None = None) -> FeatureMatrix:
+    """Read a stream and the labels file beside it, and build point-in-time features.
+
+    With `since`, keep transactions from that time on and only the labels that had
+    arrived by the stream's last event: what a retrain can know at that moment.
+    """
     labels_file = labels_path_for(data)
     labels = read_labels(labels_file) if labels_file.exists() else []
-    return build_features(read_transactions(data), labels)
+    transactions = read_transactions(data)
+    if since is not None:
+        transactions = [txn for txn in transactions if txn.event_time >= since]
+        if not transactions:
+            raise ValueError(f"no transactions in {data} at or after {since}")
+        now = max(txn.event_time for txn in transactions)
+        labels = [label for label in labels if label.label_time <= now]
+    return build_features(transactions, labels)
 
 
 def file_sha256(*paths: Path) -> str:
@@ -109,9 +120,13 @@ def train_from_file(
     registry: Path,
     cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
+    since: float | None = None,
 ) -> str:
-    """Train both models on `data`, pick each scorer's thresholds, register a new version."""
-    matrix = load_labelled_stream(data)
+    """Train both models on `data`, pick each scorer's thresholds, register a new version.
+
+    `since` retrains on the recent part only (see `load_labelled_stream`).
+    """
+    matrix = load_labelled_stream(data, since)
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
     labelled = ~np.isnan(matrix.is_fraud)
@@ -145,6 +160,7 @@ def train_from_file(
         training_data_hash=file_sha256(data, labels_path_for(data)),
         extra_metadata={
             "data": str(data),
+            "since": since,
             "split": {"train_end": split.train_end, "valid_end": split.valid_end},
             "rows": {"train": int(train.sum()), "valid": int(valid.sum())},
             "weights": weights.as_dict(),

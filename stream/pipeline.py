@@ -90,6 +90,22 @@ class DecisionPipeline:
         self.rules = RulesScorer(models.feature_names)
         self.last_scores = FallbackScores() if fallback_policy == "last_score" else None
 
+    def use_models(self, models: LoadedModels, weights: Mapping[str, float]) -> None:
+        """Swap in another registry version between two batches (hot reload)."""
+        if models.feature_names != self.models.feature_names:
+            raise ValueError(
+                f"model {models.version} expects other features than this worker computes; "
+                "it needs a worker built for them"
+            )
+        timeout_s = self.scorers[0].timeout_s
+        retired = self.scorers
+        self.models, self.weights = models, dict(weights)
+        self.scorers = [
+            GuardedScorer(scorer, timeout_s) for scorer in (models.xgboost, models.isolation_forest)
+        ]
+        for scorer in retired:
+            scorer.close()
+
     def close(self) -> None:
         for scorer in self.scorers:
             scorer.close()

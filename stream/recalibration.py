@@ -62,6 +62,27 @@ class ThresholdKeeper:
             self.live = current
         return self.live
 
+    async def model_changed(
+        self, model_version: str, review: float, decline: float
+    ) -> ThresholdState:
+        """A new model's scores need its own pair: publish it once for the whole group.
+
+        Every worker calls this when it loads the version; the first publishes, the others
+        find the live state already tagged with the model version and adopt it.
+        """
+        for _ in range(3):
+            live = await self.refresh()
+            assert live is not None
+            if live.figures.get("model_version") == model_version:
+                return live
+            proposed = ThresholdState(live.version + 1, review, decline,
+                                      f"model {model_version} promoted: its validation optimum",
+                                      {"model_version": model_version})  # fmt: skip
+            if await self.shared.publish(proposed, expected_version=live.version):
+                self.live = proposed
+                return proposed
+        return await self.refresh() or proposed
+
     async def learn(self, labels: Sequence[Label]) -> Recalibration | None:
         """Add labelled decisions; recalibrate every `RECALIBRATE_EVERY` matured ones.
 
@@ -84,7 +105,8 @@ class ThresholdKeeper:
         attempt = recalibrate(self.live, self.window, self.cost, self.constraints, self.rails)
         if not attempt.accepted:
             return attempt
-        figures = {**attempt.state.figures, "stream_time": self._stream_time}
+        figures = {**attempt.state.figures, "stream_time": self._stream_time,
+                   "model_version": self.live.figures.get("model_version")}  # fmt: skip
         proposed = ThresholdState(attempt.state.version, attempt.state.review,
                                   attempt.state.decline, attempt.state.reason, figures)  # fmt: skip
         if await self.shared.publish(proposed, expected_version=self.live.version):

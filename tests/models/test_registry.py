@@ -12,7 +12,10 @@ from models.registry import (
     REQUIRED_FILES,
     RegistryError,
     list_versions,
+    live_version,
     load_version,
+    promotions,
+    rollback,
     save_version,
     set_live,
 )
@@ -119,3 +122,18 @@ def test_extra_metadata_cannot_override_registry_keys(
             tmp_path, trained, training_data_hash="x", extra_metadata={"training_data_hash": "y"}
         )
     assert list_versions(tmp_path) == []
+
+
+def test_rollback_returns_to_the_previously_promoted_version(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    first, second, third = (_save(tmp_path, trained) for _ in range(3))
+    set_live(tmp_path, first)  # a manual promotion is logged too
+    assert promotions(tmp_path) == [first, second, third, first]
+    assert rollback(tmp_path) == third
+    assert live_version(tmp_path) == third
+    assert rollback(tmp_path) == second
+    assert load_version(tmp_path).version == second
+    rollback(tmp_path)
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        rollback(tmp_path)

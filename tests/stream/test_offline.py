@@ -60,3 +60,25 @@ def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> No
         model_file.write(b"\0")
     with pytest.raises(RegistryError, match="xgboost.ubj"):
         load_version(registry)
+
+
+def test_retrain_since_uses_the_recent_part_and_models_commands_manage_live(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, registry = trained_run / "stream.jsonl", trained_run / "registry"
+    first = load_version(registry)
+    since = str(first.metadata["split"]["train_end"])
+    assert main(["train", "--data", str(data), "--registry", str(registry), "--since", since]) == 0
+    second = load_version(registry)
+    assert second.version != first.version
+    assert second.metadata["since"] == float(since)
+    assert second.metadata["split"]["train_end"] > first.metadata["split"]["train_end"]
+
+    assert main(["models", "--registry", str(registry), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {second.version}" in listing and f"  {first.version}" in listing
+    assert main(["models", "--registry", str(registry), "rollback"]) == 0
+    assert load_version(registry).version == first.version
+    assert main(["models", "--registry", str(registry), "promote", second.version]) == 0
+    assert load_version(registry).version == second.version
+    assert main(["models", "--registry", str(registry), "promote", "v9999"]) == 1
