@@ -27,6 +27,7 @@ from stream.pipeline import (
     BatchOutcome,
     DecisionPipeline,
     IncomingRecord,
+    ShadowCandidate,
     ThresholdPair,
     dead_letter,
 )
@@ -146,6 +147,13 @@ def create_app(
                 built = build_pipeline(settings, redis_url)
                 metrics.set_model_version(built.models.version)
                 pipeline.append(built)
+                if settings.shadow_version is not None:
+                    try:
+                        candidate = load_version(settings.registry_path, settings.shadow_version)
+                        built.shadow = ShadowCandidate(candidate, weights_for(settings, candidate),
+                                                       registry_pair(candidate))  # fmt: skip
+                    except RegistryError as error:
+                        log.error("no shadow model: %s", error)
                 if "score_reference" in built.models.metadata:
                     reference = ScoreReference.from_dict(built.models.metadata["score_reference"])
                     drift.append(DriftMonitor(reference))

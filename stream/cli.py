@@ -64,7 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
     run_demo(
         Settings.from_env(),
         DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
-                    workers=args.workers, scenario=args.scenario,
+                    workers=args.workers, scenario=args.scenario, shadow_version=args.shadow,
                     seed=DRIFT_SEED if args.scenario == "drift" else DemoOptions.seed),
     )  # fmt: skip
     return 0
@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", choices=("steady", "drift"), default="steady",
         help="drift: compare static and dynamic thresholds across the drift point",
     )  # fmt: skip
+    demo.add_argument("--shadow", default=None, help="registry version to score in shadow")
     demo.add_argument(
         "--offline", action="store_true", help="generate, train and evaluate only (no Kafka)"
     )

@@ -26,6 +26,7 @@ from stream.replay import ReplayProgress, replay
 from stream.report import format_summary, summarize_run, write_run_folder
 from stream.services import embedded_services, kafka_bootstrap
 from stream.settings import Settings
+from stream.shadow_report import compare_shadow
 from stream.synthetic import GeneratorConfig, generate_stream, write_stream
 from stream.workers import start_workers, stop_workers, worker_env
 from thresholds.shared import SharedThreshold
@@ -53,6 +54,7 @@ class DemoOptions:
     out: Path = Path("runs/demo")
     workers: int = 1
     scenario: str = "steady"
+    shadow_version: str | None = None
 
 
 class DecisionFollower(threading.Thread):
@@ -125,6 +127,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         print(f"broker {urls.kafka_url}  redis {urls.redis_url}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url,
                          registry=str(settings.registry_path))  # fmt: skip
+        if options.shadow_version is not None:
+            env["FRAUDSTREAM_SHADOW_VERSION"] = options.shadow_version
         workers = start_workers(options.workers, env, out / "workers")
         bootstrap = kafka_bootstrap(urls.kafka_url)
         follower = DecisionFollower(
@@ -175,6 +179,15 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         "".join(json.dumps(letter) + "\n" for letter in follower.dead_letters)
     )
     print(format_summary(summary))
+    shadow = compare_shadow(follower.decisions, labels)
+    if shadow is not None:
+        (out / "shadow.json").write_text(json.dumps(shadow, indent=2) + "\n")
+        print(
+            f"\nshadow {shadow['shadow']['model_version']} vs live "
+            f"{shadow['live']['model_version']}: cost/txn ${shadow['shadow']['cost_per_txn']:.3f}"
+            f" vs ${shadow['live']['cost_per_txn']:.3f}, decisions agree "
+            f"{shadow['decision_agreement']:.1%} (shadow.json)"
+        )
     if options.scenario == "drift":
         registry_pair = load_version(settings.registry_path).metadata["thresholds"]["ensemble"]
         comparison = compare_thresholds(

@@ -21,7 +21,9 @@ from thresholds.cost import CostModel
 BUCKETS = 12
 
 
-def _figures(decisions: np.ndarray, is_fraud: np.ndarray, cost: CostModel) -> dict[str, float]:
+def outcome_figures(
+    decisions: np.ndarray, is_fraud: np.ndarray, cost: CostModel
+) -> dict[str, float]:
     """Cost per transaction, recall and FPR of decision codes (0 approve, 1 review, 2 decline)."""
     legit = ~is_fraud
     total = (
@@ -62,11 +64,11 @@ def compare_thresholds(
     result: dict[str, Any] = {
         "drift_time": drift_time,
         "static_thresholds": {"review": review, "decline": decline},
-        "static": _figures(static[post], is_fraud[post], cost),
-        "dynamic": _figures(dynamic[post], is_fraud[post], cost),
+        "static": outcome_figures(static[post], is_fraud[post], cost),
+        "dynamic": outcome_figures(dynamic[post], is_fraud[post], cost),
         "whole_replay": {
-            "static": _figures(static, is_fraud, cost),
-            "dynamic": _figures(dynamic, is_fraud, cost),
+            "static": outcome_figures(static, is_fraud, cost),
+            "dynamic": outcome_figures(dynamic, is_fraud, cost),
         },
     }
     static_cost = result["static"]["cost_per_txn"]
@@ -80,8 +82,8 @@ def compare_thresholds(
         if inside.any():
             series.append({
                 "start": float(start), "end": float(end),
-                "static": _figures(static[inside], is_fraud[inside], cost),
-                "dynamic": _figures(dynamic[inside], is_fraud[inside], cost),
+                "static": outcome_figures(static[inside], is_fraud[inside], cost),
+                "dynamic": outcome_figures(dynamic[inside], is_fraud[inside], cost),
             })  # fmt: skip
     result["series"] = series
     return result

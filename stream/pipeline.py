@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from features.definitions import MerchantCounts, feature_vector
 from features.store import FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, Transaction, parse_transaction
-from models.ensemble import combine
+from models.ensemble import combine, combine_batch
 from models.guarded import FallbackScores, GuardedResult, GuardedScorer
 from models.registry import LoadedModels
 from models.rules import RulesScorer
@@ -44,6 +44,15 @@ class ThresholdPair:
     version: str
     review: float
     decline: float
+
+
+@dataclass(frozen=True)
+class ShadowCandidate:
+    """A registry version scored beside the live one and logged, never used to decide."""
+
+    models: LoadedModels
+    weights: Mapping[str, float]
+    thresholds: ThresholdPair
 
 
 @dataclass
@@ -89,6 +98,7 @@ class DecisionPipeline:
         self.scorers = [GuardedScorer(scorer, timeout_s) for scorer in chosen]
         self.rules = RulesScorer(models.feature_names)
         self.last_scores = FallbackScores() if fallback_policy == "last_score" else None
+        self.shadow: ShadowCandidate | None = None
 
     def use_models(self, models: LoadedModels, weights: Mapping[str, float]) -> None:
         """Swap in another registry version between two batches (hot reload)."""
@@ -187,6 +197,7 @@ class DecisionPipeline:
         ]
         threshold_s = time.perf_counter() - mark
         reasons = await self._reasons(features, outcomes)
+        shadow = await self._shadow_scores(features)
 
         for row, (txn, record) in enumerate(valid):
             model_scores, fallbacks, combined = scored[row]
@@ -218,6 +229,28 @@ class DecisionPipeline:
                     ),
                 }
             )
+            if shadow is not None and self.shadow is not None:
+                outcome.decisions[-1]["shadow"] = {
+                    "model_version": self.shadow.models.version,
+                    "score": float(shadow[row]),
+                    "decision": decide(float(shadow[row]), self.shadow.thresholds.review,
+                                       self.shadow.thresholds.decline),
+                }  # fmt: skip
+
+    async def _shadow_scores(self, features: NDArray[Any]) -> NDArray[np.float64] | None:
+        """The candidate's ensemble scores, off the event loop and bounded like a model."""
+        if self.shadow is None:
+            return None
+        candidate = self.shadow
+        scored, _ = await self.scorers[0].call(
+            lambda rows: combine_batch(
+                {"xgboost": candidate.models.xgboost.score_batch(rows),
+                 "isolation_forest": candidate.models.isolation_forest.score_batch(rows)},
+                candidate.weights,
+            ),
+            features,
+        )  # fmt: skip
+        return scored
 
     async def _remember_scores(self, outcome: BatchOutcome) -> None:
         """Keep each decision's score where a late label (any worker) can find it."""

@@ -28,6 +28,7 @@ Variables (default in brackets):
 ``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
 ``FRAUDSTREAM_FETCH_MAX_WAIT_MS``   longest a worker's fetch waits for data, ms, > 0 [10]
+``FRAUDSTREAM_SHADOW_VERSION``     registry version scored beside the live one, logged only [unset]
 ``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
 ``FRAUDSTREAM_LABEL_MATURITY_DAYS`` a labelled decision counts once this old [10]
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
@@ -91,6 +92,7 @@ class Settings:
     metrics_port: int = 0
     fetch_max_wait_ms: int = 10
     dynamic_threshold: bool = True
+    shadow_version: str | None = None
     label_maturity_days: float = 10.0
     label_window_days: float = 30.0
     recalibration_min_recall: float = 0.97
@@ -154,6 +156,7 @@ class Settings:
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
             fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
             dynamic_threshold=get("DYNAMIC_THRESHOLD", _flag, d.dynamic_threshold),
+            shadow_version=get("SHADOW_VERSION", lambda _k, v: v, d.shadow_version),
             label_maturity_days=get(
                 "LABEL_MATURITY_DAYS", _non_negative_float, d.label_maturity_days
             ),

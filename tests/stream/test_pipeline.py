@@ -12,9 +12,11 @@ import pytest
 from numpy.typing import NDArray
 
 from features.store import RedisFeatureStore
+from features.transaction import Label
 from models.registry import load_version
-from stream.pipeline import DecisionPipeline, IncomingRecord, ThresholdPair
+from stream.pipeline import DecisionPipeline, IncomingRecord, ShadowCandidate, ThresholdPair
 from stream.services import EmbeddedRedis
+from stream.shadow_report import compare_shadow
 from stream.synthetic import GeneratorConfig, generate_stream
 
 pytestmark = pytest.mark.integration
@@ -120,5 +122,30 @@ def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
             assert decision["fallbacks"] == {"isolation_forest": "timeout after 50 ms"}
             assert decision["score"] == pytest.approx(decision["model_scores"]["xgboost"])
             assert decision["degraded"] is True
+
+    asyncio.run(run())
+
+
+def test_shadow_candidate_is_scored_and_logged_but_never_decides(
+    redis_server: EmbeddedRedis, trained_registry: Path
+) -> None:
+    async def run() -> None:
+        pipeline = make_pipeline(redis_server.url, trained_registry)
+        candidate = load_version(trained_registry)
+        pipeline.shadow = ShadowCandidate(candidate, candidate.metadata["weights"],
+                                          ThresholdPair("shadow", 0.0, 0.0))  # fmt: skip
+        outcome = await pipeline.process(records(100, seed=8))
+        await pipeline.store.close()
+        pipeline.close()
+        for decision in outcome.decisions:
+            # Same model, so the same score; its pair declines everything, yet nothing is.
+            assert decision["shadow"]["score"] == pytest.approx(decision["score"])
+            assert decision["shadow"]["decision"] == "decline"
+        assert {d["decision"] for d in outcome.decisions} != {"decline"}
+        labels = {d["txn_id"]: Label(d["txn_id"], False, "legit", 0.0) for d in outcome.decisions}
+        report = compare_shadow(outcome.decisions, labels)
+        assert report is not None
+        assert report["shadow"]["fpr"] == 1.0 and report["score_correlation"] == pytest.approx(1.0)
+        assert report["decision_agreement"] < 1.0
 
     asyncio.run(run())
