@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.settings import Settings
-from stream.workers import WorkerProcess, wait_until_assigned
+from stream.workers import WorkerProcess, start_group
 
 BASELINES = ("noop", "passthrough")
 #: How often a baseline rewrites its status file; the load tester waits at least this long.
@@ -128,34 +126,9 @@ def start_baselines(
     ready_timeout_s: float = 60.0,
 ) -> list[WorkerProcess]:
     """Start `count` baseline processes in one consumer group; return once all are assigned."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for index in range(count):
-        label = f"{name}-{index + 1}"
-        status_file = run_dir / f"{label}.status.json"
-        status_file.unlink(missing_ok=True)
-        log_file = run_dir / f"{label}.log"
-        with log_file.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "stream.baselines",
-                    name,
-                    "--status-file",
-                    str(status_file),
-                    "--datadir",
-                    str(run_dir / f"{label}-data"),
-                    "--session-timeout",
-                    str(session_timeout_s),
-                ],
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(WorkerProcess(label, process, status_file, log_file))
-    wait_until_assigned(processes, ready_timeout_s)
-    return processes
+    return start_group(["stream.baselines", name], name, count, env, run_dir,
+                       session_timeout_s=session_timeout_s,
+                       ready_timeout_s=ready_timeout_s)  # fmt: skip
 
 
 def processed_count(processes: Sequence[WorkerProcess]) -> int:

@@ -46,23 +46,37 @@ def start_workers(
     ready_timeout_s: float = 60.0,
 ) -> list[WorkerProcess]:  # fmt: skip
     """Start `count` workers in one consumer group and wait until the group covers them."""
+    return start_group(["stream.cli", "worker"], "worker", count, env, run_dir,
+                       session_timeout_s=session_timeout_s,
+                       ready_timeout_s=ready_timeout_s)  # fmt: skip
+
+
+def start_group(
+    module_args: list[str], name: str, count: int, env: dict[str, str], run_dir: Path, *,
+    session_timeout_s: float, ready_timeout_s: float,
+) -> list[WorkerProcess]:  # fmt: skip
+    """`python -m <module_args>` processes sharing one consumer group (workers, baselines).
+
+    Each gets `--status-file`, `--datadir` and `--session-timeout`, logs to a file in
+    `run_dir`, and counts as started once it reports its partitions.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    workers = []
+    processes = []
     for index in range(count):
-        name = f"worker-{index + 1}"
-        status_file = run_dir / f"{name}.status.json"
+        label = f"{name}-{index + 1}"
+        status_file = run_dir / f"{label}.status.json"
         status_file.unlink(missing_ok=True)
-        log_file = run_dir / f"{name}.log"
+        log_file = run_dir / f"{label}.log"
         with log_file.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "stream.cli", "worker", "--status-file", str(status_file),
-                 "--datadir", str(run_dir / f"{name}-data"),
+                [sys.executable, "-m", *module_args, "--status-file", str(status_file),
+                 "--datadir", str(run_dir / f"{label}-data"),
                  "--session-timeout", str(session_timeout_s)],
                 env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        workers.append(WorkerProcess(name, process, status_file, log_file))
-    wait_until_assigned(workers, ready_timeout_s)
-    return workers
+        processes.append(WorkerProcess(label, process, status_file, log_file))
+    wait_until_assigned(processes, ready_timeout_s)
+    return processes
 
 
 def wait_until_assigned(workers: list[WorkerProcess], timeout_s: float) -> None:
