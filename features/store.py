@@ -19,6 +19,7 @@ the function the offline builder uses.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from features.definitions import (
     feature_vector,
 )
 from features.transaction import Label, Transaction
-from features.windows import RETENTION_SECONDS, CardEvent
+from features.windows import RETENTION_SECONDS, CardEvent, CardHistory
 
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
@@ -53,6 +54,9 @@ if #stale > 0 then
 end
 redis.call('EXPIRE', times, ttl)
 redis.call('EXPIRE', events, ttl)
+if ARGV[6] == '0' then
+  return ''
+end
 local ids = redis.call('ZRANGE', times, 0, -1)
 return table.concat(redis.call('HMGET', events, unpack(ids)), ',')
 """
@@ -123,6 +127,48 @@ def decode_events(joined: str | bytes) -> list[CardEvent]:
     return [CardEvent(*fields) for fields in json.loads(f"[{text}]")]
 
 
+class CardCache:
+    """Card windows a worker owns, so Redis need not send a card's history on every event.
+
+    Cards are partitioned, so while a worker owns a card no one else writes its window:
+    the copy in memory stays equal to Redis's. The owner must `clear()` when partitions
+    are revoked (another worker may write the card next); a cold card is read from Redis
+    once. Least recently used cards leave first beyond `max_cards` (see `trim`).
+    """
+
+    def __init__(self, max_cards: int = 50_000) -> None:
+        self._cards: OrderedDict[str, CardHistory] = OrderedDict()
+        self.max_cards = max_cards
+
+    def __contains__(self, card_id: str) -> bool:
+        return card_id in self._cards
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    def get(self, card_id: str) -> CardHistory | None:
+        history = self._cards.get(card_id)
+        if history is not None:
+            self._cards.move_to_end(card_id)
+        return history
+
+    def put(self, card_id: str, history: CardHistory) -> None:
+        self._cards[card_id] = history
+        self._cards.move_to_end(card_id)
+
+    def trim(self) -> None:
+        """Forget the least recently used cards beyond `max_cards`.
+
+        Called between micro-batches, never within one: a batch relies on every card it
+        found in memory staying there until it is done.
+        """
+        while len(self._cards) > self.max_cards:
+            self._cards.popitem(last=False)
+
+    def clear(self) -> None:
+        self._cards.clear()
+
+
 class FeatureStoreError(RuntimeError):
     """Redis could not serve features; the worker scores the transaction as degraded."""
 
@@ -130,14 +176,15 @@ class FeatureStoreError(RuntimeError):
 class RedisFeatureStore:
     """Records transactions and labels in Redis and returns point-in-time feature vectors."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, cache: CardCache | None = None) -> None:
         self._client = client
+        self.cache = cache
         self._record_card = client.register_script(_RECORD_CARD_EVENT)
         self._record_merchant = client.register_script(_RECORD_MERCHANT_TXN)
 
     @classmethod
-    def from_url(cls, url: str) -> RedisFeatureStore:
-        return cls(aioredis.Redis.from_url(url))
+    def from_url(cls, url: str, cache: CardCache | None = None) -> RedisFeatureStore:
+        return cls(aioredis.Redis.from_url(url), cache)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -150,9 +197,18 @@ class RedisFeatureStore:
         Idempotent: recording a transaction again returns the same vector it got the first
         time, as long as no earlier-in-time event arrived in between.
         """
+        cached = self.cache
+        # Ask Redis for a card's history only where memory has none (first event of a
+        # cold card in this batch); every event is written either way.
+        wanted, cold = [], set()
+        for txn in transactions:
+            want = cached is None or (txn.card_id not in cached and txn.card_id not in cold)
+            wanted.append(want)
+            if cached is not None and want:
+                cold.add(txn.card_id)
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for txn in transactions:
+                for txn, want in zip(transactions, wanted, strict=True):
                     event = CardEvent.from_transaction(txn)
                     await self._record_card(
                         keys=_card_keys(txn.card_id),
@@ -162,6 +218,7 @@ class RedisFeatureStore:
                             encode_event(event),
                             RETENTION_SECONDS,
                             KEY_TTL_SECONDS,
+                            "1" if want else "0",
                         ],
                         client=pipe,
                     )
@@ -184,16 +241,26 @@ class RedisFeatureStore:
         vectors = []
         for index, txn in enumerate(transactions):
             encoded_events, merchant_counts = replies[3 * index], replies[3 * index + 1]
-            # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
-            prior = decode_events(encoded_events)
-            me = (txn.event_time, txn.txn_id)
-            while prior and prior[-1].key >= me:
-                prior.pop()
+            if cached is None:
+                # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
+                prior = decode_events(encoded_events)
+                me = (txn.event_time, txn.txn_id)
+                while prior and prior[-1].key >= me:
+                    prior.pop()
+            else:
+                history = cached.get(txn.card_id)
+                if history is None:
+                    history = CardHistory(decode_events(encoded_events))
+                    cached.put(txn.card_id, history)
+                prior = history.before(txn.event_time, txn.txn_id)
+                history.add(CardEvent.from_transaction(txn))
             vectors.append(
                 feature_vector(
                     txn, prior, MerchantCounts(*(int(count) for count in merchant_counts))
                 )
             )
+        if cached is not None:
+            cached.trim()
         return vectors
 
     async def record_scores(self, scored: Sequence[tuple[str, float, float]]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from features.store import FeatureStoreError, RedisFeatureStore
+from features.store import CardCache, FeatureStoreError, RedisFeatureStore
 from features.transaction import InvalidTransaction, parse_label
 from models.drift import DriftMonitor, ScoreReference
 from models.ensemble import EnsembleWeights
@@ -92,7 +92,7 @@ def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
     """The live registry version with its thresholds and weights."""
     models = load_version(settings.registry_path)
     return DecisionPipeline(
-        RedisFeatureStore.from_url(redis_url),
+        RedisFeatureStore.from_url(redis_url, CardCache()),
         models,
         weights_for(settings, models),
         registry_pair(models),
@@ -241,6 +241,18 @@ def create_app(
                 apply(live)
 
     failed_versions: set[str] = set()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_cards_on_revoke(sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Another worker may write these cards next: memory must not outlive ownership."""
+        if pipeline and pipeline[0].store.cache is not None:
+            pipeline[0].store.cache.clear()
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def forget_cards_on_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Again after the new assignment, in case a batch was still finishing meanwhile."""
+        if pipeline and pipeline[0].store.cache is not None:
+            pipeline[0].store.cache.clear()
 
     @app.timer(interval=2.0)
     async def follow_live_model() -> None:

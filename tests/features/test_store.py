@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from features.builder import build_features
-from features.store import RedisFeatureStore
+from features.store import CardCache, RedisFeatureStore
 from features.transaction import Label, Transaction
 from stream.services import EmbeddedRedis
 
@@ -47,19 +47,29 @@ def random_history(seed: int, count: int = 600) -> tuple[list[Transaction], list
 
 
 async def replay_online(
-    url: str, transactions: list[Transaction], labels: list[Label], batch: int
+    url: str,
+    transactions: list[Transaction],
+    labels: list[Label],
+    batch: int,
+    cache: CardCache | None = None,
+    repeat: int = 1,
 ) -> np.ndarray:
-    """Feed the store as the worker would: labels as they arrive, transactions in batches."""
-    store = RedisFeatureStore.from_url(url)
-    pending = sorted(labels, key=lambda label: label.label_time)
-    rows = []
+    """Feed the store as the worker would: labels as they arrive, transactions in batches.
+
+    `repeat` > 1 feeds the whole stream again through the same store (warm cache), as a
+    redelivery would; the rows of the last pass are returned.
+    """
+    store = RedisFeatureStore.from_url(url, cache)
     try:
-        for start in range(0, len(transactions), batch):
-            chunk = transactions[start : start + batch]
-            due = [label for label in pending if label.label_time < chunk[0].event_time]
-            pending = pending[len(due) :]
-            await store.record_labels(due)
-            rows += await store.record_and_featurize(chunk)
+        for _ in range(repeat):
+            pending = sorted(labels, key=lambda label: label.label_time)
+            rows = []
+            for start in range(0, len(transactions), batch):
+                chunk = transactions[start : start + batch]
+                due = [label for label in pending if label.label_time < chunk[0].event_time]
+                pending = pending[len(due) :]
+                await store.record_labels(due)
+                rows += await store.record_and_featurize(chunk)
     finally:
         await store.close()
     return np.vstack(rows)
@@ -71,18 +81,24 @@ async def flush(url: str) -> None:
     await client.aclose()
 
 
-def test_online_vectors_equal_offline_builder(redis_server: EmbeddedRedis) -> None:
+@pytest.mark.parametrize("cache", [None, CardCache()], ids=["redis-only", "card-cache"])
+def test_online_vectors_equal_offline_builder(
+    redis_server: EmbeddedRedis, cache: CardCache | None
+) -> None:
     transactions, labels = random_history(seed=1)
     asyncio.run(flush(redis_server.url))
-    online = asyncio.run(replay_online(redis_server.url, transactions, labels, batch=1))
+    online = asyncio.run(replay_online(redis_server.url, transactions, labels, 1, cache))
     offline = build_features(transactions, labels).features
     np.testing.assert_allclose(online, offline, rtol=1e-12, atol=1e-9)
 
 
-def test_micro_batches_give_the_same_vectors(redis_server: EmbeddedRedis) -> None:
+@pytest.mark.parametrize("cache", [None, CardCache(max_cards=3)], ids=["redis-only", "small-cache"])
+def test_micro_batches_give_the_same_vectors(
+    redis_server: EmbeddedRedis, cache: CardCache | None
+) -> None:
     transactions, _ = random_history(seed=2, count=300)
     asyncio.run(flush(redis_server.url))
-    batched = asyncio.run(replay_online(redis_server.url, transactions, [], batch=37))
+    batched = asyncio.run(replay_online(redis_server.url, transactions, [], 37, cache))
     np.testing.assert_allclose(batched, build_features(transactions).features, atol=1e-9)
 
 
@@ -90,6 +106,9 @@ def test_redelivered_transaction_is_not_counted_twice(redis_server: EmbeddedRedi
     transactions, _ = random_history(seed=3, count=200)
     asyncio.run(flush(redis_server.url))
     first = asyncio.run(replay_online(redis_server.url, transactions, [], batch=20))
-    # The whole stream again, as after a consumer restart from an old offset.
+    # The whole stream again, as after a consumer restart from an old offset (cold)...
     second = asyncio.run(replay_online(redis_server.url, transactions, [], batch=20))
     np.testing.assert_array_equal(first, second)
+    # ...and redelivered to a worker that still holds the cards in memory (warm).
+    warm = asyncio.run(replay_online(redis_server.url, transactions, [], 20, CardCache(), 2))
+    np.testing.assert_array_equal(first, warm)
