@@ -17,8 +17,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/fraudstream demo
 
+PACKAGES := stream models features thresholds
+
 lint: install
 	$(BIN)/ruff check .
+	mkdir -p $(VENV)/typecheck/fraudstream
+	for package in $(PACKAGES); do ln -sfn $(CURDIR)/$$package $(VENV)/typecheck/fraudstream/$$package; done
 	$(BIN)/mypy
 
 unit: install

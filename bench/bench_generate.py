@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from features.geo import COUNTRIES, EARTH_RADIUS_KM
-from stream.synthetic import (
+from fraudstream.features.geo import COUNTRIES, EARTH_RADIUS_KM
+from fraudstream.stream.sim.generator import (
     SCENARIOS,
     GeneratorConfig,
     SyntheticStream,

@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stream.loadtest import LoadTestOptions, run_loadtest
-from stream.loadtest_report import write_loadtest_report
-from stream.settings import Settings
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.tools.loadtest import LoadTestOptions, run_loadtest
+from fraudstream.stream.tools.loadtest_report import write_loadtest_report
 
 
 def _run(settings: Settings, options: LoadTestOptions) -> dict[str, Any]:

@@ -19,30 +19,15 @@ import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
 
-from models.ensemble import Ensemble, combine_batch
-from models.registry import load_version, save_version
-from models.training import TrainingParams, fit_isolation_forest, train_models
+from fraudstream.models.ensemble import Ensemble, combine_batch
+from fraudstream.models.registry import load_version, save_version
+from fraudstream.models.training import TrainingParams, fit_isolation_forest, train_models
+from fraudstream.stream.sim.feature_rows import N_FEATURES, synthetic_fraud_rows
 
 N_ROWS = 100_000
-N_FEATURES = 40
 BATCH = 512
 SINGLE_ROW_TARGET_US = 1000.0
 BATCH_TARGET_US = 50.0
-
-
-def synthetic_fraud_rows(
-    n_rows: int, n_features: int = N_FEATURES, seed: int = 0
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Rows with ~3 % fraud driven by a few features, fraud rows also being outliers.
-
-    Shared with tests/models so that benchmark and tests train on the same shape of data.
-    """
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n_rows, n_features))
-    logit = -4.2 + 1.5 * X[:, 0] + 1.0 * X[:, 1] * X[:, 2] + 0.8 * np.abs(X[:, 3])
-    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-    X[y == 1, 4] += rng.normal(3.0, 1.0, size=int(y.sum()))
-    return X, y
 
 
 def median_us(call: Callable[[int], object], repeats: int) -> float:

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from features.definitions import (
+from fraudstream.features.definitions import (
     FEATURE_NAMES,
     MERCHANT_COUNT_WINDOW_SECONDS,
     MERCHANT_RATE_WINDOW_SECONDS,
     MerchantCounts,
     feature_vector,
 )
-from features.transaction import Label, Transaction
-from features.windows import CardEvent, CardHistory, MerchantHistory
+from fraudstream.features.transaction import Label, Transaction
+from fraudstream.features.windows import CardEvent, CardHistory, MerchantHistory
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from features.geo import haversine_km, local_hour_and_weekday
-from features.transaction import CHANNELS, Transaction
-from features.windows import WINDOWS, CardEvent
+from fraudstream.features.geo import haversine_km, local_hour_and_weekday
+from fraudstream.features.transaction import CHANNELS, Transaction
+from fraudstream.features.windows import WINDOWS, CardEvent
 
 MERCHANT_RATE_WINDOW_SECONDS = WINDOWS["30d"]
 MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]

@@ -26,14 +26,14 @@ import numpy as np
 import redis.asyncio as aioredis
 from numpy.typing import NDArray
 
-from features.definitions import (
+from fraudstream.features.definitions import (
     MERCHANT_COUNT_WINDOW_SECONDS,
     MERCHANT_RATE_WINDOW_SECONDS,
     MerchantCounts,
     feature_vector,
 )
-from features.transaction import Label, Transaction
-from features.windows import RETENTION_SECONDS, CardEvent, CardHistory
+from fraudstream.features.transaction import Label, Transaction
+from fraudstream.features.windows import RETENTION_SECONDS, CardEvent, CardHistory
 
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400

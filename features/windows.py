@@ -18,8 +18,8 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from features.geo import SECONDS_PER_DAY, is_night, is_weekend, local_hour_and_weekday
-from features.transaction import Transaction
+from fraudstream.features.geo import SECONDS_PER_DAY, is_night, is_weekend, local_hour_and_weekday
+from fraudstream.features.transaction import Transaction
 
 WINDOWS: dict[str, float] = {
     "1h": 3600.0,

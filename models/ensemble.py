@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from models.registry import LoadedModels
-from models.scorers import ISOLATION_FOREST, XGBOOST, Scorer
-from models.training import TrainedModels
+from fraudstream.models.registry import LoadedModels
+from fraudstream.models.scorers import ISOLATION_FOREST, XGBOOST, Scorer
+from fraudstream.models.training import TrainedModels
 
 NEUTRAL_SCORE = 0.01
 """Score when no model answered: the prior fraud rate of the reference problem (≈ 1 %,

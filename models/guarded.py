@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from models.scorers import Scorer
+from fraudstream.models.scorers import Scorer
 
 T = TypeVar("T")
 

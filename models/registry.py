@@ -31,9 +31,9 @@ from typing import Any
 import sklearn
 import xgboost as xgb
 
-from models.isolation import CompiledIsolationForest
-from models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
-from models.training import TrainedModels
+from fraudstream.models.isolation import CompiledIsolationForest
+from fraudstream.models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
+from fraudstream.models.training import TrainedModels
 
 LIVE_FILE = "LIVE"
 PROMOTIONS_FILE = "PROMOTIONS"

@@ -22,7 +22,7 @@ import xgboost as xgb
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from models.isolation import CompiledIsolationForest
+from fraudstream.models.isolation import CompiledIsolationForest
 
 XGBOOST = "xgboost"
 ISOLATION_FOREST = "isolation_forest"

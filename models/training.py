@@ -19,9 +19,9 @@ import xgboost as xgb
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import IsolationForest
 
-from models.isolation import CompiledIsolationForest
-from models.metrics import auc_pr, auc_roc
-from models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
+from fraudstream.models.isolation import CompiledIsolationForest
+from fraudstream.models.metrics import auc_pr, auc_roc
+from fraudstream.models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream.loadtest import add_loadtest_arguments
-from stream.offline import evaluate_from_file, format_report, train_from_file
-from stream.services import embedded_services, kafka_bootstrap
-from stream.settings import Settings
-from stream.synthetic import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.offline.training import evaluate_from_file, format_report, train_from_file
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.tools.loadtest import add_loadtest_arguments
+from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     if args.offline:
         return _offline_demo(args)
-    from stream.demo import DRIFT_SEED, DemoOptions, run_demo
+    from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions, run_demo
 
     run_demo(
         Settings.from_env(),
@@ -94,7 +94,7 @@ def _offline_demo(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from stream.app import run_worker
+    from fraudstream.stream.worker.app import run_worker
 
     settings = Settings.from_env()
     if settings.kafka_url is None or settings.redis_url is None:
@@ -116,7 +116,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream.replay import read_stream_file, replay
+    from fraudstream.stream.sim.replay import read_stream_file, replay
 
     settings = Settings.from_env()
     if settings.kafka_url is None:
@@ -137,7 +137,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from models.registry import (
+    from fraudstream.models.registry import (
         RegistryError,
         list_versions,
         live_version,
@@ -172,7 +172,7 @@ def _models(args: argparse.Namespace) -> int:
 def _thresholds_show(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.recalibration import describe_live_threshold
+    from fraudstream.stream.worker.recalibration import describe_live_threshold
 
     settings = Settings.from_env()
     if settings.redis_url is None:

@@ -70,7 +70,7 @@ class Settings:
     """Validated configuration for every FraudStream command.
 
     ``kafka_url`` / ``redis_url`` of ``None`` mean "start the embedded server"
-    (see ``stream.services.embedded_services``); a set URL is used as-is.
+    (see ``fraudstream.stream.tools.services.embedded_services``); a set URL is used as-is.
     """
 
     kafka_url: str | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.services import EmbeddedBroker, EmbeddedRedis
+from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +32,8 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with one version trained on a small generated stream (seed 11)."""
-    from stream.offline import train_from_file
-    from stream.synthetic import GeneratorConfig, generate_stream, write_stream
+    from fraudstream.stream.offline.training import train_from_file
+    from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
 
     folder = tmp_path_factory.mktemp("registry")
     data = folder / "train.jsonl"

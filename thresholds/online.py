@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from thresholds.cost import CostModel, evaluate_thresholds
-from thresholds.optimise import Constraints, NoFeasibleThresholds, optimise_thresholds
+from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.thresholds.optimise import Constraints, NoFeasibleThresholds, optimise_thresholds
 
 
 class LabelledWindow:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from thresholds.cost import (
+from fraudstream.thresholds.cost import (
     NEVER_FIRES,
     CostModel,
     Outcome,

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from thresholds.online import ThresholdState
+from fraudstream.thresholds.online import ThresholdState
 
 HISTORY_LENGTH = 1000
 

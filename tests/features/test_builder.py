@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.builder import build_features
-from features.definitions import FEATURE_NAMES
-from features.transaction import Label, Transaction
+from fraudstream.features.builder import build_features
+from fraudstream.features.definitions import FEATURE_NAMES
+from fraudstream.features.transaction import Label, Transaction
 
 T0 = 1_767_225_600.0
 DAY = 86_400.0

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from features.builder import build_features
-from features.store import CardCache, RedisFeatureStore
-from features.transaction import Label, Transaction
-from stream.services import EmbeddedRedis
+from fraudstream.features.builder import build_features
+from fraudstream.features.store import CardCache, RedisFeatureStore
+from fraudstream.features.transaction import Label, Transaction
+from fraudstream.stream.tools.services import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

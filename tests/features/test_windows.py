@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.definitions import MerchantCounts, feature_vector
-from features.transaction import Transaction
-from features.windows import (
+from fraudstream.features.definitions import MerchantCounts, feature_vector
+from fraudstream.features.transaction import Transaction
+from fraudstream.features.windows import (
     ALLOWED_LATENESS_SECONDS,
     WINDOWS,
     CardEvent,

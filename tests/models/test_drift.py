@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.drift import DriftMonitor, ScoreReference, psi, psi_of_shares
+from fraudstream.models.drift import DriftMonitor, ScoreReference, psi, psi_of_shares
 
 
 def fraud_like_scores(seed: int, n: int = 20_000, shift: float = 0.0) -> np.ndarray:

@@ -5,15 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.ensemble import (
+from fraudstream.models.ensemble import (
     NEUTRAL_SCORE,
     Ensemble,
     EnsembleWeights,
     combine,
     combine_batch,
 )
-from models.registry import load_version, save_version
-from tests.models.test_training import synthetic_fraud_rows, train_small_models
+from fraudstream.models.registry import load_version, save_version
+from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.small_models import train_small_models
 
 WEIGHTS = EnsembleWeights().as_dict()
 

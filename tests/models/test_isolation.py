@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from models.isolation import CompiledIsolationForest
+from fraudstream.models.isolation import CompiledIsolationForest
 
 N_FEATURES = 12
 

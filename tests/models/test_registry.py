@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.registry import (
+from fraudstream.models.registry import (
     LIVE_FILE,
     MANIFEST,
     REQUIRED_FILES,
@@ -19,8 +19,9 @@ from models.registry import (
     save_version,
     set_live,
 )
-from models.training import TrainedModels
-from tests.models.test_training import FEATURE_NAMES, synthetic_fraud_rows, train_small_models
+from fraudstream.models.training import TrainedModels
+from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.small_models import FEATURE_NAMES, train_small_models
 
 SPLIT = {"split": {"train_end": 1_700_000_000.0, "valid_end": 1_700_600_000.0}}
 

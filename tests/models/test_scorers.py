@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from models.scorers import AnomalyCalibration, Scorer
-from models.training import TrainedModels
-from tests.models.test_training import FEATURE_NAMES, synthetic_fraud_rows, train_small_models
+from fraudstream.models.scorers import AnomalyCalibration, Scorer
+from fraudstream.models.training import TrainedModels
+from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.small_models import FEATURE_NAMES, train_small_models
 
 
 @pytest.fixture(scope="module")

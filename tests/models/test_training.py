@@ -1,21 +1,13 @@
-"""Training on synthetic data; also home of the small-model helpers other model tests use."""
+"""Training on synthetic data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.bench_scoring import N_FEATURES, synthetic_fraud_rows
-from models.training import TrainedModels, TrainingParams, train_models
-
-FEATURE_NAMES = tuple(f"feature_{i:02d}" for i in range(N_FEATURES))
-SMALL_PARAMS = TrainingParams(xgb_max_rounds=20, xgb_max_depth=4, if_n_estimators=20)
-
-
-def train_small_models(params: TrainingParams = SMALL_PARAMS) -> TrainedModels:
-    X_train, y_train = synthetic_fraud_rows(4000, seed=1)
-    X_valid, y_valid = synthetic_fraud_rows(2000, seed=2)
-    return train_models(X_train, y_train, X_valid, y_valid, FEATURE_NAMES, params)
+from fraudstream.models.training import TrainedModels, TrainingParams, train_models
+from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.small_models import FEATURE_NAMES, SMALL_PARAMS, train_small_models
 
 
 @pytest.fixture(scope="module")

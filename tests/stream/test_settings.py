@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.settings import Settings, SettingsError
+from fraudstream.stream.settings import Settings, SettingsError
 
 
 def test_empty_environment_gives_documented_defaults() -> None:

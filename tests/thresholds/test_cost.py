@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import ArrayLike
 
-from thresholds.cost import NEVER_FIRES, CostModel, decide, evaluate_thresholds
+from fraudstream.thresholds.cost import NEVER_FIRES, CostModel, decide, evaluate_thresholds
 
 SCORES = [0.1, 0.4, 0.6, 0.9, 0.95]
 FRAUD = [False, True, False, True, True]

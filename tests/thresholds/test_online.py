@@ -6,14 +6,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from thresholds.cost import CostModel, evaluate_thresholds
-from thresholds.online import (
+from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.thresholds.online import (
     GuardRails,
     LabelledWindow,
     ThresholdState,
     recalibrate,
 )
-from thresholds.optimise import Constraints, optimise_thresholds
+from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
 DAY = 86_400.0
 TOLERANCE = 1e-12

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thresholds.cost import NEVER_FIRES, CostModel, Outcome, evaluate_thresholds
-from thresholds.optimise import (
+from fraudstream.thresholds.cost import NEVER_FIRES, CostModel, Outcome, evaluate_thresholds
+from fraudstream.thresholds.optimise import (
     Constraints,
     NoFeasibleThresholds,
     optimise_thresholds,

@@ -9,9 +9,9 @@ from typing import TypeVar
 
 import pytest
 
-from stream.services import EmbeddedRedis
-from thresholds.online import ThresholdState
-from thresholds.shared import HISTORY_LENGTH, SharedThreshold
+from fraudstream.stream.tools.services import EmbeddedRedis
+from fraudstream.thresholds.online import ThresholdState
+from fraudstream.thresholds.shared import HISTORY_LENGTH, SharedThreshold
 
 pytestmark = pytest.mark.integration
 

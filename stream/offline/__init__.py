@@ -1,0 +1,1 @@
+"""Offline training and evaluation of registry versions from stream files."""

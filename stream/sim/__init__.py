@@ -1,0 +1,1 @@
+"""Synthetic transaction streams: the generator, its fraud scenarios, stream files, replay."""

@@ -1,0 +1,220 @@
+"""`fraudstream demo`: the whole system on one laptop, from nothing to a report.
+
+Starts the embedded broker and Redis (unless FRAUDSTREAM_* points elsewhere), trains a
+model if the registry is empty, starts a worker, replays a fresh generated stream at a
+steady rate with a few malformed records mixed in, follows the decisions live, and writes
+a run folder. Everything it started, it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from fraudstream.models.registry import list_versions, load_version
+from fraudstream.stream.offline.training import train_from_file
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.sim.replay import ReplayProgress, replay
+from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
+from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
+from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
+from fraudstream.stream.tools.shadow_report import compare_shadow
+from fraudstream.stream.tools.workers import start_workers, stop_workers, worker_env
+from fraudstream.thresholds.shared import SharedThreshold
+
+TRAINING_TRANSACTIONS = 200_000
+#: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
+DRIFT_SEED = 2027
+#: Deliberately broken records mixed into the replay, to show the dead-letter path.
+MALFORMED_RECORDS = [
+    b"{this is not json",
+    b'{"txn_id": "bad-1", "card_id": "c1"}',
+    b'{"txn_id": "bad-2", "card_id": "c1", "merchant_id": "m1", "amount": -20, '
+    b'"currency": "EUR", "country": "FR", "channel": "pos", "event_time": 1767225600}',
+    b'{"txn_id": "bad-3", "card_id": "c1", "merchant_id": "m1", "amount": 20, '
+    b'"currency": "EUR", "country": "FR", "channel": "pos", "event_time": 99}',
+    b"\xff\xfe binary garbage",
+]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    transactions: int = 50_000
+    rate: float = 500.0
+    seed: int = 2026
+    out: Path = Path("runs/demo")
+    workers: int = 1
+    scenario: str = "steady"
+    shadow_version: str | None = None
+
+
+class DecisionFollower(threading.Thread):
+    """Reads `decisions` and the DLQ from the beginning, in the background."""
+
+    def __init__(self, bootstrap: str, decisions: str, dlq: str, partitions: int) -> None:
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        self.consumer.assign(
+            [TopicPartition(topic, p) for topic in (decisions, dlq) for p in range(partitions)]
+        )
+        self.consumer.seek_to_beginning()
+        self.decisions_topic = decisions
+        self.decisions: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            for records in self.consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    target = (
+                        self.decisions
+                        if record.topic == self.decisions_topic
+                        else self.dead_letters
+                    )
+                    target.append(json.loads(record.value))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(5)
+        self.consumer.close()
+
+
+def _progress_line(follower: DecisionFollower, produced: int, total: int, started: float) -> str:
+    decided = len(follower.decisions)
+    recent = sorted(d["latency_ms"]["end_to_end"] for d in follower.decisions[-2000:])
+    p99 = recent[int(0.99 * (len(recent) - 1))] if recent else 0.0
+    width = 30
+    filled = int(width * decided / max(total, 1))
+    elapsed = time.monotonic() - started
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] produced {produced:,}/{total:,} "
+        f"decided {decided:,} dlq {len(follower.dead_letters)} "
+        f"rate {decided / max(elapsed, 1e-9):,.0f}/s p99 {p99:.1f} ms"
+    )
+
+
+def ensure_model(settings: Settings, work: Path) -> str:
+    """The live version, training one on a generated history if the registry is empty."""
+    versions = list_versions(settings.registry_path) if settings.registry_path.exists() else []
+    if versions:
+        return f"using model registry {settings.registry_path} ({versions[-1]} latest)"
+    history = work / "training" / "history.jsonl"
+    print(f"registry {settings.registry_path} is empty: generating {TRAINING_TRANSACTIONS:,} "
+          "transactions and training (about a minute)", flush=True)  # fmt: skip
+    write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
+    version = train_from_file(history, settings.registry_path)
+    return f"trained {version} into {settings.registry_path}"
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    settings = replace(settings, registry_path=settings.registry_path.resolve())
+    print(ensure_model(settings, out), flush=True)
+    stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
+    labels = {label.txn_id: label for label in stream.labels}
+    with embedded_services(settings) as urls:
+        print(f"broker {urls.kafka_url}  redis {urls.redis_url}", flush=True)
+        env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url,
+                         registry=str(settings.registry_path))  # fmt: skip
+        if options.shadow_version is not None:
+            env["FRAUDSTREAM_SHADOW_VERSION"] = options.shadow_version
+        workers = start_workers(options.workers, env, out / "workers")
+        bootstrap = kafka_bootstrap(urls.kafka_url)
+        follower = DecisionFollower(
+            bootstrap, settings.topic_decisions, settings.topic_dlq, settings.partitions
+        )
+        follower.start()
+        started = time.monotonic()
+        interactive = sys.stdout.isatty()
+        last_print = [0.0]
+
+        def show(progress: ReplayProgress) -> None:
+            now = time.monotonic()
+            if interactive or now - last_print[0] > 5.0:
+                line = _progress_line(follower, progress.produced, options.transactions, started)
+                print(("\r" if interactive else "") + line, end="" if interactive else "\n",
+                      flush=True)  # fmt: skip
+                last_print[0] = now
+
+        try:
+            report = replay(
+                bootstrap, stream.transactions, stream.labels,
+                topic=settings.topic_transactions, labels_topic=settings.topic_labels,
+                rate=options.rate, on_progress=show, extra_records=MALFORMED_RECORDS,
+            )  # fmt: skip
+            expected = report.produced + report.malformed_produced
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                done = len({d["txn_id"] for d in follower.decisions})
+                if done + len(follower.dead_letters) >= expected:
+                    break
+                show(ReplayProgress(report.produced, report.labels_produced, 0.0))
+                time.sleep(0.2)
+            seconds = time.monotonic() - started
+        finally:
+            stop_workers(workers)
+            follower.stop()
+        recalibrations = asyncio.run(_threshold_history(urls.redis_url, settings.app_id))
+    if interactive:
+        print()
+    summary = summarize_run(
+        follower.decisions, labels, produced=report.produced,
+        dead_lettered=len(follower.dead_letters), seconds=seconds,
+    )  # fmt: skip
+    summary["replay_tps"] = report.achieved_tps
+    summary["malformed_produced"] = report.malformed_produced
+    write_run_folder(out, summary, follower.decisions, labels)
+    (out / "dead_letters.jsonl").write_text(
+        "".join(json.dumps(letter) + "\n" for letter in follower.dead_letters)
+    )
+    print(format_summary(summary))
+    shadow = compare_shadow(follower.decisions, labels)
+    if shadow is not None:
+        (out / "shadow.json").write_text(json.dumps(shadow, indent=2) + "\n")
+        print(
+            f"\nshadow {shadow['shadow']['model_version']} vs live "
+            f"{shadow['live']['model_version']}: cost/txn ${shadow['shadow']['cost_per_txn']:.3f}"
+            f" vs ${shadow['live']['cost_per_txn']:.3f}, decisions agree "
+            f"{shadow['decision_agreement']:.1%} (shadow.json)"
+        )
+    if options.scenario == "drift":
+        registry_pair = load_version(settings.registry_path).metadata["thresholds"]["ensemble"]
+        comparison = compare_thresholds(
+            follower.decisions, labels, (registry_pair["review"], registry_pair["decline"]),
+            stream.drift_time,
+        )  # fmt: skip
+        write_drift_report(out, comparison, recalibrations)
+        static, dynamic = comparison["static"], comparison["dynamic"]
+        print(
+            f"\nafter the drift point: static ${static['cost_per_txn']:.3f}/txn "
+            f"(recall {static['recall']:.3f}), dynamic ${dynamic['cost_per_txn']:.3f}/txn "
+            f"(recall {dynamic['recall']:.3f}); {len(recalibrations)} recalibrations; "
+            f"see drift.md"
+        )
+    print(f"\nrun folder: {out}/ (summary.json, report.md, plots, dead_letters.jsonl)")
+    return summary
+
+
+async def _threshold_history(redis_url: str, group: str) -> list[dict[str, Any]]:
+    """Every published threshold version of this run (oldest first), with its figures."""
+    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    try:
+        history = await shared.history(1000)
+    finally:
+        await shared.close()
+    return [
+        {"version": entry["state"]["version"], "reason": entry["state"]["reason"],
+         **entry["state"]["figures"]}
+        for entry in reversed(history)
+    ]  # fmt: skip

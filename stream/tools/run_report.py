@@ -1,0 +1,279 @@
+"""The summary of one run: throughput, latency against the budget, decisions and their quality.
+
+`summarize_run` is pure: it takes the decisions read back from the `decisions` topic and the
+labels, and returns plain JSON-ready data, so the demo, the load test and the tests share it.
+Delivery is at-least-once (DESIGN §2), so a transaction may be decided twice; the first
+decision counts and the rest are reported as `duplicates`. Ratios that are undefined (no
+frauds, nothing flagged, no labels) are None rather than a misleading 0 or 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from fraudstream.features.transaction import Label
+from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+
+#: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
+DEFAULT_BUDGET_MS: Mapping[str, float] = MappingProxyType({"p50": 25, "p95": 50, "p99": 100})
+OUTCOMES = ("approve", "review", "decline")
+#: Stand-in scores that make `evaluate_thresholds(…, 0.5, 1.0)` reproduce each decision as it
+#: was made, so the cost arithmetic lives in one place (thresholds.cost).
+_OUTCOME_SCORE = {"approve": 0.0, "review": 0.5, "decline": 1.0}
+
+
+def _percentiles(values: Sequence[float], names: Sequence[str]) -> dict[str, float | None]:
+    if not values:
+        return dict.fromkeys(names)
+    points = [100.0 if name == "max" else float(name[1:]) for name in names]
+    found = np.percentile(np.asarray(values, dtype=np.float64), points)
+    return {name: round(float(v), 3) for name, v in zip(names, found, strict=True)}
+
+
+def _within(measured: float | None, limit: float) -> bool:
+    return measured is not None and measured <= limit
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def first_decisions(decisions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One decision per txn_id, the first seen, in arrival order."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    for decision in decisions:
+        seen.setdefault(decision["txn_id"], decision)
+    return list(seen.values())
+
+
+def _quality(
+    decided: Sequence[Mapping[str, Any]], labels: Mapping[str, Label], cost: CostModel
+) -> dict[str, Any]:
+    labelled = [(d["decision"], labels[d["txn_id"]]) for d in decided if d["txn_id"] in labels]
+    fraud = [label.is_fraud for _, label in labelled]
+    frauds = sum(fraud)
+    flagged = [label.is_fraud for action, label in labelled if action != "approve"]
+    declined = [label.is_fraud for action, label in labelled if action == "decline"]
+    caught: Counter[str] = Counter()
+    per_scenario: Counter[str] = Counter()
+    for action, label in labelled:
+        if label.is_fraud:
+            per_scenario[label.scenario] += 1
+            caught[label.scenario] += action != "approve"
+    cost_per_txn = None
+    if labelled:
+        scores = [_OUTCOME_SCORE[action] for action, _ in labelled]
+        cost_per_txn = evaluate_thresholds(scores, fraud, 0.5, 1.0, cost).cost_per_txn
+    return {
+        "labelled": len(labelled),
+        "frauds": frauds,
+        "precision": _ratio(sum(flagged), len(flagged)),
+        "recall": _ratio(sum(flagged), frauds),
+        "decline_precision": _ratio(sum(declined), len(declined)),
+        "fpr": _ratio(len(declined) - sum(declined), len(labelled) - frauds),
+        "cost_per_txn": cost_per_txn,
+        "recall_by_scenario": {
+            name: caught[name] / per_scenario[name] for name in sorted(per_scenario)
+        },
+    }
+
+
+def summarize_run(
+    decisions: Sequence[Mapping[str, Any]],
+    labels: Mapping[str, Label],
+    *,
+    produced: int,
+    dead_lettered: int,
+    seconds: float,
+    budget_ms: Mapping[str, float] = DEFAULT_BUDGET_MS,
+    cost: CostModel = CostModel(),
+) -> dict[str, Any]:
+    """Figures of one run; latencies in ms, `throughput_tps` = distinct decisions / seconds.
+
+    Decisions follow the DESIGN §3 contract. Budget keys must be percentiles reported in
+    `e2e_latency_ms` (p50, p95, p99, max); a percentile with no data is not within budget.
+    Quality counts only decided transactions that have a label; cost uses each decision's
+    actual outcome (approved fraud → cost_fn, declined legit → cost_fp, review → cost_review).
+    """
+    decided = first_decisions(decisions)
+    e2e = _percentiles(
+        [d["latency_ms"]["end_to_end"] for d in decided], ("p50", "p95", "p99", "max")
+    )
+    unknown = set(budget_ms) - set(e2e)
+    if unknown:
+        raise ValueError(f"budget_ms keys {sorted(unknown)} are not among {sorted(e2e)}")
+    stages: dict[str, list[float]] = defaultdict(list)
+    for decision in decided:
+        for stage, ms in decision["latency_ms"].items():
+            stages[stage].append(ms)
+    fallbacks: Counter[str] = Counter()
+    for decision in decided:
+        fallbacks.update(list(decision.get("fallbacks") or {}))  # count model names
+    actions = Counter(d["decision"] for d in decided)
+    return {
+        "produced": produced,
+        "decided": len(decided),
+        "duplicates": len(decisions) - len(decided),
+        "dead_lettered": dead_lettered,
+        "throughput_tps": round(len(decided) / seconds, 2) if seconds > 0 else 0.0,
+        "e2e_latency_ms": e2e,
+        "budget_ms": dict(budget_ms),
+        "within_budget": {name: _within(e2e[name], limit) for name, limit in budget_ms.items()},
+        "stage_latency_ms": {
+            stage: _percentiles(values, ("p50", "p99")) for stage, values in stages.items()
+        },
+        "decisions": {action: actions[action] for action in OUTCOMES},
+        "fallbacks": dict(sorted(fallbacks.items())),
+        "degraded": sum(bool(d.get("degraded")) for d in decided),
+        "quality": _quality(decided, labels, cost),
+    }
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The short plain-text summary the demo prints at the end of a run."""
+    e2e, budget, ok = summary["e2e_latency_ms"], summary["budget_ms"], summary["within_budget"]
+    quality, counts = summary["quality"], summary["decisions"]
+    latency = [
+        f"  latency {name}: {_fmt(e2e[name], '.1f')} ms   budget {budget[name]:g} ms   "
+        + ("PASS" if ok[name] else "FAIL")
+        for name in budget
+    ]
+    lines = [
+        "FraudStream run summary",
+        f"  in: {summary['produced']} transactions   out: {summary['decided']} decisions   "
+        f"duplicates: {summary['duplicates']}   dead-lettered: {summary['dead_lettered']}",
+        f"  throughput: {summary['throughput_tps']:.1f} decisions/s",
+        *latency,
+        f"  latency max: {_fmt(e2e['max'], '.1f')} ms (end to end)",
+        "  decisions: " + "  ".join(f"{action} {counts[action]}" for action in OUTCOMES),
+        f"  degraded: {summary['degraded']}   fallbacks: "
+        + (", ".join(f"{m} {n}" for m, n in summary["fallbacks"].items()) or "none"),
+        f"  labelled: {quality['labelled']}   frauds: {quality['frauds']}",
+        f"  precision: {_fmt(quality['precision'])}   recall: {_fmt(quality['recall'])}   "
+        f"FPR: {_fmt(quality['fpr'], '.4f')}",
+        f"  cost per transaction: {_fmt(quality['cost_per_txn'], '.2f')}",
+    ]
+    return "\n".join(lines)
+
+
+def _markdown(summary: Mapping[str, Any]) -> str:
+    e2e, quality = summary["e2e_latency_ms"], summary["quality"]
+    lines = ["# FraudStream run report", "", "| figure | value |", "|---|---|"]
+    for key in ("produced", "decided", "duplicates", "dead_lettered", "throughput_tps"):
+        lines.append(f"| {key} | {summary[key]} |")
+    lines.append(f"| degraded | {summary['degraded']} |")
+    lines += ["", "## End-to-end latency (ms)", "", "| percentile | measured | budget | |"]
+    lines.append("|---|---|---|---|")
+    for name, value in e2e.items():
+        limit = summary["budget_ms"].get(name)
+        verdict = "" if limit is None else ("PASS" if summary["within_budget"][name] else "FAIL")
+        lines.append(
+            f"| {name} | {_fmt(value, '.2f')} | {'' if limit is None else limit} | {verdict} |"
+        )
+    lines += ["", "![latency](latency_histogram.png)", "", "## Decisions", ""]
+    lines += ["| outcome | count |", "|---|---|"]
+    lines += [f"| {action} | {n} |" for action, n in summary["decisions"].items()]
+    fallbacks = summary["fallbacks"]
+    lines += ["", "Fallbacks: " + (", ".join(f"{m}: {n}" for m, n in fallbacks.items()) or "none")]
+    lines += ["", "## Quality", "", "| measure | value |", "|---|---|"]
+    for key in ("labelled", "frauds", "precision", "recall", "decline_precision", "fpr"):
+        value = quality[key]
+        lines.append(f"| {key} | {value if isinstance(value, int) else _fmt(value, '.4f')} |")
+    lines.append(f"| cost_per_txn | {_fmt(quality['cost_per_txn'], '.2f')} |")
+    lines += ["", "### Recall by scenario", "", "| scenario | recall |", "|---|---|"]
+    lines += [f"| {s} | {r:.3f} |" for s, r in quality["recall_by_scenario"].items()]
+    lines += ["", "![scores](score_distribution.png)", "", "## Latency by stage (ms)", ""]
+    lines += ["| stage | p50 | p99 |", "|---|---|---|"]
+    for stage, pct in summary["stage_latency_ms"].items():
+        lines.append(f"| {stage} | {_fmt(pct['p50'], '.2f')} | {_fmt(pct['p99'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_latency(path: Path, summary: Mapping[str, Any], latencies: Sequence[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    positive = [ms for ms in latencies if ms > 0]
+    if positive:
+        low, high = min(positive), max(positive)
+        ax.hist(
+            positive, bins=np.geomspace(low, max(high, low * 1.01), 60).tolist(), color="#4c72b0"
+        )
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no decisions", ha="center", transform=ax.transAxes)
+    styles = {"p50": ":", "p95": "--", "p99": "-."}
+    for name, style in styles.items():
+        value = summary["e2e_latency_ms"].get(name)
+        if value is not None and value > 0:
+            ax.axvline(value, color="black", linestyle=style, label=f"{name} {value:.1f} ms")
+    for name, limit in summary["budget_ms"].items():
+        style = styles.get(name, "-")
+        label = f"budget {name} {limit:g} ms"
+        ax.axvline(limit, color="red", linestyle=style, alpha=0.6, label=label)
+    ax.set(xlabel="end-to-end latency (ms)", ylabel="decisions", title="End-to-end latency")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _is_fraud(labels: Mapping[str, Label], txn_id: str) -> bool | None:
+    label = labels.get(txn_id)
+    return None if label is None else label.is_fraud
+
+
+def _plot_scores(
+    path: Path, decided: Sequence[Mapping[str, Any]], labels: Mapping[str, Label]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bins = np.linspace(0.0, 1.0, 51).tolist()
+    for is_fraud, name, colour in ((False, "legit", "#4c72b0"), (True, "fraud", "#c44e52")):
+        scores = [d["score"] for d in decided if _is_fraud(labels, d["txn_id"]) is is_fraud]
+        if scores:
+            label = f"{name} ({len(scores)})"
+            ax.hist(scores, bins=bins, density=True, alpha=0.6, color=colour, label=label)
+    ax.set_yscale("log")
+    ax.set(xlabel="ensemble score", ylabel="density", title="Scores of fraud vs legit")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_run_folder(
+    out: Path,
+    summary: Mapping[str, Any],
+    decisions: Sequence[Mapping[str, Any]],
+    labels: Mapping[str, Label],
+) -> list[Path]:
+    """Write summary.json, report.md and the two plots into `out` (created); return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    decided = first_decisions(decisions)
+    paths = [out / name for name in ("summary.json", "report.md")]
+    paths[0].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    paths[1].write_text(_markdown(summary), encoding="utf-8")
+    latency_png, scores_png = out / "latency_histogram.png", out / "score_distribution.png"
+    _plot_latency(latency_png, summary, [d["latency_ms"]["end_to_end"] for d in decided])
+    _plot_scores(scores_png, decided, labels)
+    return [*paths, latency_png, scores_png]

@@ -1,0 +1,298 @@
+"""Prometheus metrics for one worker: what the pipeline did, how fast, and what is live.
+
+`WorkerMetrics` owns its own `CollectorRegistry` (tests and the in-process demo run
+several workers side by side, and the default registry would collide). The worker calls
+`observe_batch(outcome, emit_seconds)` once per micro-batch; the load tester scrapes
+`/metrics` and reads percentiles back with `quantiles_from_exposition`.
+
+Units and cardinality: latencies are observed in seconds (Prometheus convention) from the
+pipeline's milliseconds, once per decision, so percentiles are per transaction. Labels
+hold only bounded values: fallback reasons become `timeout`/`error` and dead-letter
+messages one of `DEAD_LETTER_CLASSES` (the raw message is in the DLQ record, not here).
+
+Faust's own sensor (`faust.sensors.prometheus`) registers into any registry, but
+`setup_prometheus_sensors` also mounts a page on Faust's web server, which our workers
+disable. `attach_faust_sensor` therefore builds the same `PrometheusMonitor` itself, into
+our registry, under the prefix `faust_`: its names are Faust's (millisecond histograms,
+no `_seconds`), so they stay out of the `fraudstream_` namespace our conventions cover.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from fraudstream.stream.worker.pipeline import BatchOutcome
+
+STAGES = ("validate", "features", "xgboost", "isolation_forest", "ensemble", "threshold", "emit")
+#: Seconds; dense between 1 and 100 ms, where the 100 ms p99 budget is decided.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+FALLBACK_REASONS = ("timeout", "error")
+DEAD_LETTER_CLASSES = (
+    "oversized", "invalid_json", "missing_field", "wrong_type", "out_of_range",
+    "invalid_value", "internal", "other",
+)  # fmt: skip
+
+# First match wins; patterns follow the messages of features.transaction.InvalidTransaction.
+_DEAD_LETTER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("oversized", r"exceeds the \d+-byte limit|is longer than"),
+        ("invalid_json", r"^not valid JSON"),
+        ("missing_field", r"got (None|'')$|must be given together"),
+        ("wrong_type", r"^expected a JSON object|must be an? (non-empty string|number|boolean)"),
+        ("out_of_range", r"must (lie in|be in|be finite)|between"),
+        ("invalid_value", r"must be one of|must be ISO"),
+        ("internal", r"^[A-Z]\w*(Error|Exception)\b"),  # "KeyError: ..." from stage decide
+    )
+)
+
+
+def classify_dead_letter(error: str) -> str:
+    """A bounded class (one of `DEAD_LETTER_CLASSES`) for a dead letter's error message."""
+    for kind, pattern in _DEAD_LETTER_RULES:
+        if pattern.search(error):
+            return kind
+    return "other"
+
+
+def classify_fallback(reason: str) -> str:
+    """`timeout` or `error` for a GuardedScorer reason ("timeout after 50 ms", "error: ...")."""
+    return "timeout" if reason.startswith("timeout") else "error"
+
+
+class WorkerMetrics:
+    """Every FraudStream metric of one worker, in a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.stage_latency = Histogram(
+            "fraudstream_stage_latency_seconds", "Time per pipeline stage, per transaction.",
+            ["stage"], registry=r, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.end_to_end_latency = Histogram(
+            "fraudstream_end_to_end_latency_seconds",
+            "From the record's produce timestamp to its decision.",
+            registry=r, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.transactions = Counter(
+            "fraudstream_transactions", "Transactions consumed (decided or dead-lettered).",
+            registry=r,
+        )  # fmt: skip
+        self.decisions = Counter(
+            "fraudstream_decisions", "Decisions by outcome.", ["decision"], registry=r
+        )
+        self.fallbacks = Counter(
+            "fraudstream_model_fallbacks", "Transactions scored without a model's own score.",
+            ["model", "reason"], registry=r,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "fraudstream_dead_letters", "Records sent to the dead-letter topic.",
+            ["stage", "error"], registry=r,
+        )  # fmt: skip
+        self.feature_store_errors = Counter(
+            "fraudstream_feature_store_errors", "Batches featurised without Redis history.",
+            registry=r,
+        )  # fmt: skip
+        self.degraded = Counter(
+            "fraudstream_degraded_decisions", "Decisions made with a fallback or no history.",
+            registry=r,
+        )  # fmt: skip
+        self.labels = Counter(
+            "fraudstream_labels", "Late fraud labels received.", ["is_fraud"], registry=r
+        )
+        self.threshold = Gauge(
+            "fraudstream_threshold", "Live score thresholds.", ["kind"], registry=r
+        )
+        self.threshold_version = Gauge(
+            "fraudstream_threshold_version_info", "1 for the live threshold version.",
+            ["version"], registry=r,
+        )  # fmt: skip
+        self.model_version = Gauge(
+            "fraudstream_model_version_info", "1 for the live model version.", ["version"],
+            registry=r,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "fraudstream_consumer_lag", "Messages behind the end of each owned partition.",
+            ["partition"], registry=r,
+        )  # fmt: skip
+        self.score_psi = Gauge(
+            "fraudstream_score_psi",
+            "Population stability index of recent scores against the training scores.",
+            registry=r,
+        )
+        # labels() costs as much as observe(); cache the children used per decision.
+        self._stage = {stage: self.stage_latency.labels(stage) for stage in STAGES}
+        self._server: WSGIServer | None = None
+
+    def observe_batch(self, outcome: BatchOutcome, emit_seconds: float) -> None:
+        """Record one micro-batch; `emit_seconds` is the time spent sending its results."""
+        self.transactions.inc(len(outcome.decisions) + len(outcome.dead_letters))
+        emit = self._stage["emit"]
+        for decision in outcome.decisions:
+            for stage, ms in decision.get("latency_ms", {}).items():
+                if stage == "end_to_end":
+                    self.end_to_end_latency.observe(max(ms, 0.0) / 1000.0)
+                    continue
+                child = self._stage.get(stage)
+                if child is None:  # a model beyond the two known ones: still bounded
+                    child = self._stage[stage] = self.stage_latency.labels(stage)
+                child.observe(ms / 1000.0)
+            emit.observe(emit_seconds)
+            self.decisions.labels(decision["decision"]).inc()
+            for model, reason in decision.get("fallbacks", {}).items():
+                self.fallbacks.labels(model, classify_fallback(str(reason))).inc()
+            if decision.get("degraded"):
+                self.degraded.inc()
+        for letter in outcome.dead_letters:
+            self.observe_dead_letter(letter["stage"], str(letter["error"]))
+        if outcome.feature_store_errors:
+            self.feature_store_errors.inc(outcome.feature_store_errors)
+
+    def observe_dead_letter(self, stage: str, error: str) -> None:
+        """Count one dead letter outside a batch (e.g. a bad label in `learn_from_labels`)."""
+        self.dead_letters.labels(stage, classify_dead_letter(error)).inc()
+
+    def set_thresholds(self, version: str, review: float, decline: float) -> None:
+        self.threshold.labels("review").set(review)
+        self.threshold.labels("decline").set(decline)
+        self.threshold_version.clear()  # only the live version reads 1
+        self.threshold_version.labels(version).set(1)
+
+    def set_model_version(self, version: str) -> None:
+        self.model_version.clear()
+        self.model_version.labels(version).set(1)
+
+    def set_score_psi(self, value: float) -> None:
+        self.score_psi.set(value)
+
+    def observe_labels(self, n_fraud: int, n_legit: int) -> None:
+        self.labels.labels("true").inc(n_fraud)
+        self.labels.labels("false").inc(n_legit)
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        self.consumer_lag.labels(str(partition)).set(lag)
+
+    def clear_lag(self) -> None:
+        """Forget all partitions, e.g. on rebalance, so a revoked one leaves no stale lag."""
+        self.consumer_lag.clear()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+        """Serve `/metrics` on a daemon thread; port 0 lets the OS pick. Returns the port.
+
+        Binding port 0 and reading the bound port back avoids the race of probing for a
+        free port and binding it later.
+        """
+        server, _thread = _start_http_server(port, addr=addr, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def close(self) -> None:
+        """Stop the HTTP server started by `serve`, if any."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def stage_quantiles_ms(self) -> dict[str, dict[str, float]]:
+        """p50/p95/p99 (ms), count and mean (ms) per stage, plus `end_to_end`."""
+        text = self.exposition().decode()
+        quantiles = quantiles_from_exposition(text, "fraudstream_stage_latency_seconds", "stage")
+        end_to_end = quantiles_from_exposition(text, "fraudstream_end_to_end_latency_seconds")
+        if "" in end_to_end:
+            quantiles["end_to_end"] = end_to_end[""]
+        return quantiles
+
+
+def quantiles_from_exposition(
+    text: str, metric: str, label: str | None = None, scale: float = 1000.0
+) -> dict[str, dict[str, float]]:
+    """Percentiles of histogram `metric` per value of `label`, from Prometheus text format.
+
+    `text` may concatenate several workers' scrapes: buckets are summed across them and
+    across other labels, like `histogram_quantile(q, sum by (le, label) (...))`, including
+    its linear interpolation inside a bucket. Values are multiplied by `scale` (seconds to
+    ms by default); `count` is not scaled. With `label=None` the single key is "".
+    A quantile falling in the +Inf bucket reports the largest finite bound; an empty
+    histogram reports NaN.
+    """
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    sums: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            key = sample.labels.get(label, "") if label else ""
+            if sample.name == f"{metric}_bucket":
+                buckets[key][float(sample.labels["le"])] += sample.value
+            elif sample.name == f"{metric}_sum":
+                sums[key] += sample.value
+    result = {}
+    for key, cumulative in buckets.items():
+        bounds = sorted(cumulative.items())
+        count = bounds[-1][1] if bounds else 0.0
+        result[key] = {
+            f"p{round(q * 100)}": _bucket_quantile(q, bounds) * scale for q in (0.5, 0.95, 0.99)
+        }
+        result[key]["count"] = count
+        result[key]["mean"] = sums[key] / count * scale if count else math.nan
+    return result
+
+
+def _bucket_quantile(q: float, bounds: list[tuple[float, float]]) -> float:
+    """Prometheus' histogram_quantile over sorted (upper bound, cumulative count) pairs."""
+    if not bounds or bounds[-1][1] == 0:
+        return math.nan
+    rank = q * bounds[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, cumulative in bounds:
+        if cumulative >= rank and cumulative > below:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / (cumulative - below)
+        lower, below = upper, cumulative
+    return lower
+
+
+def attach_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust") -> None:
+    """Install Faust's Prometheus monitor on `app`, writing into `metrics.registry`.
+
+    Call before the worker starts (Faust adds `app.monitor` to its sensors at start), and
+    once per registry. Adds consumer, commit, send and rebalance metrics named `faust_*`.
+    """
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, prefix))
+
+
+def metric_names(metrics: WorkerMetrics) -> Iterable[str]:
+    """Every sample name WorkerMetrics can expose (for checking dashboards and alerts)."""
+    for family in metrics.registry.collect():
+        if family.name.startswith("fraudstream_"):
+            yield from _sample_names(family.name, family.type)
+
+
+def _sample_names(name: str, kind: str) -> Iterable[str]:
+    if kind == "counter":
+        yield f"{name}_total"
+    elif kind == "histogram":
+        yield from (f"{name}_bucket", f"{name}_sum", f"{name}_count")
+    else:
+        yield name

@@ -1,0 +1,284 @@
+"""One micro-batch from raw records to decisions: validate, features, score, decide.
+
+Framework-free on purpose: the Faust agent (stream/app.py) only moves bytes in and out,
+and tests drive this class directly against a real Redis. Nothing here raises for bad
+input: a record that cannot be decided becomes a dead letter with its error and stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fraudstream.features.definitions import MerchantCounts, feature_vector
+from fraudstream.features.store import FeatureStoreError, RedisFeatureStore
+from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
+from fraudstream.models.ensemble import combine, combine_batch
+from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
+from fraudstream.models.registry import LoadedModels
+from fraudstream.models.rules import RulesScorer
+from fraudstream.models.scorers import XGBOOST, Scorer
+from fraudstream.thresholds.cost import decide
+
+#: How many XGBoost contributions a flagged decision lists in its `reasons`.
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    """A raw record as consumed; `produced_at` (epoch s) anchors end-to-end latency."""
+
+    value: bytes
+    produced_at: float
+
+
+@dataclass(frozen=True)
+class ThresholdPair:
+    version: str
+    review: float
+    decline: float
+
+
+@dataclass(frozen=True)
+class ShadowCandidate:
+    """A registry version scored beside the live one and logged, never used to decide."""
+
+    models: LoadedModels
+    weights: Mapping[str, float]
+    thresholds: ThresholdPair
+
+
+@dataclass
+class BatchOutcome:
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    feature_store_errors: int = 0
+    fallbacks: list[tuple[str, str]] = field(default_factory=list)
+
+
+def dead_letter(raw: bytes, error: str, stage: str) -> dict[str, Any]:
+    """The dead-letter contract: the raw bytes (text when they decode), why, where, when."""
+    try:
+        payload, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {"raw": payload, "raw_encoding": encoding, "error": error, "stage": stage,
+            "time": time.time()}  # fmt: skip
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+class DecisionPipeline:
+    """Turns micro-batches of raw transactions into decisions with one Redis round trip."""
+
+    def __init__(
+        self,
+        store: RedisFeatureStore,
+        models: LoadedModels,
+        weights: Mapping[str, float],
+        thresholds: ThresholdPair,
+        timeout_s: float,
+        fallback_policy: str = "neutral",
+        scorers: Sequence[Scorer] | None = None,
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.weights = dict(weights)
+        self.thresholds = thresholds
+        chosen = scorers if scorers is not None else (models.xgboost, models.isolation_forest)
+        self.scorers = [GuardedScorer(scorer, timeout_s) for scorer in chosen]
+        self.rules = RulesScorer(models.feature_names)
+        self.last_scores = FallbackScores() if fallback_policy == "last_score" else None
+        self.shadow: ShadowCandidate | None = None
+
+    def use_models(self, models: LoadedModels, weights: Mapping[str, float]) -> None:
+        """Swap in another registry version between two batches (hot reload)."""
+        if models.feature_names != self.models.feature_names:
+            raise ValueError(
+                f"model {models.version} expects other features than this worker computes; "
+                "it needs a worker built for them"
+            )
+        timeout_s = self.scorers[0].timeout_s
+        retired = self.scorers
+        self.models, self.weights = models, dict(weights)
+        self.scorers = [
+            GuardedScorer(scorer, timeout_s) for scorer in (models.xgboost, models.isolation_forest)
+        ]
+        for scorer in retired:
+            scorer.close()
+
+    def close(self) -> None:
+        for scorer in self.scorers:
+            scorer.close()
+
+    async def process(self, records: Sequence[IncomingRecord]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        started = time.perf_counter()
+        valid: list[tuple[Transaction, IncomingRecord]] = []
+        for record in records:
+            try:
+                valid.append((parse_transaction(record.value), record))
+            except InvalidTransaction as error:
+                outcome.dead_letters.append(dead_letter(record.value, str(error), "validate"))
+        validate_s = time.perf_counter() - started
+        if not valid:
+            return outcome
+        try:
+            await self._decide(valid, validate_s, outcome)
+            await self._remember_scores(outcome)
+        except Exception as error:  # a bug must not lose the batch: dead-letter it, go on
+            for _, record in valid:
+                outcome.dead_letters.append(
+                    dead_letter(record.value, f"{type(error).__name__}: {error}", "decide")
+                )
+        return outcome
+
+    async def _features(self, transactions: list[Transaction]) -> tuple[NDArray[Any], bool]:
+        """Feature rows, and whether the store failed (then history-free rows, degraded)."""
+        try:
+            rows = await self.store.record_and_featurize(transactions)
+            return np.vstack(rows), False
+        except FeatureStoreError:
+            empty = MerchantCounts(0, 0, 0)
+            return np.vstack([feature_vector(txn, [], empty) for txn in transactions]), True
+
+    async def _decide(
+        self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,
+        outcome: BatchOutcome,
+    ) -> None:  # fmt: skip
+        transactions = [txn for txn, _ in valid]
+        card_ids = [txn.card_id for txn in transactions]
+        mark = time.perf_counter()
+        features, store_failed = await self._features(transactions)
+        features_s = time.perf_counter() - mark
+        outcome.feature_store_errors += int(store_failed)
+
+        results: list[GuardedResult] = await asyncio.gather(
+            *(scorer.score_batch(features) for scorer in self.scorers)
+        )
+        mark = time.perf_counter()
+        per_model = {result.model: result for result in results}
+        for result in results:
+            if result.scores is None:
+                outcome.fallbacks.append((result.model, str(result.fallback_reason)))
+            elif self.last_scores is not None:
+                self.last_scores.remember(result.model, card_ids, result.scores)
+        scored = []
+        for row, card_id in enumerate(card_ids):
+            model_scores: dict[str, float | None] = {}
+            fallbacks: dict[str, str] = {}
+            for name, result in per_model.items():
+                if result.scores is not None:
+                    model_scores[name] = float(result.scores[row])
+                    continue
+                last = self.last_scores.recall(name, card_id) if self.last_scores else None
+                model_scores[name] = None
+                fallbacks[name] = str(result.fallback_reason)
+                if last is not None:
+                    model_scores[name] = last
+                    fallbacks[name] += "; used the card's last score"
+            combined = combine(model_scores, self.weights)
+            scored.append((model_scores, fallbacks, combined))
+        ensemble_s = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        outcomes = [
+            decide(combined.score, self.thresholds.review, self.thresholds.decline)
+            for _, _, combined in scored
+        ]
+        threshold_s = time.perf_counter() - mark
+        reasons = await self._reasons(features, outcomes)
+        shadow = await self._shadow_scores(features)
+
+        for row, (txn, record) in enumerate(valid):
+            model_scores, fallbacks, combined = scored[row]
+            latency = {
+                "validate": _ms(validate_s),
+                "features": _ms(features_s),
+                **{name: _ms(result.seconds) for name, result in per_model.items()},
+                "ensemble": _ms(ensemble_s),
+                "threshold": _ms(threshold_s),
+                "end_to_end": _ms(time.time() - record.produced_at),
+            }
+            outcome.decisions.append(
+                {
+                    "txn_id": txn.txn_id,
+                    "card_id": txn.card_id,
+                    "event_time": txn.event_time,
+                    "decision": outcomes[row],
+                    "score": combined.score,
+                    "model_scores": model_scores,
+                    "fallbacks": fallbacks,
+                    "threshold_version": self.thresholds.version,
+                    "model_version": self.models.version,
+                    "reasons": reasons[row],
+                    "latency_ms": latency,
+                    "degraded": bool(store_failed or combined.degraded or fallbacks),
+                    # Logged at serving time: what the model saw, for audits and retraining.
+                    "features": dict(
+                        zip(self.models.feature_names, features[row].tolist(), strict=True)
+                    ),
+                }
+            )
+            if shadow is not None and self.shadow is not None:
+                outcome.decisions[-1]["shadow"] = {
+                    "model_version": self.shadow.models.version,
+                    "score": float(shadow[row]),
+                    "decision": decide(float(shadow[row]), self.shadow.thresholds.review,
+                                       self.shadow.thresholds.decline),
+                }  # fmt: skip
+
+    async def _shadow_scores(self, features: NDArray[Any]) -> NDArray[np.float64] | None:
+        """The candidate's ensemble scores, off the event loop and bounded like a model."""
+        if self.shadow is None:
+            return None
+        candidate = self.shadow
+        scored, _ = await self.scorers[0].call(
+            lambda rows: combine_batch(
+                {"xgboost": candidate.models.xgboost.score_batch(rows),
+                 "isolation_forest": candidate.models.isolation_forest.score_batch(rows)},
+                candidate.weights,
+            ),
+            features,
+        )  # fmt: skip
+        return scored
+
+    async def _remember_scores(self, outcome: BatchOutcome) -> None:
+        """Keep each decision's score where a late label (any worker) can find it."""
+        scored = [(d["txn_id"], d["event_time"], d["score"]) for d in outcome.decisions]
+        try:
+            await self.store.record_scores(scored)
+        except FeatureStoreError:
+            outcome.feature_store_errors += 1
+
+    async def _reasons(self, features: NDArray[Any], outcomes: list[str]) -> list[list[str]]:
+        """Top XGBoost contributions and fired rules for flagged rows; approvals get none."""
+        flagged = [row for row, decision in enumerate(outcomes) if decision != "approve"]
+        reasons: list[list[str]] = [[] for _ in outcomes]
+        if not flagged:
+            return reasons
+        xgboost = next((s for s in self.scorers if s.name == XGBOOST), None)
+        contributions = None
+        if xgboost is not None and hasattr(xgboost.scorer, "contributions_batch"):
+            contributions, _ = await xgboost.call(
+                xgboost.scorer.contributions_batch, features[flagged], TOP_REASONS, True
+            )
+        names = self.models.feature_names
+        for position, row in enumerate(flagged):
+            if contributions is not None:
+                reasons[row] = [
+                    f"{name}={features[row, names.index(name)]:.4g} ({value:+.2f})"
+                    for name, value in contributions[position]
+                    if value > 0
+                ]
+            reasons[row] += [f"rule: {rule}" for rule in self.rules.reasons(features[row])]
+        return reasons

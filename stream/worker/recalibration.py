@@ -1,0 +1,174 @@
+"""The dynamic threshold in a worker: join late labels to scores, recalibrate, stay in sync.
+
+Labels are keyed by `txn_id`, so the worker that receives a label is usually not the one
+that decided the transaction; the decision's score is therefore looked up in Redis
+(`RedisFeatureStore.scores_for`). Any worker may recalibrate; publishing is a
+compare-and-set on the shared threshold, so two workers never create the same version,
+and every worker applies whatever is live within one refresh interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from fraudstream.features.store import RedisFeatureStore
+from fraudstream.features.transaction import Label
+from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.online import (
+    GuardRails,
+    LabelledWindow,
+    Recalibration,
+    ThresholdState,
+    recalibrate,
+)
+from fraudstream.thresholds.optimise import Constraints
+from fraudstream.thresholds.shared import SharedThreshold
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400.0
+#: Matured labelled decisions between two recalibration attempts.
+RECALIBRATE_EVERY = 200
+#: Online guard rails: the window holds few frauds, so move slowly (see thresholds/online.py).
+ONLINE_RAILS = GuardRails(min_frauds=100, min_legits=2000, max_step=0.02, smoothing=0.3)
+
+
+class ThresholdKeeper:
+    """Owns a worker's labelled window and its view of the group's live threshold."""
+
+    def __init__(
+        self,
+        shared: SharedThreshold,
+        store: RedisFeatureStore,
+        window: LabelledWindow,
+        cost: CostModel,
+        constraints: Constraints,
+        rails: GuardRails = ONLINE_RAILS,
+    ) -> None:
+        self.shared = shared
+        self.store = store
+        self.window = window
+        self.cost = cost
+        self.constraints = constraints
+        self.rails = rails
+        self.live: ThresholdState | None = None
+        self._since_attempt = 0
+        self._stream_time = float("-inf")
+
+    async def start(self, initial: ThresholdState) -> ThresholdState:
+        """Publish `initial` unless the group already has a live threshold; adopt it."""
+        self.live = await self.shared.initialise(initial)
+        return self.live
+
+    async def refresh(self) -> ThresholdState | None:
+        """The group's live threshold (None when nothing is published yet)."""
+        current = await self.shared.current()
+        if current is not None:
+            self.live = current
+        return self.live
+
+    async def model_changed(
+        self, model_version: str, review: float, decline: float
+    ) -> ThresholdState:
+        """A new model's scores need its own pair: publish it once for the whole group.
+
+        Every worker calls this when it loads the version; the first publishes, the others
+        find the live state already tagged with the model version and adopt it.
+        """
+        for _ in range(3):
+            live = await self.refresh()
+            assert live is not None
+            if live.figures.get("model_version") == model_version:
+                return live
+            proposed = ThresholdState(live.version + 1, review, decline,
+                                      f"model {model_version} promoted: its validation optimum",
+                                      {"model_version": model_version})  # fmt: skip
+            if await self.shared.publish(proposed, expected_version=live.version):
+                self.live = proposed
+                return proposed
+        return await self.refresh() or proposed
+
+    async def learn(self, labels: Sequence[Label]) -> Recalibration | None:
+        """Add labelled decisions; recalibrate every `RECALIBRATE_EVERY` matured ones.
+
+        Returns the attempt when one was made (accepted or not), else None.
+        """
+        scores = await self.store.scores_for([label.txn_id for label in labels])
+        for label, found in zip(labels, scores, strict=True):
+            self._stream_time = max(self._stream_time, label.label_time)
+            if found is not None:
+                event_time, score = found
+                self.window.add(event_time, min(1.0, max(0.0, score)), label.is_fraud)
+        before = self.window.released
+        self.window.evict(self._stream_time)
+        self._since_attempt += self.window.released - before
+        if self._since_attempt < RECALIBRATE_EVERY or self.live is None:
+            return None
+        self._since_attempt = 0
+        await self.refresh()
+        assert self.live is not None
+        attempt = recalibrate(self.live, self.window, self.cost, self.constraints, self.rails)
+        if not attempt.accepted:
+            return attempt
+        figures = {**attempt.state.figures, "stream_time": self._stream_time,
+                   "model_version": self.live.figures.get("model_version")}  # fmt: skip
+        proposed = ThresholdState(attempt.state.version, attempt.state.review,
+                                  attempt.state.decline, attempt.state.reason, figures)  # fmt: skip
+        if await self.shared.publish(proposed, expected_version=self.live.version):
+            self.live = proposed
+            log.warning("threshold v%d: %s", proposed.version, proposed.reason)
+        else:
+            await self.refresh()  # another worker published first: adopt theirs
+        return attempt
+
+
+async def describe_live_threshold(redis_url: str, group: str, limit: int = 20) -> str:
+    """The live version, its history and the expected cost per transaction at each."""
+    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    try:
+        live = await shared.current()
+        history = await shared.history(limit)
+    finally:
+        await shared.close()
+    if live is None:
+        return f"no threshold published for consumer group {group!r} yet"
+    lines = [
+        f"live: v{live.version}  review >= {live.review:.4f}  decline >= {live.decline:.4f}",
+        f"      {live.reason}",
+        "",
+        f"{'version':>7} {'review':>8} {'decline':>8} {'cost/txn before':>16} "
+        f"{'cost/txn after':>15} {'frauds':>7} {'legits':>7}  reason",
+    ]
+    for entry in history:
+        state = ThresholdState.from_dict(entry["state"])
+        figures = state.figures
+
+        def cell(key: str, width: int, figures: dict[str, object] = figures) -> str:
+            value = figures.get(key)
+            return f"{value:>{width}.3f}" if isinstance(value, float) else f"{'-':>{width}}"
+
+        lines.append(
+            f"{state.version:>7} {state.review:>8.4f} {state.decline:>8.4f} "
+            f"{cell('cost_per_txn_current', 16)} {cell('cost_per_txn_new', 15)} "
+            f"{figures.get('frauds', '-'):>7} {figures.get('legits', '-'):>7}  {state.reason}"
+        )
+    return "\n".join(lines)
+
+
+def keeper_for(
+    store: RedisFeatureStore, redis_url: str, group: str, *, maturity_days: float,
+    window_days: float, cost: CostModel, min_recall: float, max_fpr: float,
+) -> ThresholdKeeper:  # fmt: skip
+    """A keeper whose shared threshold is scoped to one consumer group."""
+    return ThresholdKeeper(
+        SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}"),
+        store,
+        LabelledWindow(
+            max_size=100_000,
+            max_age_s=window_days * SECONDS_PER_DAY,
+            maturity_s=maturity_days * SECONDS_PER_DAY,
+        ),  # fmt: skip
+        cost,
+        Constraints(max_fpr=max_fpr, min_recall=min_recall),
+    )

@@ -1,0 +1,84 @@
+"""generate -> train -> evaluate through the CLI, on a small stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fraudstream.models.registry import RegistryError, load_version
+from fraudstream.stream.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("offline")
+    data = run / "fraudstream.stream.jsonl"
+    assert main(["generate", "--transactions", "30000", "--seed", "3", "--out", str(data)]) == 0
+    assert main(["train", "--data", str(data), "--registry", str(run / "registry")]) == 0
+    return run
+
+
+def test_evaluate_reports_every_model_and_scenario(trained_run: Path) -> None:
+    out = trained_run / "evaluation.json"
+    data = trained_run / "fraudstream.stream.jsonl"
+    registry = trained_run / "registry"
+    assert (
+        main(["evaluate", "--data", str(data), "--registry", str(registry), "--json", str(out)])
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"xgboost", "isolation_forest", "ensemble", "rules"}
+    for figures in report["models"].values():
+        assert 0.0 <= figures["auc_roc"] <= 1.0
+        assert figures["review_threshold"] <= figures["decline_threshold"]
+        assert figures["cost_per_txn"] <= figures["cost_per_txn_deployed"] + 1e-9
+    assert "novel" in report["recall_by_scenario"]
+    assert report["models"]["xgboost"]["auc_roc"] > report["models"]["rules"]["auc_roc"]
+
+
+def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> None:
+    models = load_version(trained_run / "registry")
+    split = models.metadata["split"]
+    assert split["train_end"] < split["valid_end"]
+    assert set(models.metadata["thresholds"]) == {
+        "xgboost",
+        "isolation_forest",
+        "ensemble",
+        "rules",
+    }
+    assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
+
+
+def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    (registry / "v0001").mkdir(parents=True)
+    for source in (trained_run / "registry" / "v0001").iterdir():
+        (registry / "v0001" / source.name).write_bytes(source.read_bytes())
+    with (registry / "v0001" / "xgboost.ubj").open("ab") as model_file:
+        model_file.write(b"\0")
+    with pytest.raises(RegistryError, match="xgboost.ubj"):
+        load_version(registry)
+
+
+def test_retrain_since_uses_the_recent_part_and_models_commands_manage_live(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, registry = trained_run / "fraudstream.stream.jsonl", trained_run / "registry"
+    first = load_version(registry)
+    since = str(first.metadata["split"]["train_end"])
+    assert main(["train", "--data", str(data), "--registry", str(registry), "--since", since]) == 0
+    second = load_version(registry)
+    assert second.version != first.version
+    assert second.metadata["since"] == float(since)
+    assert second.metadata["split"]["train_end"] > first.metadata["split"]["train_end"]
+
+    assert main(["models", "--registry", str(registry), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {second.version}" in listing and f"  {first.version}" in listing
+    assert main(["models", "--registry", str(registry), "rollback"]) == 0
+    assert load_version(registry).version == first.version
+    assert main(["models", "--registry", str(registry), "promote", second.version]) == 0
+    assert load_version(registry).version == second.version
+    assert main(["models", "--registry", str(registry), "promote", "v9999"]) == 1

@@ -1,0 +1,60 @@
+"""Promote, break and roll back model versions under a running worker: no restart."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from fraudstream.models.registry import rollback, set_live
+from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
+from fraudstream.stream.tools.workers import start_workers, stop_workers
+from tests.support.worker_runs import collect, produce, setup_run, stream_of
+
+pytestmark = pytest.mark.integration
+
+RELOAD_WAIT_S = 3.0  # the worker looks at the registry every 2 s
+
+
+def test_worker_hot_reloads_keeps_serving_on_a_broken_version_and_rolls_back(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    shutil.copytree(registry / "v0001", registry / "v0002")  # same files: a valid version
+    shutil.copytree(registry / "v0001", registry / "v0003")
+    with (registry / "v0003" / "xgboost.ubj").open("ab") as model_file:
+        model_file.write(b"tampered")
+    env, topics = setup_run(broker, redis_server, registry, tmp_path)
+    txns = stream_of(1200, seed=25)
+    served: list[set[str]] = []
+
+    def decide(batch: int) -> None:
+        chunk = txns[300 * batch : 300 * (batch + 1)]
+        produce(broker, topics["transactions"], chunk, [])
+        ids = {t.txn_id for t in chunk}
+        decided = [d for d in collect(broker, topics["decisions"], 300 * (batch + 1))
+                   if d["txn_id"] in ids]  # fmt: skip
+        assert {d["txn_id"] for d in decided} == ids
+        served.append({d["model_version"] for d in decided})
+
+    workers = start_workers(1, env, tmp_path, session_timeout_s=2.0)
+    try:
+        decide(0)
+        set_live(registry, "v0002")
+        time.sleep(RELOAD_WAIT_S)
+        decide(1)
+        set_live(registry, "v0003")  # fails its hash check: v0002 keeps serving
+        time.sleep(RELOAD_WAIT_S)
+        decide(2)
+        assert rollback(registry) == "v0002"
+        assert rollback(registry) == "v0001"
+        time.sleep(RELOAD_WAIT_S)
+        decide(3)
+        log = workers[0].log_tail(20_000)
+    finally:
+        stop_workers(workers)
+    assert served == [{"v0001"}, {"v0002"}, {"v0002"}, {"v0001"}]
+    assert "cannot load model v0003" in log and "does not match its manifest" in log

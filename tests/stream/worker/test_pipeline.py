@@ -1,0 +1,156 @@
+"""The decision pipeline on a real redis-server: validation, fallbacks, the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from fraudstream.features.store import RedisFeatureStore
+from fraudstream.features.transaction import Label
+from fraudstream.models.registry import load_version
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.tools.services import EmbeddedRedis
+from fraudstream.stream.tools.shadow_report import compare_shadow
+from fraudstream.stream.worker.pipeline import (
+    DecisionPipeline,
+    IncomingRecord,
+    ShadowCandidate,
+    ThresholdPair,
+)
+
+pytestmark = pytest.mark.integration
+
+MALFORMED = [
+    b"{not json",
+    b'{"txn_id": "x1"}',
+    json.dumps(
+        {
+            "txn_id": "x2",
+            "card_id": "c",
+            "merchant_id": "m",
+            "amount": -5,
+            "currency": "EUR",
+            "country": "FR",
+            "channel": "pos",
+            "event_time": 1.77e9,
+        }
+    ).encode(),  # fmt: skip
+    b"\xff\xfe\x00binary",
+    b'{"pad": "' + b"x" * 20_000 + b'"}',
+]
+
+
+class SleepyForest:
+    """Stands in for the IsolationForest and sleeps far past any budget."""
+
+    name = "isolation_forest"
+
+    def score_batch(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        time.sleep(1.0)
+        return np.zeros(len(features))
+
+    def score_one(self, features: NDArray[np.float64]) -> float:
+        return 0.0
+
+
+def records(count: int, seed: int = 5) -> list[IncomingRecord]:
+    stream = generate_stream(GeneratorConfig(transactions=max(count, 100), seed=seed))
+    now = time.time()
+    return [
+        IncomingRecord(json.dumps(txn.to_dict()).encode(), now)
+        for txn in stream.transactions[:count]
+    ]
+
+
+def make_pipeline(redis_url: str, registry: Path, **overrides: object) -> DecisionPipeline:
+    models = load_version(registry)
+    options: dict[str, object] = {"timeout_s": 0.05, "fallback_policy": "neutral"} | overrides
+    return DecisionPipeline(
+        RedisFeatureStore.from_url(redis_url),
+        models,
+        models.metadata["weights"],
+        ThresholdPair("test", 0.2, 0.8),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_every_valid_record_is_decided_and_every_bad_one_dead_lettered(
+    redis_server: EmbeddedRedis, trained_registry: Path
+) -> None:
+    async def run() -> None:
+        pipeline = make_pipeline(redis_server.url, trained_registry)
+        batch = records(200) + [IncomingRecord(raw, time.time()) for raw in MALFORMED]
+        outcome = await pipeline.process(batch)
+        await pipeline.store.close()
+        pipeline.close()
+        assert len(outcome.decisions) == 200
+        assert len(outcome.dead_letters) == len(MALFORMED)
+        assert all(letter["stage"] == "validate" for letter in outcome.dead_letters)
+        errors = " | ".join(letter["error"] for letter in outcome.dead_letters)
+        assert "not valid JSON" in errors and "amount" in errors and "exceeds" in errors
+        decision = outcome.decisions[0]
+        assert set(decision) >= {"txn_id", "card_id", "decision", "score", "model_scores",
+                                 "fallbacks", "threshold_version", "reasons", "latency_ms",
+                                 "degraded"}  # fmt: skip
+        assert set(decision["model_scores"]) == {"xgboost", "isolation_forest"}
+        assert decision["latency_ms"]["end_to_end"] >= 0
+        flagged = [d for d in outcome.decisions if d["decision"] != "approve"]
+        assert all(d["reasons"] for d in flagged)
+
+    asyncio.run(run())
+
+
+def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
+    redis_server: EmbeddedRedis, trained_registry: Path
+) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        pipeline = make_pipeline(
+            redis_server.url, trained_registry, scorers=[models.xgboost, SleepyForest()]
+        )
+        started = time.perf_counter()
+        outcome = await pipeline.process(records(50, seed=6))
+        elapsed = time.perf_counter() - started
+        await pipeline.store.close()
+        pipeline.close()
+        # The sleepy model takes 1 s; the batch is decided without waiting for it.
+        assert elapsed < 0.5
+        assert len(outcome.decisions) == 50
+        for decision in outcome.decisions:
+            assert decision["model_scores"]["isolation_forest"] is None
+            assert decision["fallbacks"] == {"isolation_forest": "timeout after 50 ms"}
+            assert decision["score"] == pytest.approx(decision["model_scores"]["xgboost"])
+            assert decision["degraded"] is True
+
+    asyncio.run(run())
+
+
+def test_shadow_candidate_is_scored_and_logged_but_never_decides(
+    redis_server: EmbeddedRedis, trained_registry: Path
+) -> None:
+    async def run() -> None:
+        pipeline = make_pipeline(redis_server.url, trained_registry)
+        candidate = load_version(trained_registry)
+        pipeline.shadow = ShadowCandidate(candidate, candidate.metadata["weights"],
+                                          ThresholdPair("shadow", 0.0, 0.0))  # fmt: skip
+        outcome = await pipeline.process(records(100, seed=8))
+        await pipeline.store.close()
+        pipeline.close()
+        for decision in outcome.decisions:
+            # Same model, so the same score; its pair declines everything, yet nothing is.
+            assert decision["shadow"]["score"] == pytest.approx(decision["score"])
+            assert decision["shadow"]["decision"] == "decline"
+        assert {d["decision"] for d in outcome.decisions} != {"decline"}
+        labels = {d["txn_id"]: Label(d["txn_id"], False, "legit", 0.0) for d in outcome.decisions}
+        report = compare_shadow(outcome.decisions, labels)
+        assert report is not None
+        assert report["shadow"]["fpr"] == 1.0 and report["score_correlation"] == pytest.approx(1.0)
+        assert report["decision_agreement"] < 1.0
+
+    asyncio.run(run())

@@ -1,0 +1,64 @@
+"""The dynamic threshold on a real redis-server: labels in, one shared version out."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+
+from fraudstream.features.store import RedisFeatureStore
+from fraudstream.features.transaction import Label
+from fraudstream.stream.tools.services import EmbeddedRedis
+from fraudstream.stream.worker.recalibration import describe_live_threshold, keeper_for
+from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.online import ThresholdState
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400.0
+T0 = 1_767_225_600.0
+
+
+def test_matured_labels_recalibrate_once_and_every_keeper_adopts_the_version(
+    redis_server: EmbeddedRedis,
+) -> None:
+    async def run() -> None:
+        group = f"group-{uuid.uuid4().hex[:6]}"
+        store = RedisFeatureStore.from_url(redis_server.url)
+        options = dict(maturity_days=1.0, window_days=30.0, cost=CostModel(),
+                       min_recall=0.9, max_fpr=0.01)  # fmt: skip
+        first = keeper_for(store, redis_server.url, group, **options)  # type: ignore[arg-type]
+        second = keeper_for(store, redis_server.url, group, **options)  # type: ignore[arg-type]
+        initial = ThresholdState(1, review=0.0005, decline=0.99, reason="registry", figures={})
+        assert (await first.start(initial)).version == 1
+        assert (await second.start(initial)).version == 1
+
+        rng = np.random.default_rng(1)
+        count = 6000
+        is_fraud = rng.random(count) < 0.05
+        scores = np.where(is_fraud, rng.uniform(0.3, 1.0, count), rng.uniform(0.0, 0.4, count))
+        times = T0 + np.sort(rng.uniform(0, 5 * DAY, count))
+        await store.record_scores(
+            [(f"t{i}", float(times[i]), float(scores[i])) for i in range(count)]
+        )
+        labels = [Label(f"t{i}", bool(is_fraud[i]), "x", float(times[i] + 2 * DAY))
+                  for i in range(count)]  # fmt: skip
+        # Nothing is mature while the label clock is within a day of the decisions.
+        assert await first.learn(labels[:10]) is None
+        attempts = [await first.learn(labels[i : i + 500]) for i in range(10, count, 500)]
+        accepted = [a for a in attempts if a is not None and a.accepted]
+        assert accepted, [a.reason for a in attempts if a is not None]
+        live = await second.refresh()
+        assert live is not None and live.version == first.live.version >= 2  # type: ignore[union-attr]
+        # Each accepted move is step-bounded, so the decline threshold came down gradually.
+        assert 0.99 - live.decline <= 0.02 * (live.version - 1) + 1e-9
+        assert f"live: v{live.version}" in await describe_live_threshold(redis_server.url, group)
+        history = await first.shared.history(10)
+        assert [entry["state"]["version"] for entry in history][0] == live.version
+        await first.shared.close()
+        await second.shared.close()
+        await store.close()
+
+    asyncio.run(run())

@@ -1,0 +1,136 @@
+"""Running real workers in tests: topics per run, producing, collecting, comparing.
+
+Shared by every worker test (tests/stream/worker/); waits are polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from fraudstream.features.builder import build_features
+from fraudstream.features.transaction import Transaction
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
+from fraudstream.stream.tools.workers import WorkerProcess, worker_env
+
+#: One Redis database per test: the streams reuse txn and card ids across seeds.
+REDIS_DATABASES = itertools.count(1)
+
+
+MALFORMED = [b"{broken", b'{"txn_id": "only-an-id"}', b"\x00\xff", b'{"amount": "ten"}']
+
+
+def setup_run(
+    broker: EmbeddedBroker, redis: EmbeddedRedis, registry: Path, tmp_path: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    run_id = uuid.uuid4().hex[:8]
+    topics = {
+        "transactions": f"tx-{run_id}",
+        "decisions": f"dec-{run_id}",
+        "labels": f"lab-{run_id}",
+        "dlq": f"dlq-{run_id}",
+    }
+    broker.create_topics(topics.values(), partitions=4)
+    env = worker_env(
+        broker.url,
+        redis.url.replace("/0", f"/{next(REDIS_DATABASES)}"),
+        topic_transactions=topics["transactions"],
+        topic_decisions=topics["decisions"],
+        topic_labels=topics["labels"],
+        topic_dlq=topics["dlq"],
+        app_id=f"fraudstream-{run_id}",
+        registry=str(registry),
+    )
+    return env, topics
+
+
+def produce(
+    broker: EmbeddedBroker, topic: str, txns: list[Transaction], extra: list[bytes]
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    for txn in txns:
+        producer.send(topic, key=txn.card_id.encode(), value=json.dumps(txn.to_dict()).encode())
+    for raw in extra:
+        producer.send(topic, key=b"malformed", value=raw)
+    producer.flush()
+    producer.close()
+
+
+def collect(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
+) -> list[dict]:
+    """Every record on `topic` once `expected` arrived (or the deadline passed)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=500
+    )
+    consumer.assign([TopicPartition(topic, p) for p in range(4)])
+    consumer.seek_to_beginning()
+    records: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        for message in consumer:
+            records.append(json.loads(message.value))
+    for message in consumer:  # anything beyond `expected` (duplicates) too
+        records.append(json.loads(message.value))
+    consumer.close()
+    return records
+
+
+def scrape(worker: WorkerProcess) -> str:
+    """The worker's /metrics page (its URL is written beside its status file)."""
+    url = worker.status_file.with_suffix(".metrics").read_text().strip()
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def stream_of(count: int, seed: int) -> list[Transaction]:
+    return generate_stream(GeneratorConfig(transactions=count, seed=seed)).transactions
+
+
+def assert_decided_exactly_once(txns: list[Transaction], decisions: list[dict]) -> None:
+    counts = Counter(d["txn_id"] for d in decisions)
+    assert set(counts) == {t.txn_id for t in txns}
+    assert max(counts.values()) == 1
+
+
+def wait_for_split(workers: list[WorkerProcess], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned = [worker.partitions() or [] for worker in workers]
+        if all(owned) and sorted(p for part in owned for p in part) == [0, 1, 2, 3]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"partitions never split across workers: {owned}")
+
+
+def assert_features_match_offline(
+    txns: list[Transaction], decisions: list[dict], every_copy: bool = False
+) -> None:
+    """Per-card windows stayed correct: online card features equal the offline builder's."""
+    offline = build_features(txns)
+    names = list(offline.feature_names)
+    by_id: dict[str, list[dict]] = {}
+    for decision in decisions:
+        by_id.setdefault(decision["txn_id"], []).append(decision)
+    for row, txn in enumerate(offline.transactions):
+        copies = by_id[txn.txn_id] if every_copy else by_id[txn.txn_id][:1]
+        for decision in copies:
+            for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):
+                expected = offline.features[row, names.index(name)]
+                assert decision["features"][name] == pytest.approx(expected), (
+                    txn.txn_id,
+                    name,
+                    decision["degraded"],
+                    decision["fallbacks"],
+                    len(copies),
+                )
+
