@@ -46,6 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.optimise import Constraints
+
 __all__ = ["ENV_PREFIX", "FallbackPolicy", "Settings", "SettingsError"]
 
 ENV_PREFIX = "FRAUDSTREAM_"
@@ -107,6 +110,16 @@ class Settings:
     def model_timeout_s(self) -> float:
         """The model budget in seconds, as ``asyncio.wait_for`` wants it."""
         return self.model_timeout_ms / 1000.0
+
+    @property
+    def cost_model(self) -> CostModel:
+        """The business costs, for every threshold choice and report, online and offline."""
+        return CostModel(self.cost_fn, self.cost_fp, self.cost_review)
+
+    @property
+    def threshold_constraints(self) -> Constraints:
+        """The FPR cap an offline threshold pair must meet (online recalibration adds recall)."""
+        return Constraints(max_fpr=self.max_fpr)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from fraudstream.stream.settings import Settings, SettingsError
+from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.optimise import Constraints
 
 
 def test_empty_environment_gives_documented_defaults() -> None:
@@ -123,3 +125,18 @@ def test_settings_are_immutable() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.partitions = 8  # type: ignore[misc]
+
+
+def test_cost_variables_build_the_cost_model_and_constraints() -> None:
+    settings = Settings.from_env(
+        {
+            "FRAUDSTREAM_COST_FN": "1000",
+            "FRAUDSTREAM_COST_FP": "25.5",
+            "FRAUDSTREAM_COST_REVIEW": "0",
+            "FRAUDSTREAM_MAX_FPR": "0.01",
+        }
+    )
+    assert settings.cost_model == CostModel(cost_fn=1000, cost_fp=25.5, cost_review=0)
+    assert settings.threshold_constraints == Constraints(max_fpr=0.01)
+    assert Settings().cost_model == CostModel()
+    assert Settings().threshold_constraints == Constraints()
