@@ -30,8 +30,8 @@ from fraudstream.stream.sim.generator import (
     GeneratorConfig,
     SyntheticStream,
     generate_stream,
-    write_stream,
 )
+from fraudstream.stream.sim.streamfile import write_stream
 
 #: Seconds since the previous transaction given to a card's first one.
 FIRST_GAP_S = 30 * 86_400.0

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from fraudstream.stream.offline.training import evaluate_from_file, format_report, train_from_file
 from fraudstream.stream.settings import Settings
-from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 
@@ -116,7 +117,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from fraudstream.stream.sim.replay import read_stream_file, replay
+    from fraudstream.stream.sim.replay import replay
+    from fraudstream.stream.sim.streamfile import read_stream_file
 
     settings = Settings.from_env()
     if settings.kafka_url is None:

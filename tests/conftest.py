@@ -33,7 +33,8 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with one version trained on a small generated stream (seed 11)."""
     from fraudstream.stream.offline.training import train_from_file
-    from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+    from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+    from fraudstream.stream.sim.streamfile import write_stream
 
     folder = tmp_path_factory.mktemp("registry")
     data = folder / "train.jsonl"

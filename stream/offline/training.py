@@ -25,7 +25,7 @@ from fraudstream.models.metrics import auc_pr, auc_roc, card_precision_at_k, rec
 from fraudstream.models.registry import LoadedModels, load_version, save_version
 from fraudstream.models.rules import RulesScorer
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
-from fraudstream.stream.sim.generator import labels_path_for, read_labels, read_transactions
+from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
@@ -59,9 +59,7 @@ def load_labelled_stream(data: Path, since: float | None = None) -> FeatureMatri
     With `since`, keep transactions from that time on and only the labels that had
     arrived by the stream's last event: what a retrain can know at that moment.
     """
-    labels_file = labels_path_for(data)
-    labels = read_labels(labels_file) if labels_file.exists() else []
-    transactions = read_transactions(data)
+    transactions, labels = read_stream_file(data)
     if since is not None:
         transactions = [txn for txn in transactions if txn.event_time >= since]
         if not transactions:

@@ -1,36 +1,23 @@
-"""A synthetic card-transaction stream with labelled frauds, and its file formats.
+"""A synthetic card-transaction stream with labelled frauds.
 
 Legitimate traffic is drawn in bulk from the cards' habits (usual merchants, daily rhythm,
 amount scale, trips abroad, weekend sprees); fraud episodes from `fraudstream.stream.sim.scenarios`
 are then written into real cards' histories, so per-card window features carry the signal.
 Only `numpy.random.default_rng(config.seed)` is used: the same config gives the same bytes.
 
-Files: transactions as JSONL (or Parquet when the name ends in .parquet) and labels as
-`<stem>.labels.jsonl` beside them, delayed like chargebacks (DESIGN.md §3).
+Labels arrive delayed like chargebacks (DESIGN.md §3). Writing and reading the stream as
+files is `fraudstream.stream.sim.streamfile`'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import math
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 
 from fraudstream.features.geo import COUNTRIES, SECONDS_PER_DAY, SECONDS_PER_HOUR
-from fraudstream.features.transaction import (
-    CHANNELS,
-    InvalidTransaction,
-    Label,
-    Transaction,
-    parse_label,
-    parse_transaction,
-)
+from fraudstream.features.transaction import CHANNELS, Label, Transaction
 from fraudstream.stream.sim.scenarios import (
     ATM,
     CATEGORIES,
@@ -55,10 +42,6 @@ __all__ = [
     "GeneratorConfig",
     "SyntheticStream",
     "generate_stream",
-    "labels_path_for",
-    "read_labels",
-    "read_transactions",
-    "write_stream",
 ]
 
 #: Legitimate habits: share of purchases at merchants outside the card's usual set, share of
@@ -294,107 +277,3 @@ def generate_stream(config: GeneratorConfig) -> SyntheticStream:
 def _names(prefix: str, min_width: int, count: int) -> np.ndarray:
     width = max(min_width, len(str(count)))
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, count + 1)], dtype=object)
-
-
-def labels_path_for(path: Path) -> Path:
-    """Where the labels of the transactions file `path` live: `<stem>.labels.jsonl` beside it."""
-    return path.with_name(f"{path.stem}.labels.jsonl")
-
-
-def _json_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
-    for record in records:
-        yield json.dumps(record, separators=(",", ":")) + "\n"
-
-
-def write_stream(stream: SyntheticStream, path: Path) -> Path:
-    """Write transactions to `path` (JSONL, or Parquet for *.parquet) and labels beside it.
-
-    Returns the labels path. Parquet needs pyarrow (`pip install '.[parquet]'`).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        _write_parquet(stream.transactions, path)
-    else:
-        with path.open("w", encoding="utf-8", newline="\n") as out:
-            out.writelines(_json_lines(t.to_dict() for t in stream.transactions))
-    labels_path = labels_path_for(path)
-    with labels_path.open("w", encoding="utf-8", newline="\n") as out:
-        out.writelines(_json_lines(label.to_dict() for label in stream.labels))
-    return labels_path
-
-
-_Record = TypeVar("_Record", Transaction, Label)
-_STRING_FIELDS = ("txn_id", "card_id", "merchant_id", "currency", "country", "channel")
-_FLOAT_FIELDS = ("amount", "event_time", "lat", "lon")
-
-
-def _pyarrow() -> Any:
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError as error:
-        raise RuntimeError(
-            "Parquet files need pyarrow: pip install 'fraudstream[parquet]'"
-        ) from error
-    return pyarrow
-
-
-def _write_parquet(transactions: list[Transaction], path: Path) -> None:
-    pa = _pyarrow()
-    schema = pa.schema(
-        [(name, pa.string()) for name in _STRING_FIELDS]
-        + [(name, pa.float64()) for name in _FLOAT_FIELDS]
-    )
-    columns = {
-        name: [getattr(t, name) for t in transactions] for name in (*_STRING_FIELDS, *_FLOAT_FIELDS)
-    }
-    pa.parquet.write_table(pa.table(columns, schema=schema), path)
-
-
-def _parsed(
-    records: Iterable[tuple[int, Any]], path: Path, parse: Callable[[Any], _Record]
-) -> list[_Record]:
-    parsed: list[_Record] = []
-    for number, record in records:
-        try:
-            parsed.append(parse(record))
-        except InvalidTransaction as error:
-            raise InvalidTransaction(f"{path}, record {number}: {error}") from None
-    return parsed
-
-
-def _csv_record(row: dict[str, str]) -> dict[str, Any]:
-    """CSV cells are text: numbers become floats, empty coordinates absent."""
-    record: dict[str, Any] = dict(row)
-    for name in _FLOAT_FIELDS:
-        cell = row.get(name)
-        if cell in (None, ""):
-            record.pop(name, None)
-            continue
-        with contextlib.suppress(ValueError):  # else parse_transaction names the field
-            record[name] = float(cell)
-    return record
-
-
-def read_transactions(path: Path) -> list[Transaction]:
-    """Transactions from JSONL, CSV (header row with the contract's columns) or Parquet.
-
-    Every record is validated; the first bad one raises `InvalidTransaction` naming the
-    file, the record number and the field.
-    """
-    if path.suffix == ".parquet":
-        rows = _pyarrow().parquet.read_table(path).to_pylist()
-        return _parsed(enumerate(rows, 1), path, parse_transaction)
-    with path.open(encoding="utf-8", newline="") as source:
-        if path.suffix == ".csv":
-            records = (_csv_record(row) for row in csv.DictReader(source))
-            return _parsed(enumerate(records, 1), path, parse_transaction)
-        lines = ((n, line) for n, line in enumerate(source, 1) if line.strip())
-        return _parsed(lines, path, parse_transaction)
-
-
-def read_labels(path: Path) -> list[Label]:
-    """Labels from a JSONL file such as the one `write_stream` puts at `labels_path_for`."""
-    with path.open(encoding="utf-8") as source:
-        lines = ((n, line) for n, line in enumerate(source, 1) if line.strip())
-        return _parsed(lines, path, parse_label)

@@ -1,4 +1,4 @@
-"""Replay a transaction file onto Kafka at a chosen pace, with its labels delayed alike.
+"""Replay transactions onto Kafka at a chosen pace, with their labels delayed alike.
 
 The replay stands in for a card network: transactions go to the transactions topic keyed by
 `card_id` (so one card's records stay in order on one partition), in `event_time` order,
@@ -7,7 +7,8 @@ Labels travel on their own topic with their chargeback delays compressed by the 
 so the online recalibration sees truth arrive as late, relatively, as it would in life.
 
 Pacing is against a monotonic clock in slices of `SLICE_S`: every slice sends whatever is
-due, so a fast rate costs one sleep per slice rather than one per record.
+due, so a fast rate costs one sleep per slice rather than one per record. Reading a stream
+file is `fraudstream.stream.sim.streamfile.read_stream_file`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.stream.sim.generator import labels_path_for, read_labels, read_transactions
 
 #: Pacing granularity: records due within one slice are sent together.
 SLICE_S = 0.005
@@ -213,13 +212,3 @@ def replay(
         achieved_tps=counts["txn"] / seconds if seconds > 0 else 0.0,
         produce_times=produce_times,
     )
-
-
-def read_stream_file(path: Path) -> tuple[list[Transaction], list[Label]]:
-    """Transactions from JSONL, CSV or Parquet, and the labels file beside it (or none).
-
-    A missing labels file is not an error: a real feed may come without truth.
-    """
-    labels_path = labels_path_for(path)
-    labels = read_labels(labels_path) if labels_path.exists() else []
-    return read_transactions(path), labels

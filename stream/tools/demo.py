@@ -22,8 +22,9 @@ from kafka import KafkaConsumer, TopicPartition
 from fraudstream.models.registry import list_versions, load_version
 from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings
-from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
+from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap

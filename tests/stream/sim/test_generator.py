@@ -1,26 +1,21 @@
-"""The synthetic stream: determinism, the label contract, scenario timing, file round trips."""
+"""The synthetic stream: determinism, the label contract, scenario timing."""
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fraudstream.features.transaction import InvalidTransaction, parse_transaction
+from fraudstream.features.transaction import parse_transaction
 from fraudstream.stream.sim.generator import (
     SCENARIOS,
     GeneratorConfig,
     SyntheticStream,
     generate_stream,
-    labels_path_for,
-    read_labels,
-    read_transactions,
-    write_stream,
 )
+from fraudstream.stream.sim.streamfile import write_stream
 
 DAY = 86_400.0
 SMALL = GeneratorConfig(transactions=5_000, seed=3)
@@ -48,15 +43,6 @@ def test_same_config_writes_identical_bytes_and_another_seed_differs(tmp_path: P
     assert written(SMALL, "second") == first
     other = written(GeneratorConfig(transactions=5_000, seed=4), "other")
     assert other[0] != first[0] and other[1] != first[1]
-
-
-def test_lines_are_compact_json_of_the_contract(small: SyntheticStream, tmp_path: Path) -> None:
-    labels_file = write_stream(small, tmp_path / "fraudstream.stream.jsonl")
-    lines = (tmp_path / "fraudstream.stream.jsonl").read_text().splitlines()
-    assert lines[0] == json.dumps(small.transactions[0].to_dict(), separators=(",", ":"))
-    assert labels_file.read_text().splitlines()[-1] == json.dumps(
-        small.labels[-1].to_dict(), separators=(",", ":")
-    )
 
 
 def test_exactly_the_requested_count_sorted_by_time_with_one_label_each(
@@ -147,41 +133,6 @@ def test_legitimate_lookalikes_exist(rich: SyntheticStream) -> None:
     assert sum(t.amount < 5 for t in legit) > 0.02 * len(legit)
     assert sum(t.amount > 300 for t in legit) > 0.01 * len(legit)
     assert sum(t.country != home[t.card_id] for t in legit) > 0.02 * len(legit)
-
-
-def test_jsonl_round_trip(small: SyntheticStream, tmp_path: Path) -> None:
-    path = tmp_path / "fraudstream.stream.jsonl"
-    labels_file = write_stream(small, path)
-    assert labels_file == labels_path_for(path) == tmp_path / "fraudstream.stream.labels.jsonl"
-    assert read_transactions(path) == small.transactions
-    assert read_labels(labels_file) == small.labels
-
-
-def test_parquet_round_trip(small: SyntheticStream, tmp_path: Path) -> None:
-    pytest.importorskip("pyarrow")
-    path = tmp_path / "fraudstream.stream.parquet"
-    labels_file = write_stream(small, path)
-    assert labels_file == tmp_path / "fraudstream.stream.labels.jsonl"
-    assert read_transactions(path) == small.transactions
-    assert read_labels(labels_file) == small.labels
-
-
-def test_csv_with_contract_columns_reads_like_jsonl(small: SyntheticStream, tmp_path: Path) -> None:
-    path = tmp_path / "fraudstream.stream.csv"
-    columns = list(small.transactions[0].to_dict())
-    with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(t.to_dict() for t in small.transactions)
-    assert read_transactions(path) == small.transactions
-
-
-def test_a_bad_record_is_reported_with_file_and_record_number(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    good = generate_stream(SMALL).transactions[0].to_dict()
-    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "channel": "fax"}) + "\n")
-    with pytest.raises(InvalidTransaction, match=r"bad\.jsonl, record 2: field 'channel'"):
-        read_transactions(path)
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream, write_stream
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import (
     MALFORMED_KEY,
     ReplayProgress,
     ScheduledRecord,
     plan_schedule,
-    read_stream_file,
     replay,
 )
 from fraudstream.stream.tools.services import EmbeddedBroker
@@ -77,15 +75,6 @@ def test_pace_is_either_rate_or_speedup() -> None:
         plan_schedule([txn(0, T0)], [], rate=1.0, speedup=2.0)
     with pytest.raises(ValueError, match="rate must be > 0"):
         plan_schedule([txn(0, T0)], [], rate=0.0)
-
-
-def test_read_stream_file_finds_labels_beside_the_transactions(tmp_path: Path) -> None:
-    stream = generate_stream(GeneratorConfig(transactions=200, seed=3))
-    path = tmp_path / "fraudstream.stream.jsonl"
-    labels_path = write_stream(stream, path)
-    assert read_stream_file(path) == (stream.transactions, stream.labels)
-    labels_path.unlink()
-    assert read_stream_file(path) == (stream.transactions, [])
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout_ms: int = 10_000) -> list:
