@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fraudstream.stream.offline.training import evaluate_from_file, format_report, train_from_file
+from fraudstream.stream.offline.evaluation import evaluate_from_file, format_report
+from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import write_stream

@@ -1,10 +1,10 @@
-"""The offline path: train on a historical stream, evaluate on its held-out later part.
+"""The offline path, training: fit the models on a historical stream and register them.
 
 A stream is split by time (never shuffled): the earliest `TRAIN_FRACTION` of its span
 trains the models, the next `VALID_FRACTION` tunes early stopping, the IsolationForest
 calibration and every scorer's cost-optimal thresholds, and the rest is held out for
-`evaluate`. The split boundaries travel in the registry metadata so `evaluate` holds out
-exactly what training never saw.
+evaluation (`fraudstream.stream.offline.evaluation`). The split boundaries travel in the
+registry metadata so evaluation holds out exactly what training never saw.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,19 +20,19 @@ from fraudstream.features.builder import FeatureMatrix, build_features
 from fraudstream.features.definitions import ANOMALY_FEATURES
 from fraudstream.models.drift import ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights, combine_batch
-from fraudstream.models.metrics import auc_pr, auc_roc, card_precision_at_k, recall_at_fpr
-from fraudstream.models.registry import LoadedModels, load_version, save_version
+from fraudstream.models.registry import LoadedModels, list_versions, save_version
 from fraudstream.models.rules import RulesScorer
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
-from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file
-from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
+from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
 TRAIN_FRACTION = 0.5
 VALID_FRACTION = 0.2
-MODEL_NAMES = ("xgboost", "isolation_forest", "ensemble", "rules")
-#: Per-scenario recall is read at the score that flags this share of legitimate traffic.
-SCENARIO_ALERT_FPR = 0.01
+#: Generated history a model is trained on when the registry is empty (seed 7).
+TRAINING_TRANSACTIONS = 200_000
 
 
 @dataclass(frozen=True)
@@ -170,89 +169,17 @@ def train_from_file(
     )
 
 
-def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()) -> dict[str, Any]:
-    """Quality of every scorer on the part of `data` the live model never trained on.
+def ensure_trained_model(settings: Settings, work: Path) -> str:
+    """The live version, training one on a generated history if the registry is empty.
 
-    Two costs per scorer: `cost_per_txn` at the thresholds that are cost-optimal on this
-    held-out data (what the scorer's ranking is worth), and `cost_per_txn_deployed` at the
-    thresholds chosen on the validation split and stored in the registry (what a static
-    deployment would have paid; the gap is what online recalibration is for).
+    The history is written under `work/training/`; returns a line saying what was done.
     """
-    models = load_version(registry)
-    matrix = load_labelled_stream(data)
-    times = np.array([txn.event_time for txn in matrix.transactions])
-    held_out = ~np.isnan(matrix.is_fraud) & (times >= models.metadata["split"]["valid_end"])
-    if not held_out.any():
-        held_out = ~np.isnan(matrix.is_fraud)
-    features = matrix.features[held_out]
-    y = matrix.is_fraud[held_out]
-    cards = [txn.card_id for txn, keep in zip(matrix.transactions, held_out, strict=True) if keep]
-    scenarios = np.array(matrix.scenarios)[held_out]
-    weights = EnsembleWeights.from_dict(models.metadata["weights"])
-    report: dict[str, Any] = {
-        "model_version": models.version,
-        "transactions": int(held_out.sum()),
-        "frauds": int(y.sum()),
-        "period": {"start": float(times[held_out].min()), "end": float(times[held_out].max())},
-        "models": {},
-        "recall_by_scenario": {},
-    }
-    constraints = Constraints(**models.metadata["constraints"])
-    for name, scores in score_all(models, weights, features).items():
-        chosen = models.metadata["thresholds"][name]
-        deployed = evaluate_thresholds(scores, y, chosen["review"], chosen["decline"], cost)
-        optimal = optimise_thresholds(scores, y, cost, constraints).outcome
-        report["models"][name] = {
-            "auc_roc": auc_roc(scores, y),
-            "auc_pr": auc_pr(scores, y),
-            "recall_at_fpr_0_1pct": recall_at_fpr(scores, y, 0.001),
-            "card_precision_at_100": card_precision_at_k(scores, y, cards, times[held_out], 100),
-            "cost_per_txn": optimal.cost_per_txn,
-            "review_threshold": optimal.review_threshold,
-            "decline_threshold": optimal.decline_threshold,
-            "recall": optimal.recall,
-            "fpr": optimal.fpr,
-            "review_rate": optimal.review_rate,
-            "cost_per_txn_deployed": deployed.cost_per_txn,
-            "deployed_thresholds": {"review": chosen["review"], "decline": chosen["decline"]},
-        }
-        flagged = scores > np.quantile(scores[y == 0], 1.0 - SCENARIO_ALERT_FPR)
-        for scenario in sorted(set(scenarios[y == 1])):
-            in_scenario = scenarios == scenario
-            report["recall_by_scenario"].setdefault(scenario, {"frauds": int(in_scenario.sum())})
-            report["recall_by_scenario"][scenario][name] = float(flagged[in_scenario].mean())
-    return report
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The evaluation as two plain-text tables: quality per model, recall per scenario."""
-    lines = [
-        f"model version {report['model_version']}: {report['transactions']:,} held-out "
-        f"transactions, {report['frauds']:,} frauds",
-        "",
-        f"{'model':<17}{'auc_roc':>8}{'auc_pr':>8}{'rec@0.1%':>9}{'cp@100':>8}"
-        f"{'cost/txn':>10}{'review>=':>10}{'decline>=':>10}{'recall':>8}{'fpr':>8}"
-        f"{'deployed':>10}",
-    ]
-    for name, row in report["models"].items():
-        lines.append(
-            f"{name:<17}{row['auc_roc']:>8.3f}{row['auc_pr']:>8.3f}"
-            f"{row['recall_at_fpr_0_1pct']:>9.3f}{row['card_precision_at_100']:>8.3f}"
-            f"{row['cost_per_txn']:>10.3f}{row['review_threshold']:>10.4f}"
-            f"{row['decline_threshold']:>10.4f}{row['recall']:>8.3f}{row['fpr']:>8.4f}"
-            f"{row['cost_per_txn_deployed']:>10.3f}"
-        )
-    lines += [
-        "",
-        "cost/txn: at the thresholds (review>=, decline>=) that are cost-optimal on this data;",
-        "deployed: at the thresholds chosen on the validation split, as a static deployment.",
-        "",
-        f"recall by fraud scenario, each model flagging its top {SCENARIO_ALERT_FPR:.0%} "
-        "of legitimate traffic:",
-    ]
-    lines.append(f"{'scenario':<22}{'frauds':>7}" + "".join(f"{m:>17}" for m in MODEL_NAMES))
-    for scenario, row in report["recall_by_scenario"].items():
-        lines.append(
-            f"{scenario:<22}{row['frauds']:>7}" + "".join(f"{row[m]:>17.3f}" for m in MODEL_NAMES)
-        )
-    return "\n".join(lines)
+    versions = list_versions(settings.registry_path) if settings.registry_path.exists() else []
+    if versions:
+        return f"using model registry {settings.registry_path} ({versions[-1]} latest)"
+    history = work / "training" / "history.jsonl"
+    print(f"registry {settings.registry_path} is empty: generating {TRAINING_TRANSACTIONS:,} "
+          "transactions and training (about a minute)", flush=True)  # fmt: skip
+    write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
+    version = train_from_file(history, settings.registry_path)
+    return f"trained {version} into {settings.registry_path}"

@@ -19,12 +19,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from fraudstream.models.registry import list_versions, load_version
-from fraudstream.stream.offline.training import train_from_file
+from fraudstream.models.registry import load_version
+from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
-from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
@@ -32,7 +31,6 @@ from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.tools.workers import start_workers, stop_workers, worker_env
 from fraudstream.thresholds.shared import SharedThreshold
 
-TRAINING_TRANSACTIONS = 200_000
 #: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
 DRIFT_SEED = 2027
 #: Deliberately broken records mixed into the replay, to show the dead-letter path.
@@ -104,24 +102,11 @@ def _progress_line(follower: DecisionFollower, produced: int, total: int, starte
     )
 
 
-def ensure_model(settings: Settings, work: Path) -> str:
-    """The live version, training one on a generated history if the registry is empty."""
-    versions = list_versions(settings.registry_path) if settings.registry_path.exists() else []
-    if versions:
-        return f"using model registry {settings.registry_path} ({versions[-1]} latest)"
-    history = work / "training" / "history.jsonl"
-    print(f"registry {settings.registry_path} is empty: generating {TRAINING_TRANSACTIONS:,} "
-          "transactions and training (about a minute)", flush=True)  # fmt: skip
-    write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
-    version = train_from_file(history, settings.registry_path)
-    return f"trained {version} into {settings.registry_path}"
-
-
 def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, registry_path=settings.registry_path.resolve())
-    print(ensure_model(settings, out), flush=True)
+    print(ensure_trained_model(settings, out), flush=True)
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
     labels = {label.txn_id: label for label in stream.labels}
     with embedded_services(settings) as urls:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.baselines import (
     BASELINES,
@@ -127,8 +128,6 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
     empty (pipeline only), and stops every process it started. Returns the report dict
     (see stream/loadtest_report.py for the keys).
     """
-    from fraudstream.stream.tools.demo import ensure_model
-
     rates = options.rates()
     run_id = uuid.uuid4().hex[:8]
     if options.out is not None:
@@ -139,7 +138,7 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
     settings = replace(settings, registry_path=settings.registry_path.resolve())
     systems = [options.baseline or "pipeline", *options.compare_with]
     if "pipeline" in systems:
-        print(ensure_model(settings, run_dir), flush=True)
+        print(ensure_trained_model(settings, run_dir), flush=True)
     step_records = build_step_records(rates, options.duration_s, options.seed)
     results: dict[str, dict[str, Any]] = {}
     raw_tps = None
