@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fraudstream.stream.offline.evaluation import evaluate_from_file, format_report
 from fraudstream.stream.offline.training import train_from_file
@@ -22,8 +23,20 @@ from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 
 
-def _generate(args: argparse.Namespace) -> int:
+def write_generated_stream(config: GeneratorConfig, out: Path) -> str:
+    """Generate a stream, write it and its labels beside `out`; returns what was written."""
     started = time.perf_counter()
+    stream = generate_stream(config)
+    labels_file = write_stream(stream, out)
+    frauds = sum(label.is_fraud for label in stream.labels)
+    return (
+        f"wrote {len(stream.transactions):,} transactions to {out} and their labels to "
+        f"{labels_file} ({frauds:,} frauds, {frauds / len(stream.labels):.2%}) "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+
+
+def _generate(args: argparse.Namespace) -> int:
     config = GeneratorConfig(
         transactions=args.transactions,
         seed=args.seed,
@@ -31,14 +44,7 @@ def _generate(args: argparse.Namespace) -> int:
         days=args.days,
         drift_at=args.drift_at,
     )
-    stream = generate_stream(config)
-    labels_file = write_stream(stream, args.out)
-    frauds = sum(label.is_fraud for label in stream.labels)
-    print(
-        f"wrote {len(stream.transactions):,} transactions to {args.out} and their labels to "
-        f"{labels_file} ({frauds:,} frauds, {frauds / len(stream.labels):.2%}) "
-        f"in {time.perf_counter() - started:.1f}s"
-    )
+    print(write_generated_stream(config, args.out))
     return 0
 
 
@@ -49,13 +55,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    report = evaluate_from_file(args.data, args.registry)
-    print(format_report(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    _print_evaluation(evaluate_from_file(args.data, args.registry), args.json)
     return 0
+
+
+def _print_evaluation(report: dict[str, Any], json_file: Path | None) -> None:
+    print(format_report(report))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {json_file}")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -79,20 +88,13 @@ def _offline_demo(args: argparse.Namespace) -> int:
     data = out / "transactions.jsonl"
     registry = out / "registry"
     print(f"[1/3] generating {args.transactions:,} transactions", flush=True)
-    _generate(
-        argparse.Namespace(
-            transactions=args.transactions,
-            seed=args.seed,
-            fraud_rate=0.01,
-            days=60.0,
-            drift_at=0.75,
-            out=data,
-        )
-    )
+    print(write_generated_stream(GeneratorConfig(args.transactions, seed=args.seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
-    _train(argparse.Namespace(data=data, registry=registry))
+    version = train_from_file(data, registry)
+    print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
-    return _evaluate(argparse.Namespace(data=data, registry=registry, json=out / "evaluation.json"))
+    _print_evaluation(evaluate_from_file(data, registry), out / "evaluation.json")
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
