@@ -48,14 +48,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(args: argparse.Namespace) -> Path:
+    """`--registry` when given, else FRAUDSTREAM_REGISTRY: the folder the workers read."""
+    return args.registry if args.registry is not None else Settings.from_env().registry_path
+
+
 def _train(args: argparse.Namespace) -> int:
-    version = train_from_file(args.data, args.registry, since=args.since)
-    print(f"registered model {version} in {args.registry} (now live)")
+    registry = _registry(args)
+    version = train_from_file(args.data, registry, since=args.since)
+    print(f"registered model {version} in {registry} (now live)")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    _print_evaluation(evaluate_from_file(args.data, args.registry), args.json)
+    _print_evaluation(evaluate_from_file(args.data, _registry(args)), args.json)
     return 0
 
 
@@ -151,7 +157,7 @@ def _models(args: argparse.Namespace) -> int:
         set_live,
     )
 
-    registry: Path = args.registry
+    registry = _registry(args)
     try:
         if args.models_command == "promote":
             load_version(registry, args.version)  # refuse what would not load
@@ -215,6 +221,9 @@ def _epoch_seconds(text: str) -> float:
     return moment.timestamp()
 
 
+REGISTRY_HELP = "model registry folder (default: FRAUDSTREAM_REGISTRY, else ./registry)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -235,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train and register a model version")
     train.add_argument("--data", type=Path, required=True)
-    train.add_argument("--registry", type=Path, default=Path("registry"))
+    train.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
     train.add_argument(
         "--since", type=_epoch_seconds, default=None,
         help="train on transactions from this time on (epoch seconds or YYYY-MM-DD), with "
@@ -245,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score held-out data with every model")
     evaluate.add_argument("--data", type=Path, required=True)
-    evaluate.add_argument("--registry", type=Path, default=Path("registry"))
+    evaluate.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.set_defaults(run=_evaluate)
 
@@ -266,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_loadtest_arguments(loadtest)
 
     models = commands.add_parser("models", help="list, promote or roll back model versions")
-    models.add_argument("--registry", type=Path, default=Path("registry"))
+    models.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
     models_commands = models.add_subparsers(dest="models_command", required=True)
     models_commands.add_parser("list", help="versions, * marks the live one")
     promote = models_commands.add_parser("promote", help="make a version live (hot reload)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,34 @@ def test_offline_demo_generates_trains_and_evaluates(tmp_path: Path) -> None:
     assert list_versions(out / "registry") == ["v0001"]
     report = json.loads((out / "evaluation.json").read_text())
     assert set(report["models"]) == {"xgboost", "isolation_forest", "ensemble", "rules"}
+
+
+def test_train_and_evaluate_default_to_the_FRAUDSTREAM_REGISTRY_folder(
+    stream_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = tmp_path / "from-environment"
+    monkeypatch.setenv("FRAUDSTREAM_REGISTRY", str(registry))
+    assert main(["train", "--data", str(stream_file)]) == 0
+    assert list_versions(registry) == ["v0001"]
+    assert not (tmp_path / "registry").exists()
+    out = tmp_path / "evaluation.json"
+    assert main(["evaluate", "--data", str(stream_file), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["model_version"] == "v0001"
+
+
+def test_models_commands_default_to_the_FRAUDSTREAM_REGISTRY_folder(
+    default_registry: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = tmp_path / "from-environment"
+    shutil.copytree(default_registry, registry)
+    monkeypatch.setenv("FRAUDSTREAM_REGISTRY", str(registry))
+    assert main(["models", "promote", "v0001"]) == 0
+    assert main(["models", "list"]) == 0
+    assert "* v0001" in capsys.readouterr().out
+    # The flag still wins over the environment.
+    assert main(["models", "--registry", str(tmp_path / "empty"), "promote", "v0001"]) == 1
