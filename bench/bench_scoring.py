@@ -20,6 +20,7 @@ import xgboost as xgb
 from numpy.typing import NDArray
 
 from fraudstream.models.ensemble import Ensemble, combine_batch
+from fraudstream.models.names import ModelName
 from fraudstream.models.registry import load_version, save_version
 from fraudstream.models.training import TrainingParams, fit_isolation_forest, train_models
 from fraudstream.stream.sim.feature_rows import N_FEATURES, synthetic_fraud_rows
@@ -61,7 +62,10 @@ def main() -> None:
 
     def stock_ensemble(rows: NDArray[np.float64]) -> NDArray[np.float64]:
         forest_scores = calibration.apply(-stock_forest.score_samples(rows))
-        columns = {"xgboost": stock_xgboost(rows), "isolation_forest": forest_scores}
+        columns: dict[str, NDArray[np.float64]] = {
+            ModelName.XGBOOST: stock_xgboost(rows),
+            ModelName.ISOLATION_FOREST: forest_scores,
+        }
         return combine_batch(columns, weights)
 
     def row(i: int) -> NDArray[np.float64]:

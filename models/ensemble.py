@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
-from fraudstream.models.scorers import ISOLATION_FOREST, XGBOOST, Scorer
+from fraudstream.models.scorers import Scorer
 from fraudstream.models.training import TrainedModels
 
 NEUTRAL_SCORE = 0.01
@@ -47,17 +48,17 @@ class EnsembleWeights:
 
     def as_dict(self) -> dict[str, float]:
         """Weights keyed by scorer name, the form :func:`combine` takes and metadata stores."""
-        return {XGBOOST: self.xgboost, ISOLATION_FOREST: self.isolation_forest}
+        return {ModelName.XGBOOST: self.xgboost, ModelName.ISOLATION_FOREST: self.isolation_forest}
 
     @classmethod
     def from_dict(cls, weights: Mapping[str, float]) -> EnsembleWeights:
         """Inverse of :meth:`as_dict`; a model left out gets weight 0."""
-        unknown = set(weights) - {XGBOOST, ISOLATION_FOREST}
+        unknown = set(weights) - set(ModelName)
         if unknown:
             raise ValueError(f"no ensemble model named {sorted(unknown)}")
         return cls(
-            xgboost=float(weights.get(XGBOOST, 0.0)),
-            isolation_forest=float(weights.get(ISOLATION_FOREST, 0.0)),
+            xgboost=float(weights.get(ModelName.XGBOOST, 0.0)),
+            isolation_forest=float(weights.get(ModelName.ISOLATION_FOREST, 0.0)),
         )
 
 
@@ -131,14 +132,16 @@ class Ensemble:
 
     def score_one(self, x: NDArray[np.float64]) -> tuple[float, dict[str, float]]:
         """Ensemble score of one row and each model's own score."""
-        per_model = {scorer.name: scorer.score_one(x) for scorer in self.scorers}
+        per_model: dict[str, float] = {s.name: s.score_one(x) for s in self.scorers}
         return combine(per_model, self.weights.as_dict()).score, per_model
 
     def score_batch(
         self, X: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]]:
         """Ensemble scores of rows (n_rows, n_features) and each model's own scores."""
-        per_model = {scorer.name: scorer.score_batch(X) for scorer in self.scorers}
+        per_model: dict[str, NDArray[np.float64]] = {
+            scorer.name: scorer.score_batch(X) for scorer in self.scorers
+        }
         return combine_batch(per_model, self.weights.as_dict()), per_model
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from fraudstream.models.names import ModelName
 from fraudstream.models.scorers import Scorer
 
 T = TypeVar("T")
@@ -30,7 +31,7 @@ T = TypeVar("T")
 class GuardedResult:
     """Scores for every row, or None with `fallback_reason` when the model fell back."""
 
-    model: str
+    model: ModelName
     scores: NDArray[np.float64] | None
     fallback_reason: str | None
     seconds: float

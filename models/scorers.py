@@ -23,16 +23,14 @@ from numpy.typing import NDArray
 from scipy.special import expit
 
 from fraudstream.models.isolation import CompiledIsolationForest
-
-XGBOOST = "xgboost"
-ISOLATION_FOREST = "isolation_forest"
+from fraudstream.models.names import ModelName
 
 
 @runtime_checkable
 class Scorer(Protocol):
     """What the ensemble needs from a model: a name and scores in [0, 1]."""
 
-    name: str
+    name: ModelName
 
     def score_batch(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """Fraud scores for rows of shape (n_rows, n_features); result (n_rows,)."""
@@ -54,7 +52,7 @@ class XGBoostScorer:
     in batches of 512, against ≈ 1.8 µs with two idle cores).
     """
 
-    name: str = XGBOOST
+    name: ModelName = ModelName.XGBOOST
 
     def __init__(
         self, booster: xgb.Booster, feature_names: Sequence[str], n_threads: int = 1
@@ -194,7 +192,7 @@ def _newton_logistic(
 class IsolationForestScorer:
     """The compiled forest's anomaly score, calibrated to a fraud probability."""
 
-    name: str = ISOLATION_FOREST
+    name: ModelName = ModelName.ISOLATION_FOREST
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from sklearn.ensemble import IsolationForest
 
 from fraudstream.models.isolation import CompiledIsolationForest
 from fraudstream.models.metrics import auc_pr, auc_roc
+from fraudstream.models.names import ModelName
 from fraudstream.models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
 
 
@@ -66,8 +67,9 @@ class TrainingParams:
 class TrainedModels:
     """Both scorers plus validation metrics, ready for ``registry.save_version``.
 
-    ``metrics`` maps ``"xgboost"`` and ``"isolation_forest"`` to ``auc_roc`` and
-    ``auc_pr`` on the validation split, and ``"validation"`` to its row counts.
+    ``metrics`` maps each ``ModelName`` (``"xgboost"``, ``"isolation_forest"``) to
+    ``auc_roc`` and ``auc_pr`` on the validation split, and ``"validation"`` to its row
+    counts.
     """
 
     feature_names: tuple[str, ...]
@@ -108,11 +110,11 @@ def train_models(
 
     metrics = {
         "validation": {"rows": float(fraud_valid.size), "fraud_rows": float(fraud_valid.sum())},
-        "xgboost": {
+        ModelName.XGBOOST: {
             **_ranking_metrics(fraud_valid, xgboost_scorer.score_batch(X_valid)),
             "trees": float(booster.num_boosted_rounds()),
         },
-        "isolation_forest": _ranking_metrics(fraud_valid, anomaly_valid),
+        ModelName.ISOLATION_FOREST: _ranking_metrics(fraud_valid, anomaly_valid),
     }
     return TrainedModels(names, xgboost_scorer, forest_scorer, metrics, params)
 

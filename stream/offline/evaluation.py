@@ -14,12 +14,14 @@ import numpy as np
 
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.metrics import auc_pr, auc_roc, card_precision_at_k, recall_at_fpr
+from fraudstream.models.names import ModelName
 from fraudstream.models.registry import load_version
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
-MODEL_NAMES = ("xgboost", "isolation_forest", "ensemble", "rules")
+#: Every scorer a report covers: the ensemble's models, the ensemble itself, the rules baseline.
+MODEL_NAMES = (*ModelName, "ensemble", "rules")
 #: Per-scenario recall is read at the score that flags this share of legitimate traffic.
 SCENARIO_ALERT_FPR = 0.01
 

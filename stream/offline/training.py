@@ -20,6 +20,7 @@ from fraudstream.features.builder import FeatureMatrix, build_features
 from fraudstream.features.definitions import ANOMALY_FEATURES
 from fraudstream.models.drift import ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights, combine_batch
+from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels, list_versions, save_version
 from fraudstream.models.rules import RulesScorer
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
@@ -80,9 +81,9 @@ def score_all(
     models: LoadedModels | TrainedModels, weights: EnsembleWeights, features: NDArray[np.float64]
 ) -> dict[str, NDArray[np.float64]]:
     """Scores of every model, the ensemble and the rules baseline for a feature matrix."""
-    per_model = {
-        "xgboost": models.xgboost.score_batch(features),
-        "isolation_forest": models.isolation_forest.score_batch(features),
+    per_model: dict[str, NDArray[np.float64]] = {
+        ModelName.XGBOOST: models.xgboost.score_batch(features),
+        ModelName.ISOLATION_FOREST: models.isolation_forest.score_batch(features),
     }
     return {
         **per_model,
@@ -103,7 +104,10 @@ def cheapest_weights(
     """
     best: tuple[float, float] | None = None
     for forest_weight in np.round(np.arange(0.05, 0.951, 0.05), 2):
-        weights = {"xgboost": 1.0 - forest_weight, "isolation_forest": forest_weight}
+        weights: dict[str, float] = {
+            ModelName.XGBOOST: 1.0 - forest_weight,
+            ModelName.ISOLATION_FOREST: forest_weight,
+        }
         ensemble = combine_batch({name: scores[name] for name in weights}, weights)
         expected = optimise_thresholds(ensemble, is_fraud, cost, constraints).outcome.cost_per_txn
         if best is None or expected < best[0]:

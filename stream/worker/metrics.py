@@ -29,12 +29,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudstream.models.names import ModelName
+
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from fraudstream.stream.worker.pipeline import BatchOutcome
 
-STAGES = ("validate", "features", "xgboost", "isolation_forest", "ensemble", "threshold", "emit")
+STAGES = ("validate", "features", *ModelName, "ensemble", "threshold", "emit")
 #: Seconds; dense between 1 and 100 ms, where the 100 ms p99 budget is decided.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075,

@@ -22,9 +22,10 @@ from fraudstream.features.store import FeatureStoreError, RedisFeatureStore
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
 from fraudstream.models.ensemble import combine, combine_batch
 from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
+from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
 from fraudstream.models.rules import RulesScorer
-from fraudstream.models.scorers import XGBOOST, Scorer
+from fraudstream.models.scorers import Scorer
 from fraudstream.thresholds.cost import decide
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
@@ -201,7 +202,7 @@ class DecisionPipeline:
 
         for row, (txn, record) in enumerate(valid):
             model_scores, fallbacks, combined = scored[row]
-            latency = {
+            latency: dict[str, float] = {
                 "validate": _ms(validate_s),
                 "features": _ms(features_s),
                 **{name: _ms(result.seconds) for name, result in per_model.items()},
@@ -244,8 +245,8 @@ class DecisionPipeline:
         candidate = self.shadow
         scored, _ = await self.scorers[0].call(
             lambda rows: combine_batch(
-                {"xgboost": candidate.models.xgboost.score_batch(rows),
-                 "isolation_forest": candidate.models.isolation_forest.score_batch(rows)},
+                {ModelName.XGBOOST: candidate.models.xgboost.score_batch(rows),
+                 ModelName.ISOLATION_FOREST: candidate.models.isolation_forest.score_batch(rows)},
                 candidate.weights,
             ),
             features,
@@ -266,7 +267,7 @@ class DecisionPipeline:
         reasons: list[list[str]] = [[] for _ in outcomes]
         if not flagged:
             return reasons
-        xgboost = next((s for s in self.scorers if s.name == XGBOOST), None)
+        xgboost = next((s for s in self.scorers if s.name == ModelName.XGBOOST), None)
         contributions = None
         if xgboost is not None and hasattr(xgboost.scorer, "contributions_batch"):
             contributions, _ = await xgboost.call(
