@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, NoFeasibleThresholds, optimise_thresholds
+from fraudstream.thresholds.pair import ThresholdPair
 
 
 class LabelledWindow:
@@ -149,7 +150,10 @@ class GuardRails:
 
 @dataclass(frozen=True)
 class ThresholdState:
-    """One version of the live pair, with why it was chosen and the figures behind it."""
+    """One version of the live pair, with why it was chosen and the figures behind it.
+
+    `pair` is what a worker decides with; this stored form adds the reason and figures.
+    """
 
     version: int
     review: float
@@ -162,6 +166,11 @@ class ThresholdState:
             raise ValueError(
                 f"thresholds must satisfy 0 <= review <= decline, got {self.review}, {self.decline}"
             )
+
+    @property
+    def pair(self) -> ThresholdPair:
+        """The pair as decisions name it: version 12 is ``v12``."""
+        return ThresholdPair(f"v{self.version}", self.review, self.decline)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

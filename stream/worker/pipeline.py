@@ -27,6 +27,7 @@ from fraudstream.models.registry import LoadedModels
 from fraudstream.models.rules import RulesScorer
 from fraudstream.models.scorers import Scorer
 from fraudstream.thresholds.cost import decide
+from fraudstream.thresholds.pair import ThresholdPair
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
 TOP_REASONS = 3
@@ -38,13 +39,6 @@ class IncomingRecord:
 
     value: bytes
     produced_at: float
-
-
-@dataclass(frozen=True)
-class ThresholdPair:
-    version: str
-    review: float
-    decline: float
 
 
 @dataclass(frozen=True)
@@ -192,10 +186,7 @@ class DecisionPipeline:
         ensemble_s = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        outcomes = [
-            decide(combined.score, self.thresholds.review, self.thresholds.decline)
-            for _, _, combined in scored
-        ]
+        outcomes = [self.thresholds.decide(combined.score) for _, _, combined in scored]
         threshold_s = time.perf_counter() - mark
         reasons = await self._reasons(features, outcomes)
         shadow = await self._shadow_scores(features)
