@@ -14,6 +14,10 @@ a no-op), evicts what is older than the retention, refreshes the TTL and returns
 feature definition needs; all scripts of a micro-batch travel in one pipeline, i.e. one
 round trip. The feature vector is then computed by `features.definitions.feature_vector`,
 the function the offline builder uses.
+
+Two stores share one Redis client (see `redis_stores`): `RedisFeatureStore` keeps the
+windows, `RedisScoreStore` the decisions' scores. Both implement the protocols of
+features/stores.py.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from fraudstream.features.definitions import (
     MerchantCounts,
     feature_vector,
 )
+from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import RETENTION_SECONDS, CardEvent, CardHistory
 
@@ -169,10 +174,6 @@ class CardCache:
         self._cards.clear()
 
 
-class FeatureStoreError(RuntimeError):
-    """Redis could not serve features; the worker scores the transaction as degraded."""
-
-
 class RedisFeatureStore:
     """Records transactions and labels in Redis and returns point-in-time feature vectors."""
 
@@ -187,7 +188,13 @@ class RedisFeatureStore:
         return cls(aioredis.Redis.from_url(url), cache)
 
     async def close(self) -> None:
+        """Close the client (shared with a `RedisScoreStore` made by `redis_stores`)."""
         await self._client.aclose()
+
+    def forget_cached_cards(self) -> None:
+        """Empty the card cache: call when partitions are revoked or reassigned."""
+        if self.cache is not None:
+            self.cache.clear()
 
     async def record_and_featurize(
         self, transactions: Sequence[Transaction]
@@ -263,35 +270,6 @@ class RedisFeatureStore:
             cached.trim()
         return vectors
 
-    async def record_scores(self, scored: Sequence[tuple[str, float, float]]) -> None:
-        """Remember (txn_id, event_time, score) so a late label can be joined to its score."""
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for txn_id, event_time, score in scored:
-                    pipe.set(
-                        _txn_score_key(txn_id), f"{event_time!r},{score!r}", ex=KEY_TTL_SECONDS
-                    )
-                await pipe.execute()
-        except aioredis.RedisError as error:
-            raise FeatureStoreError(f"feature store unavailable: {error}") from error
-
-    async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
-        """(event_time, score) recorded for each transaction, None where unknown or expired."""
-        if not txn_ids:
-            return []
-        try:
-            replies = await self._client.mget([_txn_score_key(txn_id) for txn_id in txn_ids])
-        except aioredis.RedisError as error:
-            raise FeatureStoreError(f"feature store unavailable: {error}") from error
-        found: list[tuple[float, float] | None] = []
-        for reply in replies:
-            if reply is None:
-                found.append(None)
-                continue
-            event_time, score = (reply.decode() if isinstance(reply, bytes) else reply).split(",")
-            found.append((float(event_time), float(score)))
-        return found
-
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.
 
@@ -321,3 +299,58 @@ class RedisFeatureStore:
         except aioredis.RedisError as error:
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return matched
+
+
+class RedisScoreStore:
+    """Each decision's score under `fs:{txn:<id>}:score`, kept as long as the windows."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisScoreStore:
+        return cls(aioredis.Redis.from_url(url))
+
+    async def close(self) -> None:
+        """Close the client (shared with a `RedisFeatureStore` made by `redis_stores`)."""
+        await self._client.aclose()
+
+    async def record_scores(self, scored: Sequence[ScoredTransaction]) -> None:
+        """Remember (txn_id, event_time, score) so a late label can be joined to its score."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for txn_id, event_time, score in scored:
+                    pipe.set(
+                        _txn_score_key(txn_id), f"{event_time!r},{score!r}", ex=KEY_TTL_SECONDS
+                    )
+                await pipe.execute()
+        except aioredis.RedisError as error:
+            raise ScoreStoreError(f"score store unavailable: {error}") from error
+
+    async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
+        """(event_time, score) recorded for each transaction, None where unknown or expired."""
+        if not txn_ids:
+            return []
+        try:
+            replies = await self._client.mget([_txn_score_key(txn_id) for txn_id in txn_ids])
+        except aioredis.RedisError as error:
+            raise ScoreStoreError(f"score store unavailable: {error}") from error
+        found: list[tuple[float, float] | None] = []
+        for reply in replies:
+            if reply is None:
+                found.append(None)
+                continue
+            event_time, score = (reply.decode() if isinstance(reply, bytes) else reply).split(",")
+            found.append((float(event_time), float(score)))
+        return found
+
+
+def redis_stores(
+    url: str, cache: CardCache | None = None
+) -> tuple[RedisFeatureStore, RedisScoreStore]:
+    """The worker's feature store and score store on one Redis client (one pool).
+
+    Closing either closes the client of both.
+    """
+    client = aioredis.Redis.from_url(url)
+    return RedisFeatureStore(client, cache), RedisScoreStore(client)

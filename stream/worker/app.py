@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from fraudstream.features.store import CardCache, FeatureStoreError, RedisFeatureStore
+from fraudstream.features.store import CardCache, FeatureStoreError, redis_stores
 from fraudstream.features.transaction import InvalidTransaction, parse_label
 from fraudstream.models.drift import DriftMonitor, ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights
@@ -91,8 +91,10 @@ def registry_pair(models: LoadedModels) -> ThresholdPair:
 def build_pipeline(settings: Settings, redis_url: str) -> DecisionPipeline:
     """The live registry version with its thresholds and weights."""
     models = load_version(settings.registry_path)
+    feature_store, score_store = redis_stores(redis_url, CardCache())
     return DecisionPipeline(
-        RedisFeatureStore.from_url(redis_url, CardCache()),
+        feature_store,
+        score_store,
         models,
         weights_for(settings, models),
         registry_pair(models),
@@ -163,7 +165,7 @@ def create_app(
                                          {"model_version": built.models.version})  # fmt: skip
                 if settings.dynamic_threshold:
                     keeper.append(keeper_for(
-                        built.store, redis_url, settings.app_id,
+                        built.score_store, redis_url, settings.app_id,
                         maturity_days=settings.label_maturity_days,
                         window_days=settings.label_window_days,
                         cost=CostModel(settings.cost_fn, settings.cost_fp, settings.cost_review),
@@ -224,7 +226,7 @@ def create_app(
             frauds = sum(label.is_fraud for label in parsed)
             metrics.observe_labels(frauds, len(parsed) - frauds)
             try:
-                await (await ready()).store.record_labels(parsed)
+                await (await ready()).feature_store.record_labels(parsed)
                 if keeper:
                     await keeper[0].learn(parsed)
             except FeatureStoreError as error:
@@ -245,14 +247,14 @@ def create_app(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cards_on_revoke(sender: Any, *args: Any, **kwargs: Any) -> None:
         """Another worker may write these cards next: memory must not outlive ownership."""
-        if pipeline and pipeline[0].store.cache is not None:
-            pipeline[0].store.cache.clear()
+        if pipeline:
+            pipeline[0].feature_store.forget_cached_cards()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def forget_cards_on_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
         """Again after the new assignment, in case a batch was still finishing meanwhile."""
-        if pipeline and pipeline[0].store.cache is not None:
-            pipeline[0].store.cache.clear()
+        if pipeline:
+            pipeline[0].feature_store.forget_cached_cards()
 
     @app.timer(interval=2.0)
     async def follow_live_model() -> None:

@@ -1,8 +1,9 @@
 """One micro-batch from raw records to decisions: validate, features, score, decide.
 
 Framework-free on purpose: the Faust agent (stream/app.py) only moves bytes in and out,
-and tests drive this class directly against a real Redis. Nothing here raises for bad
-input: a record that cannot be decided becomes a dead letter with its error and stage.
+and tests drive this class directly, with in-memory stores or against a real Redis.
+Nothing here raises for bad input: a record that cannot be decided becomes a dead letter
+with its error and stage.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.definitions import MerchantCounts, feature_vector
-from fraudstream.features.store import FeatureStoreError, RedisFeatureStore
+from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
 from fraudstream.models.ensemble import combine, combine_batch
 from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
@@ -73,11 +74,17 @@ def _ms(seconds: float) -> float:
 
 
 class DecisionPipeline:
-    """Turns micro-batches of raw transactions into decisions with one Redis round trip."""
+    """Turns micro-batches of raw transactions into decisions with one feature-store round trip.
+
+    `feature_store` gives the feature rows, `score_store` keeps each decision's score for the
+    late labels; both are Redis in the worker (features/store.py) and may be the in-memory
+    ones (features/memory_store.py) anywhere else.
+    """
 
     def __init__(
         self,
-        store: RedisFeatureStore,
+        feature_store: FeatureStore,
+        score_store: ScoreStore,
         models: LoadedModels,
         weights: Mapping[str, float],
         thresholds: ThresholdPair,
@@ -85,7 +92,8 @@ class DecisionPipeline:
         fallback_policy: str = "neutral",
         scorers: Sequence[Scorer] | None = None,
     ) -> None:
-        self.store = store
+        self.feature_store = feature_store
+        self.score_store = score_store
         self.models = models
         self.weights = dict(weights)
         self.thresholds = thresholds
@@ -140,7 +148,7 @@ class DecisionPipeline:
     async def _features(self, transactions: list[Transaction]) -> tuple[NDArray[Any], bool]:
         """Feature rows, and whether the store failed (then history-free rows, degraded)."""
         try:
-            rows = await self.store.record_and_featurize(transactions)
+            rows = await self.feature_store.record_and_featurize(transactions)
             return np.vstack(rows), False
         except FeatureStoreError:
             empty = MerchantCounts(0, 0, 0)
@@ -248,7 +256,7 @@ class DecisionPipeline:
         """Keep each decision's score where a late label (any worker) can find it."""
         scored = [(d["txn_id"], d["event_time"], d["score"]) for d in outcome.decisions]
         try:
-            await self.store.record_scores(scored)
+            await self.score_store.record_scores(scored)
         except FeatureStoreError:
             outcome.feature_store_errors += 1
 

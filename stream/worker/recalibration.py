@@ -1,10 +1,10 @@
 """The dynamic threshold in a worker: join late labels to scores, recalibrate, stay in sync.
 
 Labels are keyed by `txn_id`, so the worker that receives a label is usually not the one
-that decided the transaction; the decision's score is therefore looked up in Redis
-(`RedisFeatureStore.scores_for`). Any worker may recalibrate; publishing is a
-compare-and-set on the shared threshold, so two workers never create the same version,
-and every worker applies whatever is live within one refresh interval.
+that decided the transaction; the decision's score is therefore looked up in the shared
+score store (`ScoreStore.scores_for`, Redis in the worker). Any worker may recalibrate;
+publishing is a compare-and-set on the shared threshold, so two workers never create the
+same version, and every worker applies whatever is live within one refresh interval.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from fraudstream.features.store import RedisFeatureStore
+from fraudstream.features.stores import ScoreStore
 from fraudstream.features.transaction import Label
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.online import (
@@ -40,14 +40,14 @@ class ThresholdKeeper:
     def __init__(
         self,
         shared: SharedThreshold,
-        store: RedisFeatureStore,
+        score_store: ScoreStore,
         window: LabelledWindow,
         cost: CostModel,
         constraints: Constraints,
         rails: GuardRails = ONLINE_RAILS,
     ) -> None:
         self.shared = shared
-        self.store = store
+        self.score_store = score_store
         self.window = window
         self.cost = cost
         self.constraints = constraints
@@ -94,7 +94,7 @@ class ThresholdKeeper:
 
         Returns the attempt when one was made (accepted or not), else None.
         """
-        scores = await self.store.scores_for([label.txn_id for label in labels])
+        scores = await self.score_store.scores_for([label.txn_id for label in labels])
         for label, found in zip(labels, scores, strict=True):
             self._stream_time = max(self._stream_time, label.label_time)
             if found is not None:
@@ -157,13 +157,13 @@ async def describe_live_threshold(redis_url: str, group: str, limit: int = 20) -
 
 
 def keeper_for(
-    store: RedisFeatureStore, redis_url: str, group: str, *, maturity_days: float,
+    score_store: ScoreStore, redis_url: str, group: str, *, maturity_days: float,
     window_days: float, cost: CostModel, min_recall: float, max_fpr: float,
 ) -> ThresholdKeeper:  # fmt: skip
     """A keeper whose shared threshold is scoped to one consumer group."""
     return ThresholdKeeper(
         SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}"),
-        store,
+        score_store,
         LabelledWindow(
             max_size=100_000,
             max_age_s=window_days * SECONDS_PER_DAY,

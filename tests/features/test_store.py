@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from fraudstream.features.builder import build_features
-from fraudstream.features.store import CardCache, RedisFeatureStore
+from fraudstream.features.store import CardCache, RedisFeatureStore, RedisScoreStore, redis_stores
+from fraudstream.features.stores import FeatureStoreError, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.stream.tools.services import EmbeddedRedis
 
@@ -112,3 +113,36 @@ def test_redelivered_transaction_is_not_counted_twice(redis_server: EmbeddedRedi
     # ...and redelivered to a worker that still holds the cards in memory (warm).
     warm = asyncio.run(replay_online(redis_server.url, transactions, [], 20, CardCache(), 2))
     np.testing.assert_array_equal(first, warm)
+
+
+def test_scores_are_kept_under_the_transaction_key_for_late_labels(
+    redis_server: EmbeddedRedis,
+) -> None:
+    async def run() -> tuple[bytes | None, list[tuple[float, float] | None]]:
+        await flush(redis_server.url)
+        features, scores = redis_stores(redis_server.url)
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await scores.record_scores([("t1", 1_767_225_600.5, 0.25)])
+            raw = await client.get("fs:{txn:t1}:score")
+            return raw, await scores.scores_for(["t1", "never-scored"])
+        finally:
+            await client.aclose()
+            await features.close()  # the client both stores share
+
+    raw, found = asyncio.run(run())
+    assert raw == b"1767225600.5,0.25"
+    assert found == [(1_767_225_600.5, 0.25), None]
+
+
+def test_unreachable_redis_raises_a_score_store_error_the_worker_already_catches() -> None:
+    async def run() -> None:
+        scores = RedisScoreStore.from_url("redis://127.0.0.1:1")
+        try:
+            await scores.scores_for(["t1"])
+        finally:
+            await scores.close()
+
+    with pytest.raises(ScoreStoreError, match="score store unavailable") as raised:
+        asyncio.run(run())
+    assert isinstance(raised.value, FeatureStoreError)

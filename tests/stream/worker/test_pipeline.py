@@ -1,18 +1,25 @@
-"""The decision pipeline on a real redis-server: validation, fallbacks, the contract."""
+"""The decision pipeline: validation, fallbacks, the contract, what it remembers.
+
+The tests run on the in-memory stores; those marked integration drive it once more with the
+Redis stores on a real redis-server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from fraudstream.features.store import RedisFeatureStore
-from fraudstream.features.transaction import Label
+from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
+from fraudstream.features.store import RedisFeatureStore, redis_stores
+from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
+from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.registry import load_version
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
@@ -23,8 +30,6 @@ from fraudstream.stream.worker.pipeline import (
     ShadowCandidate,
     ThresholdPair,
 )
-
-pytestmark = pytest.mark.integration
 
 MALFORMED = [
     b"{not json",
@@ -68,11 +73,45 @@ def records(count: int, seed: int = 5) -> list[IncomingRecord]:
     ]
 
 
-def make_pipeline(redis_url: str, registry: Path, **overrides: object) -> DecisionPipeline:
+class UnreachableFeatureStore(InMemoryFeatureStore):
+    """A feature store whose backend is down."""
+
+    async def record_and_featurize(
+        self, transactions: Sequence[Transaction]
+    ) -> list[NDArray[np.float64]]:
+        raise FeatureStoreError("feature store unavailable: connection refused")
+
+
+Stores = tuple[FeatureStore, ScoreStore]
+
+
+@pytest.fixture(params=["in-memory", pytest.param("redis", marks=pytest.mark.integration)])
+def stores(request: pytest.FixtureRequest) -> Stores:
+    """The pipeline's two stores: in memory, and (integration) on the session's redis-server."""
+    if request.param == "in-memory":
+        return InMemoryFeatureStore(), InMemoryScoreStore()
+    redis_server: EmbeddedRedis = request.getfixturevalue("redis_server")
+    return redis_stores(redis_server.url)
+
+
+def in_memory() -> Stores:
+    return InMemoryFeatureStore(), InMemoryScoreStore()
+
+
+async def close(pipeline: DecisionPipeline) -> None:
+    """Stop the scorers and close the Redis client the stores share (if on Redis)."""
+    if isinstance(pipeline.feature_store, RedisFeatureStore):
+        await pipeline.feature_store.close()
+    pipeline.close()
+
+
+def make_pipeline(stores: Stores, registry: Path, **overrides: object) -> DecisionPipeline:
     models = load_version(registry)
     options: dict[str, object] = {"timeout_s": 0.05, "fallback_policy": "neutral"} | overrides
+    feature_store, score_store = stores
     return DecisionPipeline(
-        RedisFeatureStore.from_url(redis_url),
+        feature_store,
+        score_store,
         models,
         models.metadata["weights"],
         ThresholdPair("test", 0.2, 0.8),
@@ -81,14 +120,13 @@ def make_pipeline(redis_url: str, registry: Path, **overrides: object) -> Decisi
 
 
 def test_every_valid_record_is_decided_and_every_bad_one_dead_lettered(
-    redis_server: EmbeddedRedis, trained_registry: Path
+    stores: Stores, trained_registry: Path
 ) -> None:
     async def run() -> None:
-        pipeline = make_pipeline(redis_server.url, trained_registry)
+        pipeline = make_pipeline(stores, trained_registry)
         batch = records(200) + [IncomingRecord(raw, time.time()) for raw in MALFORMED]
         outcome = await pipeline.process(batch)
-        await pipeline.store.close()
-        pipeline.close()
+        await close(pipeline)
         assert len(outcome.decisions) == 200
         assert len(outcome.dead_letters) == len(MALFORMED)
         assert all(letter["stage"] == "validate" for letter in outcome.dead_letters)
@@ -107,18 +145,17 @@ def test_every_valid_record_is_decided_and_every_bad_one_dead_lettered(
 
 
 def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
-    redis_server: EmbeddedRedis, trained_registry: Path
+    trained_registry: Path,
 ) -> None:
     async def run() -> None:
         models = load_version(trained_registry)
         pipeline = make_pipeline(
-            redis_server.url, trained_registry, scorers=[models.xgboost, SleepyForest()]
+            in_memory(), trained_registry, scorers=[models.xgboost, SleepyForest()]
         )
         started = time.perf_counter()
         outcome = await pipeline.process(records(50, seed=6))
         elapsed = time.perf_counter() - started
-        await pipeline.store.close()
-        pipeline.close()
+        await close(pipeline)
         # The sleepy model takes 1 s; the batch is decided without waiting for it.
         assert elapsed < 0.5
         assert len(outcome.decisions) == 50
@@ -131,17 +168,14 @@ def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
     asyncio.run(run())
 
 
-def test_shadow_candidate_is_scored_and_logged_but_never_decides(
-    redis_server: EmbeddedRedis, trained_registry: Path
-) -> None:
+def test_shadow_candidate_is_scored_and_logged_but_never_decides(trained_registry: Path) -> None:
     async def run() -> None:
-        pipeline = make_pipeline(redis_server.url, trained_registry)
+        pipeline = make_pipeline(in_memory(), trained_registry)
         candidate = load_version(trained_registry)
         pipeline.shadow = ShadowCandidate(candidate, candidate.metadata["weights"],
                                           ThresholdPair("shadow", 0.0, 0.0))  # fmt: skip
         outcome = await pipeline.process(records(100, seed=8))
-        await pipeline.store.close()
-        pipeline.close()
+        await close(pipeline)
         for decision in outcome.decisions:
             # Same model, so the same score; its pair declines everything, yet nothing is.
             assert decision["shadow"]["score"] == pytest.approx(decision["score"])
@@ -152,5 +186,36 @@ def test_shadow_candidate_is_scored_and_logged_but_never_decides(
         assert report is not None
         assert report["shadow"]["fpr"] == 1.0 and report["score_correlation"] == pytest.approx(1.0)
         assert report["decision_agreement"] < 1.0
+
+    asyncio.run(run())
+
+
+def test_every_decision_score_is_remembered_for_late_labels(
+    stores: Stores, trained_registry: Path
+) -> None:
+    async def run() -> None:
+        pipeline = make_pipeline(stores, trained_registry)
+        outcome = await pipeline.process(records(100, seed=9))
+        remembered = await pipeline.score_store.scores_for(
+            [d["txn_id"] for d in outcome.decisions] + ["never-decided"]
+        )
+        await close(pipeline)
+        assert remembered == [(d["event_time"], d["score"]) for d in outcome.decisions] + [None]
+
+    asyncio.run(run())
+
+
+def test_feature_store_outage_decides_every_record_degraded(trained_registry: Path) -> None:
+    async def run() -> None:
+        pipeline = make_pipeline(
+            (UnreachableFeatureStore(), InMemoryScoreStore()), trained_registry
+        )
+        outcome = await pipeline.process(records(50, seed=10))
+        await close(pipeline)
+        assert len(outcome.decisions) == 50 and not outcome.dead_letters
+        assert outcome.feature_store_errors == 1
+        assert all(decision["degraded"] for decision in outcome.decisions)
+        # Scored from the transaction alone: no card history, no merchant counts.
+        assert all(decision["features"]["count_30d"] == 0 for decision in outcome.decisions)
 
     asyncio.run(run())

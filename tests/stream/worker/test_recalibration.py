@@ -1,4 +1,8 @@
-"""The dynamic threshold on a real redis-server: labels in, one shared version out."""
+"""The dynamic threshold on a real redis-server: labels in, one shared version out.
+
+The shared threshold lives in Redis, so this stays an integration test; the scores come
+from the Redis score store, as in the worker.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-from fraudstream.features.store import RedisFeatureStore
+from fraudstream.features.store import RedisScoreStore
 from fraudstream.features.transaction import Label
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.worker.recalibration import describe_live_threshold, keeper_for
@@ -26,7 +30,7 @@ def test_matured_labels_recalibrate_once_and_every_keeper_adopts_the_version(
 ) -> None:
     async def run() -> None:
         group = f"group-{uuid.uuid4().hex[:6]}"
-        store = RedisFeatureStore.from_url(redis_server.url)
+        store = RedisScoreStore.from_url(redis_server.url)
         options = dict(maturity_days=1.0, window_days=30.0, cost=CostModel(),
                        min_recall=0.9, max_fpr=0.01)  # fmt: skip
         first = keeper_for(store, redis_server.url, group, **options)  # type: ignore[arg-type]

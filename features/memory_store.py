@@ -1,0 +1,71 @@
+"""The feature store and score store in process memory: no Redis, same vectors.
+
+Built on the offline builder's `PointInTimeState`, so a transaction gets exactly the
+vector `build_features` gives it for the same history (tests/features/test_memory_store.py
+checks it). Meant for tests and one-process demos: state lives as long as the object,
+nothing is shared between processes, and the `txn_id -> merchant` and score maps grow
+without bound (Redis expires them). Neither store ever raises.
+
+    >>> import asyncio
+    >>> from fraudstream.features.transaction import Transaction
+    >>> store = InMemoryFeatureStore()
+    >>> txn = Transaction("t1", "c1", "m1", 12.5, "EUR", "FR", "pos", 1_767_225_600.0)
+    >>> [row] = asyncio.run(store.record_and_featurize([txn]))
+    >>> [again] = asyncio.run(store.record_and_featurize([txn]))  # redelivered: same row
+    >>> bool((row == again).all())
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fraudstream.features.builder import PointInTimeState
+from fraudstream.features.stores import ScoredTransaction
+from fraudstream.features.transaction import Label, Transaction
+
+
+class InMemoryFeatureStore:
+    """Card and merchant windows in memory; implements `features.stores.FeatureStore`."""
+
+    def __init__(self) -> None:
+        self._state = PointInTimeState()
+        self._merchant_of: dict[str, str] = {}
+
+    async def record_and_featurize(
+        self, transactions: Sequence[Transaction]
+    ) -> list[NDArray[np.float64]]:
+        vectors = []
+        for txn in transactions:
+            vectors.append(self._state.features_then_record(txn))
+            self._merchant_of[txn.txn_id] = txn.merchant_id
+        return vectors
+
+    async def record_labels(self, labels: Sequence[Label]) -> int:
+        matched = 0
+        for label in labels:
+            merchant_id = self._merchant_of.get(label.txn_id)
+            if label.is_fraud and merchant_id is not None:
+                self._state.record_fraud_label(merchant_id, label)
+                matched += 1
+        return matched
+
+    def forget_cached_cards(self) -> None:
+        """Nothing to forget: this memory is the store itself, not a copy of shared state."""
+
+
+class InMemoryScoreStore:
+    """Decision scores by `txn_id` in memory; implements `features.stores.ScoreStore`."""
+
+    def __init__(self) -> None:
+        self._scores: dict[str, tuple[float, float]] = {}
+
+    async def record_scores(self, scored: Sequence[ScoredTransaction]) -> None:
+        for txn_id, event_time, score in scored:
+            self._scores[txn_id] = (event_time, score)
+
+    async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
+        return [self._scores.get(txn_id) for txn_id in txn_ids]
