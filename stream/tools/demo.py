@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from fraudstream.models.registry import load_version
+from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
@@ -90,8 +91,8 @@ class DecisionFollower(threading.Thread):
 
 def _progress_line(follower: DecisionFollower, produced: int, total: int, started: float) -> str:
     decided = len(follower.decisions)
-    recent = sorted(d["latency_ms"]["end_to_end"] for d in follower.decisions[-2000:])
-    p99 = recent[int(0.99 * (len(recent) - 1))] if recent else 0.0
+    recent = [d["latency_ms"]["end_to_end"] for d in follower.decisions[-2000:]]
+    p99 = latency_percentiles(recent, ("p99",))["p99"] or 0.0
     width = 30
     filled = int(width * decided / max(total, 1))
     elapsed = time.monotonic() - started

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.baselines import (
@@ -39,7 +40,6 @@ from fraudstream.stream.tools.baselines import (
 from fraudstream.stream.tools.loadtest_report import (
     GRACE_S,
     describe_machine,
-    latency_summary,
     max_sustainable_tps,
     ratio,
     write_loadtest_report,
@@ -302,7 +302,7 @@ def _measure_step(
         "tps_achieved": len(records) / sent["seconds"] if sent["seconds"] > 0 else 0.0,
         "produced": len(records),
         "decided": decided,
-        "e2e_latency_ms": latency_summary(latencies),
+        "e2e_latency_ms": latency_percentiles(latencies),
         "lag_end": lag_end,
         "stages_ms": {},
     }

@@ -9,6 +9,8 @@ Report keys: ``steps`` [{``tps_target``, ``tps_achieved``, ``produced``, ``decid
 ``max_sustainable_tps``, ``budget_ms``, ``baselines`` {name: {``max_sustainable_tps``,
 ``steps``}}, ``ratios`` {name: pipeline / baseline}, ``raw_aiokafka_consume_tps``,
 ``workers``, ``machine``, ``date``. Latencies are null for ``noop``, which emits nothing.
+Latency percentiles are exact over every decision of a step (`stream.latency`, linear
+interpolation); ``stages_ms`` are mean ms per stage from the workers' histogram sums.
 """
 
 from __future__ import annotations
@@ -28,20 +30,6 @@ MAX_LAG_SECONDS = 0.5
 MIN_DECIDED_SHARE = 0.99
 #: Wait after the last send before measuring the backlog: records legitimately in flight.
 GRACE_S = 0.5
-
-
-def latency_summary(values_ms: Sequence[float]) -> dict[str, float | None]:
-    """p50/p95/p99/max in ms (nearest-rank, so each is an observed value); None if empty."""
-    if len(values_ms) == 0:
-        return {"p50": None, "p95": None, "p99": None, "max": None}
-    values = np.asarray(values_ms, dtype=float)
-    p50, p95, p99 = np.percentile(values, [50, 95, 99], method="inverted_cdf")
-    return {
-        "p50": round(float(p50), 3),
-        "p95": round(float(p95), 3),
-        "p99": round(float(p99), 3),
-        "max": round(float(values.max()), 3),
-    }
 
 
 def is_sustained(step: dict[str, Any], budget_ms: float, need_latency: bool = True) -> bool:
@@ -136,7 +124,8 @@ def format_markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "Latency = decision read by the load tester − transaction sent (same host, "
-        "wall clock). Sustained = p99 within budget, backlog ≤ "
+        "wall clock); percentiles over every decision, linearly interpolated "
+        "(stream/latency.py). Sustained = p99 within budget, backlog ≤ "
         f"{MAX_LAG_SECONDS:g} s of traffic {GRACE_S:g} s after the last send, "
         f"≥ {MIN_DECIDED_SHARE:.0%} decided. Baselines are throughput ceilings, judged on "
         "keeping up only (their latency is shown, not judged); `noop` emits nothing and is "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fraudstream.features.transaction import Label
+from fraudstream.stream.latency import latency_percentiles
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 
 #: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
@@ -27,14 +28,6 @@ OUTCOMES = ("approve", "review", "decline")
 #: Stand-in scores that make `evaluate_thresholds(…, 0.5, 1.0)` reproduce each decision as it
 #: was made, so the cost arithmetic lives in one place (thresholds.cost).
 _OUTCOME_SCORE = {"approve": 0.0, "review": 0.5, "decline": 1.0}
-
-
-def _percentiles(values: Sequence[float], names: Sequence[str]) -> dict[str, float | None]:
-    if not values:
-        return dict.fromkeys(names)
-    points = [100.0 if name == "max" else float(name[1:]) for name in names]
-    found = np.percentile(np.asarray(values, dtype=np.float64), points)
-    return {name: round(float(v), 3) for name, v in zip(names, found, strict=True)}
 
 
 def _within(measured: float | None, limit: float) -> bool:
@@ -97,13 +90,14 @@ def summarize_run(
 ) -> dict[str, Any]:
     """Figures of one run; latencies in ms, `throughput_tps` = distinct decisions / seconds.
 
-    Decisions follow the DESIGN §3 contract. Budget keys must be percentiles reported in
-    `e2e_latency_ms` (p50, p95, p99, max); a percentile with no data is not within budget.
+    Decisions follow the DESIGN §3 contract. Percentiles are exact, from every decision's
+    latency (`stream.latency.latency_percentiles`). Budget keys must be percentiles reported
+    in `e2e_latency_ms` (p50, p95, p99, max); a percentile with no data is not within budget.
     Quality counts only decided transactions that have a label; cost uses each decision's
     actual outcome (approved fraud → cost_fn, declined legit → cost_fp, review → cost_review).
     """
     decided = first_decisions(decisions)
-    e2e = _percentiles(
+    e2e = latency_percentiles(
         [d["latency_ms"]["end_to_end"] for d in decided], ("p50", "p95", "p99", "max")
     )
     unknown = set(budget_ms) - set(e2e)
@@ -127,7 +121,7 @@ def summarize_run(
         "budget_ms": dict(budget_ms),
         "within_budget": {name: _within(e2e[name], limit) for name, limit in budget_ms.items()},
         "stage_latency_ms": {
-            stage: _percentiles(values, ("p50", "p99")) for stage, values in stages.items()
+            stage: latency_percentiles(values, ("p50", "p99")) for stage, values in stages.items()
         },
         "decisions": {action: actions[action] for action in OUTCOMES},
         "fallbacks": dict(sorted(fallbacks.items())),
@@ -173,7 +167,10 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     for key in ("produced", "decided", "duplicates", "dead_lettered", "throughput_tps"):
         lines.append(f"| {key} | {summary[key]} |")
     lines.append(f"| degraded | {summary['degraded']} |")
-    lines += ["", "## End-to-end latency (ms)", "", "| percentile | measured | budget | |"]
+    lines += ["", "## End-to-end latency (ms)", "",
+              "Exact percentiles of every decision's latency (stream/latency.py), not the "
+              "Prometheus histogram estimates the dashboard shows.", "",
+              "| percentile | measured | budget | |"]  # fmt: skip
     lines.append("|---|---|---|---|")
     for name, value in e2e.items():
         limit = summary["budget_ms"].get(name)

@@ -3,7 +3,11 @@
 `WorkerMetrics` owns its own `CollectorRegistry` (tests and the in-process demo run
 several workers side by side, and the default registry would collide). The worker calls
 `observe_batch(outcome, emit_seconds)` once per micro-batch; the load tester scrapes
-`/metrics` and reads percentiles back with `quantiles_from_exposition`.
+`/metrics` and reads per-stage counts and means back with `quantiles_from_exposition`.
+
+Percentiles from here are histogram estimates (interpolated inside a bucket, as Grafana's
+`histogram_quantile` does), not the exact percentiles of raw latencies that the reports
+compute with `stream.latency.latency_percentiles`; the two can differ by a bucket's width.
 
 Units and cardinality: latencies are observed in seconds (Prometheus convention) from the
 pipeline's milliseconds, once per decision, so percentiles are per transaction. Labels
@@ -214,7 +218,8 @@ class WorkerMetrics:
             self._server = None
 
     def stage_quantiles_ms(self) -> dict[str, dict[str, float]]:
-        """p50/p95/p99 (ms), count and mean (ms) per stage, plus `end_to_end`."""
+        """Histogram estimates of p50/p95/p99 (ms), count and mean (ms) per stage, plus
+        `end_to_end` (see `quantiles_from_exposition`)."""
         text = self.exposition().decode()
         quantiles = quantiles_from_exposition(text, "fraudstream_stage_latency_seconds", "stage")
         end_to_end = quantiles_from_exposition(text, "fraudstream_end_to_end_latency_seconds")
@@ -226,7 +231,8 @@ class WorkerMetrics:
 def quantiles_from_exposition(
     text: str, metric: str, label: str | None = None, scale: float = 1000.0
 ) -> dict[str, dict[str, float]]:
-    """Percentiles of histogram `metric` per value of `label`, from Prometheus text format.
+    """Histogram estimates of percentiles of `metric` per value of `label`, from Prometheus
+    text format: what Grafana and the alert rules show, not exact percentiles of raw values.
 
     `text` may concatenate several workers' scrapes: buckets are summed across them and
     across other labels, like `histogram_quantile(q, sum by (le, label) (...))`, including
