@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from fraudstream.models.registry import load_version
+from fraudstream.stream.contract import DeadLetter, Decision
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
@@ -30,6 +31,7 @@ from fraudstream.stream.tools.run_report import format_summary, summarize_run, w
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.tools.workers import start_workers, stop_workers, worker_env
+from fraudstream.thresholds.pair import ThresholdPair
 from fraudstream.thresholds.shared import SharedThreshold
 
 #: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
@@ -58,7 +60,11 @@ class DemoOptions:
 
 
 class DecisionFollower(threading.Thread):
-    """Reads `decisions` and the DLQ from the beginning, in the background."""
+    """Reads `decisions` and the DLQ from the beginning, in the background.
+
+    A record that does not follow the contract (stream/contract.py) is counted in
+    `unreadable` and skipped, so one stray record cannot stop the follower.
+    """
 
     def __init__(self, bootstrap: str, decisions: str, dlq: str, partitions: int) -> None:
         super().__init__(daemon=True)
@@ -68,20 +74,22 @@ class DecisionFollower(threading.Thread):
         )
         self.consumer.seek_to_beginning()
         self.decisions_topic = decisions
-        self.decisions: list[dict[str, Any]] = []
-        self.dead_letters: list[dict[str, Any]] = []
+        self.decisions: list[Decision] = []
+        self.dead_letters: list[DeadLetter] = []
+        self.unreadable = 0
         self._stopping = threading.Event()
 
     def run(self) -> None:
         while not self._stopping.is_set():
             for records in self.consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    target = (
-                        self.decisions
-                        if record.topic == self.decisions_topic
-                        else self.dead_letters
-                    )
-                    target.append(json.loads(record.value))
+                    try:
+                        if record.topic == self.decisions_topic:
+                            self.decisions.append(Decision.from_json_bytes(record.value))
+                        else:
+                            self.dead_letters.append(DeadLetter.from_json_bytes(record.value))
+                    except ValueError:  # not JSON, or not the contract
+                        self.unreadable += 1
 
     def stop(self) -> None:
         self._stopping.set()
@@ -91,7 +99,7 @@ class DecisionFollower(threading.Thread):
 
 def _progress_line(follower: DecisionFollower, produced: int, total: int, started: float) -> str:
     decided = len(follower.decisions)
-    recent = [d["latency_ms"]["end_to_end"] for d in follower.decisions[-2000:]]
+    recent = [d.latency_ms["end_to_end"] for d in follower.decisions[-2000:]]
     p99 = latency_percentiles(recent, ("p99",))["p99"] or 0.0
     width = 30
     filled = int(width * decided / max(total, 1))
@@ -143,7 +151,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             expected = report.produced + report.malformed_produced
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                done = len({d["txn_id"] for d in follower.decisions})
+                done = len({d.txn_id for d in follower.decisions})
                 if done + len(follower.dead_letters) >= expected:
                     break
                 show(ReplayProgress(report.produced, report.labels_produced, 0.0))
@@ -163,7 +171,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary["malformed_produced"] = report.malformed_produced
     write_run_folder(out, summary, follower.decisions, labels)
     (out / "dead_letters.jsonl").write_text(
-        "".join(json.dumps(letter) + "\n" for letter in follower.dead_letters)
+        "".join(json.dumps(letter.to_dict()) + "\n" for letter in follower.dead_letters)
     )
     print(format_summary(summary))
     shadow = compare_shadow(follower.decisions, labels)
@@ -176,9 +184,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             f"{shadow['decision_agreement']:.1%} (shadow.json)"
         )
     if options.scenario == "drift":
-        registry_pair = load_version(settings.registry_path).metadata["thresholds"]["ensemble"]
+        live = load_version(settings.registry_path)
         comparison = compare_thresholds(
-            follower.decisions, labels, (registry_pair["review"], registry_pair["decline"]),
+            follower.decisions, labels, ThresholdPair.from_registry(live.version, live.metadata),
             stream.drift_time,
         )  # fmt: skip
         write_drift_report(out, comparison, recalibrations)

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from fraudstream.features.transaction import Label
+from fraudstream.stream.contract import OUTCOMES, Decision, first_decisions
 from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.pair import ThresholdPair
 
 BUCKETS = 12
 
@@ -41,24 +43,20 @@ def outcome_figures(
 
 
 def compare_thresholds(
-    decisions: Sequence[Mapping[str, Any]],
+    decisions: Sequence[Decision],
     labels: Mapping[str, Label],
-    static_pair: tuple[float, float],
+    static_pair: ThresholdPair,
     drift_time: float,
     cost: CostModel = CostModel(),
 ) -> dict[str, Any]:
     """Post-drift figures for `static` and `dynamic`, plus per-bucket series for the plot."""
-    first: dict[str, Mapping[str, Any]] = {}
-    for decision in decisions:
-        first.setdefault(decision["txn_id"], decision)
-    rows = sorted((d for d in first.values() if d["txn_id"] in labels),
-                  key=lambda d: d["event_time"])  # fmt: skip
-    times = np.array([d["event_time"] for d in rows])
-    scores = np.array([d["score"] for d in rows])
-    is_fraud = np.array([labels[d["txn_id"]].is_fraud for d in rows], dtype=bool)
-    codes = {"approve": 0, "review": 1, "decline": 2}
-    dynamic = np.array([codes[d["decision"]] for d in rows])
-    review, decline = static_pair
+    rows = sorted((d for d in first_decisions(decisions) if d.txn_id in labels),
+                  key=lambda d: d.event_time)  # fmt: skip
+    times = np.array([d.event_time for d in rows])
+    scores = np.array([d.score for d in rows])
+    is_fraud = np.array([labels[d.txn_id].is_fraud for d in rows], dtype=bool)
+    dynamic = np.array([OUTCOMES.index(d.decision) for d in rows])
+    review, decline = static_pair.review, static_pair.decline
     static = np.where(scores >= decline, 2, np.where(scores >= review, 1, 0))
     post = times >= drift_time
     result: dict[str, Any] = {

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from fraudstream.features.transaction import Label
+from fraudstream.stream.contract import OUTCOMES, Decision, first_decisions
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 
 #: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
 DEFAULT_BUDGET_MS: Mapping[str, float] = MappingProxyType({"p50": 25, "p95": 50, "p99": 100})
-OUTCOMES = ("approve", "review", "decline")
 #: Stand-in scores that make `evaluate_thresholds(…, 0.5, 1.0)` reproduce each decision as it
 #: was made, so the cost arithmetic lives in one place (thresholds.cost).
 _OUTCOME_SCORE = {"approve": 0.0, "review": 0.5, "decline": 1.0}
@@ -38,18 +38,10 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def first_decisions(decisions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """One decision per txn_id, the first seen, in arrival order."""
-    seen: dict[str, Mapping[str, Any]] = {}
-    for decision in decisions:
-        seen.setdefault(decision["txn_id"], decision)
-    return list(seen.values())
-
-
 def _quality(
-    decided: Sequence[Mapping[str, Any]], labels: Mapping[str, Label], cost: CostModel
+    decided: Sequence[Decision], labels: Mapping[str, Label], cost: CostModel
 ) -> dict[str, Any]:
-    labelled = [(d["decision"], labels[d["txn_id"]]) for d in decided if d["txn_id"] in labels]
+    labelled = [(d.decision, labels[d.txn_id]) for d in decided if d.txn_id in labels]
     fraud = [label.is_fraud for _, label in labelled]
     frauds = sum(fraud)
     flagged = [label.is_fraud for action, label in labelled if action != "approve"]
@@ -79,7 +71,7 @@ def _quality(
 
 
 def summarize_run(
-    decisions: Sequence[Mapping[str, Any]],
+    decisions: Sequence[Decision],
     labels: Mapping[str, Label],
     *,
     produced: int,
@@ -90,27 +82,28 @@ def summarize_run(
 ) -> dict[str, Any]:
     """Figures of one run; latencies in ms, `throughput_tps` = distinct decisions / seconds.
 
-    Decisions follow the DESIGN §3 contract. Percentiles are exact, from every decision's
-    latency (`stream.latency.latency_percentiles`). Budget keys must be percentiles reported
-    in `e2e_latency_ms` (p50, p95, p99, max); a percentile with no data is not within budget.
+    Decisions are read back from the topic (`Decision.from_dict`). Percentiles are exact,
+    from every decision's latency (`stream.latency.latency_percentiles`). Budget keys must
+    be percentiles reported in `e2e_latency_ms` (p50, p95, p99, max); a percentile with no
+    data is not within budget.
     Quality counts only decided transactions that have a label; cost uses each decision's
     actual outcome (approved fraud → cost_fn, declined legit → cost_fp, review → cost_review).
     """
     decided = first_decisions(decisions)
     e2e = latency_percentiles(
-        [d["latency_ms"]["end_to_end"] for d in decided], ("p50", "p95", "p99", "max")
+        [d.latency_ms["end_to_end"] for d in decided], ("p50", "p95", "p99", "max")
     )
     unknown = set(budget_ms) - set(e2e)
     if unknown:
         raise ValueError(f"budget_ms keys {sorted(unknown)} are not among {sorted(e2e)}")
     stages: dict[str, list[float]] = defaultdict(list)
     for decision in decided:
-        for stage, ms in decision["latency_ms"].items():
+        for stage, ms in decision.latency_ms.items():
             stages[stage].append(ms)
     fallbacks: Counter[str] = Counter()
     for decision in decided:
-        fallbacks.update(list(decision.get("fallbacks") or {}))  # count model names
-    actions = Counter(d["decision"] for d in decided)
+        fallbacks.update(list(decision.fallbacks))  # count model names
+    actions = Counter(d.decision for d in decided)
     return {
         "produced": produced,
         "decided": len(decided),
@@ -125,7 +118,7 @@ def summarize_run(
         },
         "decisions": {action: actions[action] for action in OUTCOMES},
         "fallbacks": dict(sorted(fallbacks.items())),
-        "degraded": sum(bool(d.get("degraded")) for d in decided),
+        "degraded": sum(d.degraded for d in decided),
         "quality": _quality(decided, labels, cost),
     }
 
@@ -234,9 +227,7 @@ def _is_fraud(labels: Mapping[str, Label], txn_id: str) -> bool | None:
     return None if label is None else label.is_fraud
 
 
-def _plot_scores(
-    path: Path, decided: Sequence[Mapping[str, Any]], labels: Mapping[str, Label]
-) -> None:
+def _plot_scores(path: Path, decided: Sequence[Decision], labels: Mapping[str, Label]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,7 +236,7 @@ def _plot_scores(
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bins = np.linspace(0.0, 1.0, 51).tolist()
     for is_fraud, name, colour in ((False, "legit", "#4c72b0"), (True, "fraud", "#c44e52")):
-        scores = [d["score"] for d in decided if _is_fraud(labels, d["txn_id"]) is is_fraud]
+        scores = [d.score for d in decided if _is_fraud(labels, d.txn_id) is is_fraud]
         if scores:
             label = f"{name} ({len(scores)})"
             ax.hist(scores, bins=bins, density=True, alpha=0.6, color=colour, label=label)
@@ -261,7 +252,7 @@ def _plot_scores(
 def write_run_folder(
     out: Path,
     summary: Mapping[str, Any],
-    decisions: Sequence[Mapping[str, Any]],
+    decisions: Sequence[Decision],
     labels: Mapping[str, Label],
 ) -> list[Path]:
     """Write summary.json, report.md and the two plots into `out` (created); return the paths."""
@@ -271,6 +262,6 @@ def write_run_folder(
     paths[0].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(_markdown(summary), encoding="utf-8")
     latency_png, scores_png = out / "latency_histogram.png", out / "score_distribution.png"
-    _plot_latency(latency_png, summary, [d["latency_ms"]["end_to_end"] for d in decided])
+    _plot_latency(latency_png, summary, [d.latency_ms["end_to_end"] for d in decided])
     _plot_scores(scores_png, decided, labels)
     return [*paths, latency_png, scores_png]

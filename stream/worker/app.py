@@ -22,6 +22,7 @@ from fraudstream.features.transaction import InvalidTransaction, parse_label
 from fraudstream.models.drift import DriftMonitor, ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.registry import LoadedModels, RegistryError, live_version, load_version
+from fraudstream.stream.contract import DeadLetter
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.worker.metrics import WorkerMetrics, attach_faust_sensor
 from fraudstream.stream.worker.pipeline import (
@@ -175,9 +176,9 @@ def create_app(
                 apply(initial)
         return pipeline[0]
 
-    async def send_dead_letter(letter: dict[str, Any]) -> None:
-        metrics.observe_dead_letter(letter["stage"], letter["error"])
-        await dead_letters.send(value=json.dumps(letter).encode(), force=True)
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        metrics.observe_dead_letter(letter.stage, letter.error)
+        await dead_letters.send(value=letter.to_json_bytes(), force=True)
 
     async def emit(outcome: BatchOutcome) -> None:
         """Hand a batch's records to the producer at once, then wait for all deliveries.
@@ -187,12 +188,11 @@ def create_app(
         """
         producer = app.producer
         pending = [
-            await producer.send(settings.topic_decisions, decision["card_id"].encode(),
-                                json.dumps(decision, separators=(",", ":")).encode(),
-                                None, None, None)
+            await producer.send(settings.topic_decisions, decision.card_id.encode(),
+                                decision.to_json_bytes(), None, None, None)
             for decision in outcome.decisions
         ] + [
-            await producer.send(settings.topic_dlq, None, json.dumps(letter).encode(),
+            await producer.send(settings.topic_dlq, None, letter.to_json_bytes(),
                                 None, None, None)
             for letter in outcome.dead_letters
         ]  # fmt: skip
@@ -207,7 +207,7 @@ def create_app(
             ]
             outcome = await (await ready()).process(records)
             if drift:
-                drift[0].observe([decision["score"] for decision in outcome.decisions])
+                drift[0].observe([decision.score for decision in outcome.decisions])
                 if (psi := drift[0].value()) is not None:
                     metrics.set_score_psi(psi)
             started = time.perf_counter()

@@ -150,7 +150,7 @@ class WorkerMetrics:
         self.transactions.inc(len(outcome.decisions) + len(outcome.dead_letters))
         emit = self._stage["emit"]
         for decision in outcome.decisions:
-            for stage, ms in decision.get("latency_ms", {}).items():
+            for stage, ms in decision.latency_ms.items():
                 if stage == "end_to_end":
                     self.end_to_end_latency.observe(max(ms, 0.0) / 1000.0)
                     continue
@@ -159,13 +159,13 @@ class WorkerMetrics:
                     child = self._stage[stage] = self.stage_latency.labels(stage)
                 child.observe(ms / 1000.0)
             emit.observe(emit_seconds)
-            self.decisions.labels(decision["decision"]).inc()
-            for model, reason in decision.get("fallbacks", {}).items():
-                self.fallbacks.labels(model, classify_fallback(str(reason))).inc()
-            if decision.get("degraded"):
+            self.decisions.labels(decision.decision).inc()
+            for model, reason in decision.fallbacks.items():
+                self.fallbacks.labels(model, classify_fallback(reason)).inc()
+            if decision.degraded:
                 self.degraded.inc()
         for letter in outcome.dead_letters:
-            self.observe_dead_letter(letter["stage"], str(letter["error"]))
+            self.observe_dead_letter(letter.stage, letter.error)
         if outcome.feature_store_errors:
             self.feature_store_errors.inc(outcome.feature_store_errors)
 

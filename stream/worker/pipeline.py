@@ -9,7 +9,6 @@ with its error and stage.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
 from fraudstream.models.rules import RulesScorer
 from fraudstream.models.scorers import Scorer
-from fraudstream.thresholds.cost import decide
+from fraudstream.stream.contract import DeadLetter, Decision, ShadowDecision
 from fraudstream.thresholds.pair import ThresholdPair
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
@@ -53,20 +52,17 @@ class ShadowCandidate:
 
 @dataclass
 class BatchOutcome:
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    """What one micro-batch produced; `decisions` and `dead_letters` follow stream/contract.py."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     feature_store_errors: int = 0
     fallbacks: list[tuple[str, str]] = field(default_factory=list)
 
 
-def dead_letter(raw: bytes, error: str, stage: str) -> dict[str, Any]:
-    """The dead-letter contract: the raw bytes (text when they decode), why, where, when."""
-    try:
-        payload, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-    return {"raw": payload, "raw_encoding": encoding, "error": error, "stage": stage,
-            "time": time.time()}  # fmt: skip
+def dead_letter(raw: bytes, error: str, stage: str) -> DeadLetter:
+    """The dead letter of `raw`: its bytes (text when they decode), why, where, now."""
+    return DeadLetter.of(raw, error, stage)
 
 
 def _ms(seconds: float) -> float:
@@ -210,32 +206,37 @@ class DecisionPipeline:
                 "end_to_end": _ms(time.time() - record.produced_at),
             }
             outcome.decisions.append(
-                {
-                    "txn_id": txn.txn_id,
-                    "card_id": txn.card_id,
-                    "event_time": txn.event_time,
-                    "decision": outcomes[row],
-                    "score": combined.score,
-                    "model_scores": model_scores,
-                    "fallbacks": fallbacks,
-                    "threshold_version": self.thresholds.version,
-                    "model_version": self.models.version,
-                    "reasons": reasons[row],
-                    "latency_ms": latency,
-                    "degraded": bool(store_failed or combined.degraded or fallbacks),
+                Decision(
+                    txn_id=txn.txn_id,
+                    card_id=txn.card_id,
+                    event_time=txn.event_time,
+                    decision=outcomes[row],
+                    score=combined.score,
+                    model_scores=model_scores,
+                    fallbacks=fallbacks,
+                    threshold_version=self.thresholds.version,
+                    model_version=self.models.version,
+                    reasons=tuple(reasons[row]),
+                    latency_ms=latency,
+                    degraded=bool(store_failed or combined.degraded or fallbacks),
                     # Logged at serving time: what the model saw, for audits and retraining.
-                    "features": dict(
+                    features=dict(
                         zip(self.models.feature_names, features[row].tolist(), strict=True)
                     ),
-                }
+                    shadow=self._shadow_decision(shadow, row),
+                )
             )
-            if shadow is not None and self.shadow is not None:
-                outcome.decisions[-1]["shadow"] = {
-                    "model_version": self.shadow.models.version,
-                    "score": float(shadow[row]),
-                    "decision": decide(float(shadow[row]), self.shadow.thresholds.review,
-                                       self.shadow.thresholds.decline),
-                }  # fmt: skip
+
+    def _shadow_decision(
+        self, shadow: NDArray[np.float64] | None, row: int
+    ) -> ShadowDecision | None:
+        """The candidate's verdict on one row; None without a candidate or when it timed out."""
+        if shadow is None or self.shadow is None:
+            return None
+        score = float(shadow[row])
+        return ShadowDecision(
+            self.shadow.models.version, score, self.shadow.thresholds.decide(score)
+        )
 
     async def _shadow_scores(self, features: NDArray[Any]) -> NDArray[np.float64] | None:
         """The candidate's ensemble scores, off the event loop and bounded like a model."""
@@ -254,7 +255,7 @@ class DecisionPipeline:
 
     async def _remember_scores(self, outcome: BatchOutcome) -> None:
         """Keep each decision's score where a late label (any worker) can find it."""
-        scored = [(d["txn_id"], d["event_time"], d["score"]) for d in outcome.decisions]
+        scored = [(d.txn_id, d.event_time, d.score) for d in outcome.decisions]
         try:
             await self.score_store.record_scores(scored)
         except FeatureStoreError:

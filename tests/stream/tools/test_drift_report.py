@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest
 
 from fraudstream.features.transaction import Label
+from fraudstream.stream.contract import Decision
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
 from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.pair import ThresholdPair
+from tests.support.decisions import a_decision
 
 DRIFT = 1000.0
 
 
-def decision(txn_id: str, t: float, score: float, outcome: str) -> dict[str, object]:
-    return {"txn_id": txn_id, "event_time": t, "score": score, "decision": outcome}
+def decision(txn_id: str, t: float, score: float, outcome: str) -> Decision:
+    return a_decision(txn_id, event_time=t, score=score, decision=outcome)
 
 
 def test_post_drift_figures_for_both_policies(tmp_path: Path) -> None:
@@ -33,7 +36,7 @@ def test_post_drift_figures_for_both_policies(tmp_path: Path) -> None:
         "d": Label("d", False, "legit", 2000.0),
     }
     cost = CostModel(cost_fn=100.0, cost_fp=10.0, cost_review=1.0)
-    result = compare_thresholds(decisions, labels, (0.2, 0.6), DRIFT, cost)
+    result = compare_thresholds(decisions, labels, ThresholdPair("static", 0.2, 0.6), DRIFT, cost)
     # Static on b, c, d: review (1), approve, decline of a legit (10) -> 11 / 3.
     assert result["static"]["cost_per_txn"] == pytest.approx(11 / 3)
     assert result["static"]["recall"] == 1.0 and result["static"]["fpr"] == 0.5

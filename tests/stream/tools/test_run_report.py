@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fraudstream.features.transaction import Label
+from fraudstream.stream.contract import Decision
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.thresholds.cost import CostModel
+from tests.support.decisions import a_decision
 
 SUMMARY_KEYS = {
     "produced",
@@ -41,28 +42,27 @@ FALLBACKS: dict[str, dict[str, str]] = {
 }
 
 
-def decision(i: int, action: str, end_to_end: float) -> dict[str, Any]:
+def decision(i: int, action: str, end_to_end: float) -> Decision:
     txn_id = f"t{i}"
     fallbacks = FALLBACKS.get(txn_id, {})
     latency = {"features": 0.1 * i, "end_to_end": end_to_end}
     if "xgboost" not in fallbacks:
         latency["xgboost"] = 2.0
-    return {
-        "txn_id": txn_id,
-        "card_id": f"c{i % 3}",
-        "decision": action,
-        "score": {"approve": 0.05, "review": 0.5, "decline": 0.95}[action],
-        "model_scores": {"xgboost": None if fallbacks else 0.5, "isolation_forest": 0.4},
-        "fallbacks": fallbacks,
-        "threshold_version": "v1",
-        "reasons": [],
-        "latency_ms": latency,
-        "degraded": bool(fallbacks),
-    }
+    return a_decision(
+        txn_id,
+        card_id=f"c{i % 3}",
+        decision=action,
+        score={"approve": 0.05, "review": 0.5, "decline": 0.95}[action],
+        model_scores={"xgboost": None if fallbacks else 0.5, "isolation_forest": 0.4},
+        fallbacks=fallbacks,
+        threshold_version="v1",
+        latency_ms=latency,
+        degraded=bool(fallbacks),
+    )
 
 
 @pytest.fixture
-def decisions() -> list[dict[str, Any]]:
+def decisions() -> list[Decision]:
     made = [decision(i, action, float(i)) for i, action in enumerate(ACTIONS, 1)]
     made.append(decision(1, "approve", 500.0))  # redelivered: the first decision counts
     return made
@@ -77,7 +77,7 @@ def labels() -> dict[str, Label]:
 
 
 def test_summary_counts_each_transaction_once_and_measures_latency(
-    decisions: list[dict[str, Any]], labels: dict[str, Label]
+    decisions: list[Decision], labels: dict[str, Label]
 ) -> None:
     summary = summarize_run(
         decisions,
@@ -106,7 +106,7 @@ def test_summary_counts_each_transaction_once_and_measures_latency(
 
 
 def test_quality_uses_each_decision_as_made(
-    decisions: list[dict[str, Any]], labels: dict[str, Label]
+    decisions: list[Decision], labels: dict[str, Label]
 ) -> None:
     summary = summarize_run(decisions, labels, produced=11, dead_lettered=0, seconds=1.0)
     quality = summary["quality"]
@@ -135,13 +135,13 @@ def test_undefined_figures_are_none_not_zero() -> None:
     assert "n/a" in format_summary(summary)
 
 
-def test_unknown_budget_percentile_is_rejected(decisions: list[dict[str, Any]]) -> None:
+def test_unknown_budget_percentile_is_rejected(decisions: list[Decision]) -> None:
     with pytest.raises(ValueError, match="p90"):
         summarize_run(decisions, {}, produced=1, dead_lettered=0, seconds=1.0, budget_ms={"p90": 1})
 
 
 def test_run_folder_holds_summary_report_and_plots(
-    tmp_path: Path, decisions: list[dict[str, Any]], labels: dict[str, Label]
+    tmp_path: Path, decisions: list[Decision], labels: dict[str, Label]
 ) -> None:
     summary = summarize_run(decisions, labels, produced=12, dead_lettered=1, seconds=2.0)
     paths = write_run_folder(tmp_path / "run", summary, decisions, labels)
@@ -158,7 +158,7 @@ def test_run_folder_holds_summary_report_and_plots(
 
 
 def test_plain_text_summary_is_short_and_has_the_headline_figures(
-    decisions: list[dict[str, Any]], labels: dict[str, Label]
+    decisions: list[Decision], labels: dict[str, Label]
 ) -> None:
     summary = summarize_run(decisions, labels, produced=12, dead_lettered=1, seconds=2.0)
     text = format_summary(summary)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudstream.stream.contract import DeadLetter, Decision
 from fraudstream.stream.worker.metrics import (
     DEAD_LETTER_CLASSES,
     WorkerMetrics,
@@ -26,17 +27,18 @@ from fraudstream.stream.worker.metrics import (
     quantiles_from_exposition,
 )
 from fraudstream.stream.worker.pipeline import BatchOutcome
+from tests.support.decisions import a_decision
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 
-def decision(outcome: str, end_to_end_ms: float, **extra: Any) -> dict[str, Any]:
+def decision(outcome: str, end_to_end_ms: float, **extra: Any) -> Decision:
     latency = {"validate": 0.2, "features": 3.0, "xgboost": 4.0, "isolation_forest": 2.0,
                "ensemble": 0.1, "threshold": 0.01, "end_to_end": end_to_end_ms}  # fmt: skip
-    return {"decision": outcome, "fallbacks": {}, "latency_ms": latency, "degraded": False,
-            "threshold_version": "v1-static", "model_version": "v1", **extra}  # fmt: skip
+    return a_decision(decision=outcome, latency_ms=latency, threshold_version="v1-static",
+                      model_version="v1", **extra)  # fmt: skip
 
 
 @pytest.fixture
@@ -67,9 +69,9 @@ def a_batch() -> BatchOutcome:
             ),  # fmt: skip
         ],
         dead_letters=[
-            {"error": "not valid JSON: Expecting value: line 1 column 1", "stage": "validate"},
-            {"error": "field 'amount' must be a number, got None", "stage": "validate"},
-            {"error": "KeyError: 'weights'", "stage": "decide"},
+            DeadLetter.of(b"{", "not valid JSON: Expecting value: line 1 column 1", "validate"),
+            DeadLetter.of(b"{}", "field 'amount' must be a number, got None", "validate"),
+            DeadLetter.of(b"{}", "KeyError: 'weights'", "decide"),
         ],
         feature_store_errors=1,
         fallbacks=[("xgboost", "timeout after 50 ms")],

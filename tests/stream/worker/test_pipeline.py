@@ -129,17 +129,17 @@ def test_every_valid_record_is_decided_and_every_bad_one_dead_lettered(
         await close(pipeline)
         assert len(outcome.decisions) == 200
         assert len(outcome.dead_letters) == len(MALFORMED)
-        assert all(letter["stage"] == "validate" for letter in outcome.dead_letters)
-        errors = " | ".join(letter["error"] for letter in outcome.dead_letters)
+        assert all(letter.stage == "validate" for letter in outcome.dead_letters)
+        errors = " | ".join(letter.error for letter in outcome.dead_letters)
         assert "not valid JSON" in errors and "amount" in errors and "exceeds" in errors
-        decision = outcome.decisions[0]
+        decision = outcome.decisions[0].to_dict()
         assert set(decision) >= {"txn_id", "card_id", "decision", "score", "model_scores",
                                  "fallbacks", "threshold_version", "reasons", "latency_ms",
                                  "degraded"}  # fmt: skip
         assert set(decision["model_scores"]) == {"xgboost", "isolation_forest"}
         assert decision["latency_ms"]["end_to_end"] >= 0
-        flagged = [d for d in outcome.decisions if d["decision"] != "approve"]
-        assert all(d["reasons"] for d in flagged)
+        flagged = [d for d in outcome.decisions if d.decision != "approve"]
+        assert all(d.reasons for d in flagged)
 
     asyncio.run(run())
 
@@ -160,10 +160,10 @@ def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
         assert elapsed < 0.5
         assert len(outcome.decisions) == 50
         for decision in outcome.decisions:
-            assert decision["model_scores"]["isolation_forest"] is None
-            assert decision["fallbacks"] == {"isolation_forest": "timeout after 50 ms"}
-            assert decision["score"] == pytest.approx(decision["model_scores"]["xgboost"])
-            assert decision["degraded"] is True
+            assert decision.model_scores["isolation_forest"] is None
+            assert decision.fallbacks == {"isolation_forest": "timeout after 50 ms"}
+            assert decision.score == pytest.approx(decision.model_scores["xgboost"])
+            assert decision.degraded is True
 
     asyncio.run(run())
 
@@ -178,10 +178,11 @@ def test_shadow_candidate_is_scored_and_logged_but_never_decides(trained_registr
         await close(pipeline)
         for decision in outcome.decisions:
             # Same model, so the same score; its pair declines everything, yet nothing is.
-            assert decision["shadow"]["score"] == pytest.approx(decision["score"])
-            assert decision["shadow"]["decision"] == "decline"
-        assert {d["decision"] for d in outcome.decisions} != {"decline"}
-        labels = {d["txn_id"]: Label(d["txn_id"], False, "legit", 0.0) for d in outcome.decisions}
+            assert decision.shadow is not None
+            assert decision.shadow.score == pytest.approx(decision.score)
+            assert decision.shadow.decision == "decline"
+        assert {d.decision for d in outcome.decisions} != {"decline"}
+        labels = {d.txn_id: Label(d.txn_id, False, "legit", 0.0) for d in outcome.decisions}
         report = compare_shadow(outcome.decisions, labels)
         assert report is not None
         assert report["shadow"]["fpr"] == 1.0 and report["score_correlation"] == pytest.approx(1.0)
@@ -197,10 +198,10 @@ def test_every_decision_score_is_remembered_for_late_labels(
         pipeline = make_pipeline(stores, trained_registry)
         outcome = await pipeline.process(records(100, seed=9))
         remembered = await pipeline.score_store.scores_for(
-            [d["txn_id"] for d in outcome.decisions] + ["never-decided"]
+            [d.txn_id for d in outcome.decisions] + ["never-decided"]
         )
         await close(pipeline)
-        assert remembered == [(d["event_time"], d["score"]) for d in outcome.decisions] + [None]
+        assert remembered == [(d.event_time, d.score) for d in outcome.decisions] + [None]
 
     asyncio.run(run())
 
@@ -214,8 +215,8 @@ def test_feature_store_outage_decides_every_record_degraded(trained_registry: Pa
         await close(pipeline)
         assert len(outcome.decisions) == 50 and not outcome.dead_letters
         assert outcome.feature_store_errors == 1
-        assert all(decision["degraded"] for decision in outcome.decisions)
+        assert all(decision.degraded for decision in outcome.decisions)
         # Scored from the transaction alone: no card history, no merchant counts.
-        assert all(decision["features"]["count_30d"] == 0 for decision in outcome.decisions)
+        assert all(decision.features["count_30d"] == 0 for decision in outcome.decisions)
 
     asyncio.run(run())

@@ -1,0 +1,236 @@
+"""The wire contracts of the `decisions` and dead-letter topics (DESIGN §3), in one place.
+
+The worker builds a `Decision` per transaction and a `DeadLetter` per record it could not
+decide; every report, tool and test reads them back with `from_dict`. `to_dict` is the JSON
+object on the topic, key for key, so a field added here is added everywhere at once.
+
+Decisions are delivered at least once (DESIGN §2): the same `txn_id` may arrive twice, and
+readers count the first (`first_decisions`).
+
+Example:
+    >>> letter = DeadLetter.of(b"\\xff{oops", "not valid JSON", "validate", time=0.0)
+    >>> letter.raw, letter.raw_encoding
+    ('/3tvb3Bz', 'base64')
+    >>> DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time as clock
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: What a decision can say, in rising order of severity.
+OUTCOMES = ("approve", "review", "decline")
+#: Where a record was dead-lettered: parsing a transaction, deciding a batch, or a label.
+DEAD_LETTER_STAGES = ("validate", "decide", "labels")
+
+
+class InvalidRecord(ValueError):
+    """A decision or dead letter read back that does not follow the contract."""
+
+
+def _field(raw: Mapping[str, Any], name: str, what: str) -> Any:
+    try:
+        return raw[name]
+    except KeyError:
+        raise InvalidRecord(f"{what} record has no field {name!r}") from None
+    except TypeError:
+        raise InvalidRecord(f"{what} record must be a JSON object, got {raw!r:.80}") from None
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowDecision:
+    """What a shadow candidate (a registry version scored beside the live one) would do."""
+
+    model_version: str
+    score: float
+    decision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_version": self.model_version, "score": self.score,
+                "decision": self.decision}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ShadowDecision:
+        def get(name: str) -> Any:
+            return _field(raw, name, "shadow")
+
+        return cls(str(get("model_version")), float(get("score")), str(get("decision")))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One transaction's decision, as the `decisions` topic carries it (keyed by card_id).
+
+    Fields, in their order on the wire:
+
+    - `txn_id`, `card_id`: the transaction's; `event_time` its epoch seconds.
+    - `decision`: one of `OUTCOMES`; `score`: the ensemble score in [0, 1].
+    - `model_scores`: per model name (`models.scorers.ModelName`), its score in [0, 1], or
+      None when it timed out or failed and no fallback score was used.
+    - `fallbacks`: per model that fell back, why ("timeout after 50 ms", "error: ...",
+      with "; used the card's last score" under that policy); empty when none did.
+    - `threshold_version`: the pair that decided (`thresholds.pair.ThresholdPair.version`);
+      `model_version`: the registry version that scored.
+    - `reasons`: top contributing features and fired rules; empty for approvals.
+    - `latency_ms`: milliseconds per stage (validate, features, each model, ensemble,
+      threshold) and `end_to_end`, from the record's produce time to the decision.
+    - `degraded`: true when features or a model were missing.
+    - `features`: the feature vector the models saw, by feature name (for audits).
+    - `shadow`: the shadow candidate's verdict, present only when one is configured.
+    """
+
+    txn_id: str
+    card_id: str
+    event_time: float
+    decision: str
+    score: float
+    model_scores: dict[str, float | None]
+    fallbacks: dict[str, str]
+    threshold_version: str
+    model_version: str
+    reasons: tuple[str, ...]
+    latency_ms: dict[str, float]
+    degraded: bool
+    features: dict[str, float]
+    shadow: ShadowDecision | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object on the topic; `shadow` is left out when there is none."""
+        document: dict[str, Any] = {
+            "txn_id": self.txn_id,
+            "card_id": self.card_id,
+            "event_time": self.event_time,
+            "decision": self.decision,
+            "score": self.score,
+            "model_scores": dict(self.model_scores),
+            "fallbacks": dict(self.fallbacks),
+            "threshold_version": self.threshold_version,
+            "model_version": self.model_version,
+            "reasons": list(self.reasons),
+            "latency_ms": dict(self.latency_ms),
+            "degraded": self.degraded,
+            "features": dict(self.features),
+        }
+        if self.shadow is not None:
+            document["shadow"] = self.shadow.to_dict()
+        return document
+
+    def to_json_bytes(self) -> bytes:
+        """The record's value on the `decisions` topic (compact JSON, UTF-8)."""
+        return _json_bytes(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Decision:
+        """Inverse of `to_dict`; raises `InvalidRecord` naming a missing or invalid field."""
+
+        def get(name: str) -> Any:
+            return _field(raw, name, "decision")
+
+        outcome = str(get("decision"))
+        if outcome not in OUTCOMES:
+            raise InvalidRecord(f"decision must be one of {OUTCOMES}, got {outcome!r}")
+        shadow = raw.get("shadow")
+        try:
+            return cls(
+                txn_id=str(get("txn_id")),
+                card_id=str(get("card_id")),
+                event_time=float(get("event_time")),
+                decision=outcome,
+                score=float(get("score")),
+                model_scores={
+                    str(name): None if value is None else float(value)
+                    for name, value in get("model_scores").items()
+                },
+                fallbacks={str(name): str(why) for name, why in get("fallbacks").items()},
+                threshold_version=str(get("threshold_version")),
+                model_version=str(get("model_version")),
+                reasons=tuple(str(reason) for reason in get("reasons")),
+                latency_ms={str(stage): float(ms) for stage, ms in get("latency_ms").items()},
+                degraded=bool(get("degraded")),
+                features={str(name): float(value) for name, value in get("features").items()},
+                shadow=None if shadow is None else ShadowDecision.from_dict(shadow),
+            )
+        except InvalidRecord:
+            raise
+        except (TypeError, ValueError, AttributeError) as error:
+            raise InvalidRecord(f"decision record {raw.get('txn_id')!r}: {error}") from error
+
+    @classmethod
+    def from_json_bytes(cls, value: bytes | str) -> Decision:
+        """A record value read from the `decisions` topic."""
+        return cls.from_dict(json.loads(value))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not be decided, as the dead-letter topic carries it.
+
+    `raw` holds the record's bytes as text when they are UTF-8 (`raw_encoding` "utf-8"),
+    else base64 ("base64"); `error` says what was wrong, `stage` where (one of
+    `DEAD_LETTER_STAGES`), `time` when (epoch seconds, wall clock of the worker).
+    """
+
+    raw: str
+    raw_encoding: str
+    error: str
+    stage: str
+    time: float
+
+    @classmethod
+    def of(cls, raw: bytes, error: str, stage: str, time: float | None = None) -> DeadLetter:
+        """The dead letter of `raw` bytes, stamped now unless `time` is given."""
+        try:
+            payload, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        return cls(payload, encoding, error, stage, clock.time() if time is None else time)
+
+    def raw_bytes(self) -> bytes:
+        """The record exactly as it was consumed."""
+        if self.raw_encoding == "base64":
+            return base64.b64decode(self.raw)
+        return self.raw.encode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"raw": self.raw, "raw_encoding": self.raw_encoding, "error": self.error,
+                "stage": self.stage, "time": self.time}  # fmt: skip
+
+    def to_json_bytes(self) -> bytes:
+        """The record's value on the dead-letter topic (compact JSON, UTF-8)."""
+        return _json_bytes(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DeadLetter:
+        """Inverse of `to_dict`; raises `InvalidRecord` naming a missing field."""
+
+        def get(name: str) -> Any:
+            return _field(raw, name, "dead-letter")
+
+        encoding = str(get("raw_encoding"))
+        if encoding not in ("utf-8", "base64"):
+            raise InvalidRecord(f"raw_encoding must be 'utf-8' or 'base64', got {encoding!r}")
+        return cls(str(get("raw")), encoding, str(get("error")), str(get("stage")),
+                   float(get("time")))  # fmt: skip
+
+    @classmethod
+    def from_json_bytes(cls, value: bytes | str) -> DeadLetter:
+        """A record value read from the dead-letter topic."""
+        return cls.from_dict(json.loads(value))
+
+
+def first_decisions(decisions: Iterable[Decision]) -> list[Decision]:
+    """One decision per txn_id, the first seen, in arrival order (delivery is at least once)."""
+    seen: dict[str, Decision] = {}
+    for decision in decisions:
+        seen.setdefault(decision.txn_id, decision)
+    return list(seen.values())
