@@ -2,8 +2,8 @@
 
 The pipeline's throughput only means something next to the ceiling set by Faust itself
 (DESIGN.md §10: ≈ 5,300–6,000 events/s consume-only, ≈ 2,500–3,000 with one send per
-event). Both baselines run with exactly the real worker's stream settings (`FAUST_ON_TANSU`,
-`BATCH_MAX`, `BATCH_WITHIN_S` from stream/worker/app.py), so the ratio isolates the pipeline's cost:
+event). Both baselines run with exactly the real worker's stream settings (the one Faust app
+factory in stream/worker/faust_app.py), so the ratio isolates the pipeline's cost:
 
 * ``noop`` takes micro-batches from the transactions topic and does nothing with them;
 * ``passthrough`` forwards each record to the decisions topic as a minimal decision
@@ -34,6 +34,15 @@ from typing import Any
 
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.workers import WorkerProcess, start_group
+from fraudstream.stream.worker.faust_app import (
+    BATCH_MAX,
+    BATCH_WITHIN_S,
+    new_faust_app,
+    owned_partitions,
+    raw_topic,
+    shorten_fetch_wait,
+    write_status,
+)
 
 BASELINES = ("noop", "passthrough")
 #: How often a baseline rewrites its status file; the load tester waits at least this long.
@@ -50,35 +59,16 @@ def create_baseline_app(
     session_timeout_s: float = 6.0,
 ) -> Any:
     """A Faust app with the real worker's stream settings and a ``noop``/``passthrough`` agent."""
-    import faust
-
-    from fraudstream.stream.worker.app import BATCH_MAX, BATCH_WITHIN_S, FAUST_ON_TANSU
-
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
-    app = faust.App(
-        settings.app_id,
-        broker=kafka_url,
-        store="memory://",
-        datadir=str(datadir),
-        topic_partitions=settings.partitions,
-        broker_session_timeout=session_timeout_s,
-        **FAUST_ON_TANSU,
-    )
-
-    def raw_topic(topic: str) -> Any:
-        return app.topic(topic, key_type=bytes, value_type=bytes, value_serializer="raw")
-
-    transactions = raw_topic(settings.topic_transactions)
-    decisions = raw_topic(settings.topic_decisions)
+    app = new_faust_app(settings, kafka_url, datadir=datadir, session_timeout_s=session_timeout_s)
+    transactions = raw_topic(app, settings.topic_transactions)
+    decisions = raw_topic(app, settings.topic_decisions)
     state: dict[str, Any] = {"partitions": None, "processed": 0}
 
-    def write_status() -> None:
-        if state["partitions"] is None:  # `partitions` present means "ready" to the tester
-            return
-        pending = status_file.with_suffix(".tmp")
-        pending.write_text(json.dumps({**state, "time": time.time()}))
-        pending.replace(status_file)
+    def report() -> None:
+        if state["partitions"] is not None:  # `partitions` present means "ready" to the tester
+            write_status(status_file, state)
 
     @app.agent(transactions, name=f"baseline_{name}")
     async def baseline(stream: Any) -> None:
@@ -90,16 +80,12 @@ def create_baseline_app(
 
     @app.timer(STATUS_INTERVAL_S)
     async def report_progress() -> None:
-        write_status()
+        report()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def report_assignment(sender: Any, **kwargs: Any) -> None:
-        state["partitions"] = sorted(
-            tp.partition
-            for tp in app.consumer.assignment()
-            if tp.topic == settings.topic_transactions
-        )
-        write_status()
+        state["partitions"] = owned_partitions(app, settings.topic_transactions)
+        report()
 
     return app
 
@@ -188,8 +174,6 @@ async def _consume_timed(bootstrap: str, topic: str, n: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import faust
-
-    from fraudstream.stream.worker.app import shorten_fetch_wait
 
     parser = argparse.ArgumentParser(
         prog="python -m fraudstream.stream.tools.baselines", description=__doc__

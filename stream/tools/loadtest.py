@@ -11,7 +11,7 @@ The same ramp can run against baseline workers (stream/baselines.py) with the sa
 settings, so the report can say what share of Faust's own ceiling the pipeline reaches.
 The passthrough baseline is judged like the pipeline; noop, which emits nothing to time,
 on keeping up only. Baselines run with the worker's consumer settings, including the
-short fetch wait of `shorten_fetch_wait` (stream/worker/app.py). Each system gets its own
+short fetch wait of `shorten_fetch_wait` (stream/worker/faust_app.py). Each system gets its own
 topics and consumer group; workers start once per system.
 """
 

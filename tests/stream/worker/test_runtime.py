@@ -1,0 +1,86 @@
+"""WorkerRuntime without Faust: start-up, thresholds and hot reload, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fraudstream.models.registry import load_version, set_live
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.tools.services import EmbeddedRedis, free_port
+from fraudstream.stream.worker.metrics import WorkerMetrics
+from fraudstream.stream.worker.pipeline import IncomingRecord
+from fraudstream.stream.worker.runtime import WorkerRuntime, registry_pair
+
+pytestmark = pytest.mark.integration
+
+
+def shared_threshold_errors(metrics: WorkerMetrics) -> float:
+    value = metrics.registry.get_sample_value("fraudstream_shared_threshold_errors_total")
+    return 0.0 if value is None else value
+
+
+def records(count: int, seed: int) -> list[IncomingRecord]:
+    """The first `count` transactions of a small generated stream, as consumed records."""
+    stream = generate_stream(GeneratorConfig(transactions=100, seed=seed))
+    return [IncomingRecord(json.dumps(t.to_dict()).encode(), t.event_time)
+            for t in stream.transactions[:count]]  # fmt: skip
+
+
+def test_redis_outage_on_the_shared_threshold_keeps_the_pair_logs_once_and_recovers(
+    trained_registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # nothing listens here until the test starts Redis on it
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="outage")
+    metrics = WorkerMetrics()
+    runtime = WorkerRuntime(settings, f"redis://127.0.0.1:{port}/0", metrics)
+    own_pair = registry_pair(load_version(trained_registry))
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.WARNING, logger="fraudstream.stream.worker.runtime"):
+            await runtime.start()  # Redis down: start-up goes on with the model's own pair
+            assert runtime.pipeline is not None
+            assert runtime.pipeline.thresholds == own_pair
+            outcome = await runtime.decide(records(20, seed=4))
+            assert len(outcome.decisions) == 20
+            assert all(d.threshold_version == own_pair.version for d in outcome.decisions)
+            for _ in range(3):
+                await runtime.follow_live_threshold()
+            assert runtime.pipeline.thresholds == own_pair
+            assert shared_threshold_errors(metrics) == 4
+            unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+            assert len(unavailable) == 1  # once per outage, not once per failure
+            with EmbeddedRedis(port=port, unix_socket=False):
+                await runtime.follow_live_threshold()
+                assert runtime.pipeline.thresholds.version == "v1"  # joined the group
+                assert any("is back" in r.getMessage() for r in caplog.records)
+                await runtime.follow_live_threshold()
+                assert shared_threshold_errors(metrics) == 4
+
+    asyncio.run(scenario())
+
+
+def test_without_the_dynamic_threshold_a_reloaded_model_decides_with_its_own_pair_version(
+    trained_registry: Path, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    shutil.copytree(registry / "v0001", registry / "v0002")
+    settings = Settings(registry_path=registry, dynamic_threshold=False)
+    runtime = WorkerRuntime(settings, redis_server.url.replace("/0", "/14"), WorkerMetrics())
+
+    async def scenario() -> list[str]:
+        await runtime.start()
+        versions = [d.threshold_version for d in (await runtime.decide(records(5, 5))).decisions]
+        set_live(registry, "v0002")
+        await runtime.follow_live_model()
+        after = (await runtime.decide(records(5, 6))).decisions
+        return versions + [d.threshold_version for d in after]
+
+    assert asyncio.run(scenario()) == ["v0001-static"] * 5 + ["v0002-static"] * 5
