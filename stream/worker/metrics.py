@@ -18,7 +18,8 @@ Faust's own sensor (`faust.sensors.prometheus`) registers into any registry, but
 `setup_prometheus_sensors` also mounts a page on Faust's web server, which our workers
 disable. `attach_faust_sensor` therefore builds the same `PrometheusMonitor` itself, into
 our registry, under the prefix `faust_`: its names are Faust's (millisecond histograms,
-no `_seconds`), so they stay out of the `fraudstream_` namespace our conventions cover.
+no `_seconds`; only `events_runtime_ms`, which promtool rejects, is kept in seconds), so they
+stay out of the `fraudstream_` namespace our conventions cover.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ class WorkerMetrics:
             "fraudstream_consumer_lag", "Messages behind the end of each owned partition.",
             ["partition"], registry=r,
         )  # fmt: skip
+        self.shared_threshold_errors = Counter(
+            "fraudstream_shared_threshold_errors",
+            "Failed reads or writes of the group's threshold in Redis (the pair in force stays).",
+            registry=r,
+        )
         self.score_psi = Gauge(
             "fraudstream_score_psi",
             "Population stability index of recent scores against the training scores.",
@@ -182,6 +188,9 @@ class WorkerMetrics:
     def set_model_version(self, version: str) -> None:
         self.model_version.clear()
         self.model_version.labels(version).set(1)
+
+    def observe_shared_threshold_error(self) -> None:
+        self.shared_threshold_errors.inc()
 
     def set_score_psi(self, value: float) -> None:
         self.score_psi.set(value)
@@ -279,6 +288,13 @@ def _bucket_quantile(q: float, bounds: list[tuple[float, float]]) -> float:
     return lower
 
 
+class SecondsFromMilliseconds(Histogram):
+    """A histogram in seconds for code that observes milliseconds (Faust's sensor)."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount / 1000.0, exemplar)
+
+
 def attach_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust") -> None:
     """Install Faust's Prometheus monitor on `app`, writing into `metrics.registry`.
 
@@ -287,7 +303,14 @@ def attach_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust")
     """
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, prefix))
+    faust_metrics = FaustMetrics.create(metrics.registry, prefix)
+    # Faust names one histogram `..._events_runtime_ms` and observes milliseconds; Prometheus'
+    # linter (promtool) rejects the unit, so the same figure is kept in seconds.
+    metrics.registry.unregister(faust_metrics.events_runtime_latency)
+    runtime = SecondsFromMilliseconds(
+        f"{prefix}_events_runtime_seconds", "Events runtime in seconds", registry=metrics.registry
+    )
+    app.monitor = PrometheusMonitor(metrics=faust_metrics._replace(events_runtime_latency=runtime))
 
 
 def metric_names(metrics: WorkerMetrics) -> Iterable[str]:

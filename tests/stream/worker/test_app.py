@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
+from tests.support.promtool import PROMTOOL, promtool
 from tests.support.worker_runs import (
     MALFORMED,
     assert_decided_exactly_once,
@@ -46,6 +47,9 @@ def test_every_transaction_decided_once_and_every_bad_record_dead_lettered(
                         if s.name == "fraudstream_dead_letters_total")  # fmt: skip
     assert (decided, dead_lettered) == (len(txns), len(MALFORMED))
     assert all(letter["stage"] == "validate" and letter["error"] for letter in dead)
+    if PROMTOOL is not None:  # the live page, Faust's sensor included, passes Prometheus' lint
+        assert "faust_" in exposition
+        promtool("check", "metrics", stdin=exposition)
 
 
 def test_two_workers_share_partitions_and_decide_each_transaction_once(

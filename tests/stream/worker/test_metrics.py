@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import subprocess
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -28,10 +26,9 @@ from fraudstream.stream.worker.metrics import (
 )
 from fraudstream.stream.worker.pipeline import BatchOutcome
 from tests.support.decisions import a_decision
+from tests.support.promtool import needs_promtool, promtool
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 
 def decision(outcome: str, end_to_end_ms: float, **extra: Any) -> Decision:
@@ -251,7 +248,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
         if family.name.startswith("fraudstream") and not family.name.endswith("_created")
     ]
 
-    assert len(families) == 14  # 2 histograms, 7 counters, 5 gauges
+    assert len(families) == 15  # 2 histograms, 8 counters, 5 gauges
     for family in families:
         assert family.name.startswith("fraudstream_")
         assert family.documentation, family.name
@@ -264,12 +261,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
 
 @needs_promtool
 def test_promtool_accepts_the_exposition(metrics: WorkerMetrics) -> None:
-    assert PROMTOOL is not None
-    checked = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=a_full_exposition(metrics), text=True,
-        capture_output=True, timeout=60,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    promtool("check", "metrics", stdin=a_full_exposition(metrics))
 
 
 @needs_promtool
@@ -282,11 +274,7 @@ def test_promtool_accepts_the_exposition(metrics: WorkerMetrics) -> None:
     ],
 )
 def test_promtool_accepts_the_deploy_files(command: list[str]) -> None:
-    assert PROMTOOL is not None
-    checked = subprocess.run(
-        [PROMTOOL, *command], cwd=DEPLOY, capture_output=True, text=True, timeout=60
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    promtool(*command, cwd=DEPLOY)
 
 
 PROMQL_FUNCTIONS = {
