@@ -11,10 +11,12 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.features.builder import build_features
 from fraudstream.features.transaction import Transaction
@@ -68,7 +70,7 @@ def produce(
 def collect(
     broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
 ) -> list[dict]:
-    """Every record on `topic` once `expected` arrived (or the deadline passed)."""
+    """Every record on `topic` once `expected` distinct ones arrived (or the deadline passed)."""
     consumer = KafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=500
     )
@@ -76,13 +78,21 @@ def collect(
     consumer.seek_to_beginning()
     records: list[dict] = []
     deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
+    while distinct(records) < expected and time.monotonic() < deadline:
         for message in consumer:
             records.append(json.loads(message.value))
     for message in consumer:  # anything beyond `expected` (duplicates) too
         records.append(json.loads(message.value))
     consumer.close()
     return records
+
+
+def distinct(records: list[dict]) -> int:
+    """Records counted once per `txn_id` (dead letters, which have none, each once).
+
+    A redelivery duplicates decisions; counting copies would stop a wait too early.
+    """
+    return len({record.get("txn_id", f"#{index}") for index, record in enumerate(records)})
 
 
 def scrape(worker: WorkerProcess) -> str:
@@ -134,3 +144,21 @@ def assert_features_match_offline(
                     len(copies),
                 )
 
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def live_version(worker: WorkerProcess, info_metric: str) -> str | None:
+    """The `version` label an `*_info` gauge of the worker sets to 1 (model or threshold)."""
+    for family in text_string_to_metric_families(scrape(worker)):
+        for sample in family.samples:
+            if sample.name == info_metric and sample.value == 1:
+                return str(sample.labels["version"])
+    return None

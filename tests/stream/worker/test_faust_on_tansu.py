@@ -200,7 +200,7 @@ def produce_transactions(
 
 
 def collect_output(bootstrap: str, topic: str, expected: int, timeout: float) -> list[dict]:
-    """Read ``topic`` from the start until ``expected`` records arrived or ``timeout`` passed.
+    """Read ``topic`` from the start until ``expected`` ids arrived or ``timeout`` passed.
 
     Then keeps reading briefly so a duplicate arriving just after the last record is seen.
     """
@@ -221,7 +221,8 @@ def collect_output(bootstrap: str, topic: str, expected: int, timeout: float) ->
         while time.monotonic() < (grace_until or deadline):
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(json.loads(r.value) for r in batch)
-            if grace_until is None and len(records) >= expected:
+            # Distinct ids: duplicates from a rebalance must not end the wait for the rest.
+            if grace_until is None and len({r["txn_id"] for r in records}) >= expected:
                 grace_until = time.monotonic() + 1.0
     finally:
         consumer.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,18 @@ import pytest
 from fraudstream.models.registry import rollback, set_live
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
-from tests.support.worker_runs import collect, produce, setup_run, stream_of
+from tests.support.worker_runs import (
+    collect,
+    live_version,
+    produce,
+    setup_run,
+    stream_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-RELOAD_WAIT_S = 3.0  # the worker looks at the registry every 2 s
+MODEL_INFO = "fraudstream_model_version_info"
 
 
 def test_worker_hot_reloads_keeps_serving_on_a_broken_version_and_rolls_back(
@@ -43,15 +49,16 @@ def test_worker_hot_reloads_keeps_serving_on_a_broken_version_and_rolls_back(
     workers = start_workers(1, env, tmp_path, session_timeout_s=2.0)
     try:
         decide(0)
+        serving = workers[0]  # it looks at the registry every 2 s
         set_live(registry, "v0002")
-        time.sleep(RELOAD_WAIT_S)
+        wait_until(lambda: live_version(serving, MODEL_INFO) == "v0002", "v0002 served")
         decide(1)
         set_live(registry, "v0003")  # fails its hash check: v0002 keeps serving
-        time.sleep(RELOAD_WAIT_S)
+        wait_until(lambda: "cannot load model v0003" in serving.log_tail(20_000), "v0003 refused")
         decide(2)
         assert rollback(registry) == "v0002"
         assert rollback(registry) == "v0001"
-        time.sleep(RELOAD_WAIT_S)
+        wait_until(lambda: live_version(serving, MODEL_INFO) == "v0001", "v0001 served again")
         decide(3)
         log = workers[0].log_tail(20_000)
     finally:

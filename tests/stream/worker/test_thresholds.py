@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,17 @@ from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
 from fraudstream.thresholds.online import ThresholdState
 from fraudstream.thresholds.shared import SharedThreshold
-from tests.support.worker_runs import collect, produce, setup_run, stream_of, wait_for_split
+from tests.support.worker_runs import (
+    collect,
+    live_version,
+    produce,
+    setup_run,
+    stream_of,
+    wait_for_split,
+    wait_until,
+)
+
+THRESHOLD_INFO = "fraudstream_threshold_version_info"
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +48,8 @@ def test_two_workers_switch_to_a_published_version_together(
         before = collect(broker, topics["decisions"], 400)
         new = ThresholdState(2, review=0.05, decline=0.5, reason="test", figures={})
         assert asyncio.run(publish(env["FRAUDSTREAM_REDIS_URL"], env["FRAUDSTREAM_APP_ID"], new))
-        time.sleep(1.5)  # the workers poll the shared threshold every 0.5 s
+        for worker in workers:  # each polls the shared threshold every 0.5 s
+            wait_until(lambda w=worker: live_version(w, THRESHOLD_INFO) == "v2", "v2 applied")
         produce(broker, topics["transactions"], txns[400:], [])
         everything = collect(broker, topics["decisions"], len(txns))
     finally:
