@@ -127,6 +127,24 @@ def _compact_json(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
+def _messages(
+    schedule: Sequence[ScheduledRecord], transactions: Sequence[Transaction],
+    labels: Sequence[Label], extra_records: Sequence[bytes], topic: str, labels_topic: str,
+) -> list[tuple[str, bytes, bytes]]:  # fmt: skip
+    """(topic, key, value) of each scheduled record, encoded before the clock starts."""
+    messages = []
+    for record in schedule:
+        if record.kind == "txn":
+            txn = transactions[record.index]
+            messages.append((topic, txn.card_id.encode(), _compact_json(txn.to_dict())))
+        elif record.kind == "label":
+            label = labels[record.index]
+            messages.append((labels_topic, label.txn_id.encode(), _compact_json(label.to_dict())))
+        else:
+            messages.append((topic, MALFORMED_KEY, extra_records[record.index]))
+    return messages
+
+
 def replay(
     bootstrap: str,
     transactions: Sequence[Transaction],
@@ -161,6 +179,7 @@ def replay(
         ordered, own_labels, rate=rate, speedup=speedup, extra_count=len(extra_records)
     )
 
+    messages = _messages(schedule, ordered, own_labels, extra_records, topic, labels_topic)
     failures: list[BaseException] = []
     counts = {"txn": 0, "label": 0, "malformed": 0}
     produce_times: dict[str, float] = {}
@@ -174,15 +193,8 @@ def replay(
             while position < len(schedule) and schedule[position].due_s <= elapsed:
                 record = schedule[position]
                 if record.kind == "txn":
-                    txn = ordered[record.index]
-                    key, value, target = txn.card_id.encode(), _compact_json(txn.to_dict()), topic
-                    produce_times[txn.txn_id] = time.time()
-                elif record.kind == "label":
-                    label = own_labels[record.index]
-                    key, value = label.txn_id.encode(), _compact_json(label.to_dict())
-                    target = labels_topic
-                else:
-                    key, value, target = MALFORMED_KEY, extra_records[record.index], topic
+                    produce_times[ordered[record.index].txn_id] = time.time()
+                target, key, value = messages[position]
                 producer.send(target, key=key, value=value).add_errback(failures.append)
                 counts[record.kind] += 1
                 position += 1
