@@ -7,7 +7,7 @@ process reads the decisions and times each one: end-to-end latency = decision co
 p99 is within the budget, the backlog at the end of production (plus `GRACE_S` for records
 in flight) is under half a second of traffic, and ≥ 99 % of what was sent was decided.
 
-The same ramp can run against baseline workers (stream/baselines.py) with the same Faust
+The same ramp can run against baseline workers (baselines.py) with the same Faust
 settings, so the report can say what share of Faust's own ceiling the pipeline reaches.
 The passthrough baseline is judged like the pipeline; noop, which emits nothing to time,
 on keeping up only. Baselines run with the worker's consumer settings, including the
@@ -126,7 +126,7 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
 
     Starts embedded services when settings name none, trains a model if the registry is
     empty (pipeline only), and stops every process it started. Returns the report dict
-    (see stream/loadtest_report.py for the keys).
+    (see loadtest_report.py for the keys).
     """
     rates = options.rates()
     run_id = uuid.uuid4().hex[:8]

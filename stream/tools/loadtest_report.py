@@ -1,6 +1,6 @@
 """Load-test figures: what counts as sustained, and the JSON / Markdown / PNG report.
 
-Kept apart from stream/loadtest.py so the verdict rules can be read (and tested) without
+Kept apart from loadtest.py so the verdict rules can be read (and tested) without
 any broker: a step is sustained when nothing was lost, the backlog did not grow, and, for
 systems that emit decisions, the p99 end-to-end latency is within budget.
 

@@ -1,6 +1,6 @@
 """The traffic side of the load test: what is sent, how it is paced, when decisions return.
 
-Kept apart from the orchestration in stream/loadtest.py: the producer runs as its own
+Kept apart from the orchestration in loadtest.py: the producer runs as its own
 process (`PRODUCER_PROGRAM`), and the decision clock and stage scrapes are what a step
 measures.
 """

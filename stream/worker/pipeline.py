@@ -1,7 +1,8 @@
 """One micro-batch from raw records to decisions: validate, features, score, decide.
 
-Framework-free on purpose: the Faust agent (stream/app.py) only moves bytes in and out,
-and tests drive this class directly, with in-memory stores or against a real Redis.
+Framework-free on purpose: the Faust agents (stream/worker/app.py) only move bytes in and
+out through `WorkerRuntime`, and tests drive this class directly, with in-memory stores or
+against a real Redis.
 Nothing here raises for bad input: a record that cannot be decided becomes a dead letter
 with its error and stage.
 """

@@ -1,4 +1,4 @@
-"""Tests for stream/replay.py: the schedule arithmetic, and a real replay onto Tansu."""
+"""Tests for stream/sim/replay.py: the schedule arithmetic, and a real replay onto Tansu."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for stream/report.py: figures from hand-made decisions, and the run folder."""
+"""Tests for stream/tools/run_report.py: figures from hand-made decisions, and the run folder."""
 
 from __future__ import annotations
 
