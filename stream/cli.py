@@ -54,14 +54,18 @@ def _registry(args: argparse.Namespace) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
     registry = _registry(args)
-    version = train_from_file(args.data, registry, since=args.since)
+    version = train_from_file(
+        args.data, registry, settings.cost_model, settings.threshold_constraints, since=args.since
+    )
     print(f"registered model {version} in {registry} (now live)")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    _print_evaluation(evaluate_from_file(args.data, _registry(args)), args.json)
+    report = evaluate_from_file(args.data, _registry(args), Settings.from_env().cost_model)
+    _print_evaluation(report, args.json)
     return 0
 
 
@@ -89,6 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _offline_demo(args: argparse.Namespace) -> int:
     """Offline demo: generate, train, evaluate, in a run folder."""
+    settings = Settings.from_env()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = out / "transactions.jsonl"
@@ -96,10 +101,11 @@ def _offline_demo(args: argparse.Namespace) -> int:
     print(f"[1/3] generating {args.transactions:,} transactions", flush=True)
     print(write_generated_stream(GeneratorConfig(args.transactions, seed=args.seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
-    version = train_from_file(data, registry)
+    version = train_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
     print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
-    _print_evaluation(evaluate_from_file(data, registry), out / "evaluation.json")
+    report = evaluate_from_file(data, registry, settings.cost_model)
+    _print_evaluation(report, out / "evaluation.json")
     return 0
 
 

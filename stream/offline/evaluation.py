@@ -32,7 +32,8 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
     Two costs per scorer: `cost_per_txn` at the thresholds that are cost-optimal on this
     held-out data (what the scorer's ranking is worth), and `cost_per_txn_deployed` at the
     thresholds chosen on the validation split and stored in the registry (what a static
-    deployment would have paid; the gap is what online recalibration is for).
+    deployment would have paid; the gap is what online recalibration is for). Both use
+    `cost` (the command line passes `Settings.cost_model`), which the report records.
     """
     models = load_version(registry)
     matrix = load_labelled_stream(data)
@@ -49,6 +50,7 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
         "model_version": models.version,
         "transactions": int(held_out.sum()),
         "frauds": int(y.sum()),
+        "cost_model": vars(cost),
         "period": {"start": float(times[held_out].min()), "end": float(times[held_out].max())},
         "models": {},
         "recall_by_scenario": {},
@@ -102,6 +104,8 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         "cost/txn: at the thresholds (review>=, decline>=) that are cost-optimal on this data;",
         "deployed: at the thresholds chosen on the validation split, as a static deployment.",
+        "costs: {cost_fn:g} per missed fraud, {cost_fp:g} per false decline, "
+        "{cost_review:g} per review.".format(**report["cost_model"]),
         "",
         f"recall by fraud scenario, each model flagging its top {SCENARIO_ALERT_FPR:.0%} "
         "of legitimate traffic:",

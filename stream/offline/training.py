@@ -125,7 +125,10 @@ def train_from_file(
 ) -> str:
     """Train both models on `data`, pick each scorer's thresholds, register a new version.
 
-    `since` retrains on the recent part only (see `load_labelled_stream`).
+    Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
+    (the command line passes `Settings.cost_model` and `Settings.threshold_constraints`);
+    both are stored in the version's metadata. `since` retrains on the recent part only
+    (see `load_labelled_stream`).
     """
     matrix = load_labelled_stream(data, since)
     times = np.array([txn.event_time for txn in matrix.transactions])
@@ -185,5 +188,7 @@ def ensure_trained_model(settings: Settings, work: Path) -> str:
     print(f"registry {settings.registry_path} is empty: generating {TRAINING_TRANSACTIONS:,} "
           "transactions and training (about a minute)", flush=True)  # fmt: skip
     write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
-    version = train_from_file(history, settings.registry_path)
+    version = train_from_file(
+        history, settings.registry_path, settings.cost_model, settings.threshold_constraints
+    )
     return f"trained {version} into {settings.registry_path}"

@@ -165,7 +165,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         print()
     summary = summarize_run(
         follower.decisions, labels, produced=report.produced,
-        dead_lettered=len(follower.dead_letters), seconds=seconds,
+        dead_lettered=len(follower.dead_letters), seconds=seconds, cost=settings.cost_model,
     )  # fmt: skip
     summary["replay_tps"] = report.achieved_tps
     summary["malformed_produced"] = report.malformed_produced
@@ -174,7 +174,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         "".join(json.dumps(letter.to_dict()) + "\n" for letter in follower.dead_letters)
     )
     print(format_summary(summary))
-    shadow = compare_shadow(follower.decisions, labels)
+    shadow = compare_shadow(follower.decisions, labels, settings.cost_model)
     if shadow is not None:
         (out / "shadow.json").write_text(json.dumps(shadow, indent=2) + "\n")
         print(
@@ -187,7 +187,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         live = load_version(settings.registry_path)
         comparison = compare_thresholds(
             follower.decisions, labels, ThresholdPair.from_registry(live.version, live.metadata),
-            stream.drift_time,
+            stream.drift_time, settings.cost_model,
         )  # fmt: skip
         write_drift_report(out, comparison, recalibrations)
         static, dynamic = comparison["static"], comparison["dynamic"]

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.models.registry import list_versions
+from fraudstream.models.registry import list_versions, load_version
 from fraudstream.stream.cli import main
+from fraudstream.stream.offline.evaluation import evaluate_from_file
+from fraudstream.thresholds.cost import CostModel
 
 SMALL_STREAM = ["--transactions", "8000", "--seed", "3"]
 #: Costs far from the defaults (5000, 50, 10), so the chosen thresholds move.
@@ -89,3 +91,25 @@ def test_models_commands_default_to_the_FRAUDSTREAM_REGISTRY_folder(
     assert "* v0001" in capsys.readouterr().out
     # The flag still wins over the environment.
     assert main(["models", "--registry", str(tmp_path / "empty"), "promote", "v0001"]) == 1
+
+
+def test_train_and_evaluate_use_the_FRAUDSTREAM_COST_variables(
+    stream_file: Path, default_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in OTHER_COSTS.items():
+        monkeypatch.setenv(name, value)
+    registry = tmp_path / "registry"
+    assert main(["train", "--data", str(stream_file), "--registry", str(registry)]) == 0
+    metadata = load_version(registry).metadata
+    costs = CostModel(cost_fn=300.0, cost_fp=5.0, cost_review=2.0)
+    assert metadata["cost_model"] == vars(costs)
+    assert metadata["constraints"]["max_fpr"] == 0.02
+    assert metadata["thresholds"] != load_version(default_registry).metadata["thresholds"]
+
+    out = tmp_path / "evaluation.json"
+    argv = ["evaluate", "--data", str(stream_file), "--registry", str(registry)]
+    assert main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    expected = evaluate_from_file(stream_file, registry, costs)
+    assert report["models"] == expected["models"]
+    assert report["models"] != evaluate_from_file(stream_file, registry, CostModel())["models"]
