@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudstream.stream.offline.evaluation import evaluate_from_file, format_report
 from fraudstream.stream.offline.training import train_from_file
@@ -21,6 +21,9 @@ from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
+
+if TYPE_CHECKING:  # the demo module imports the Kafka client: loaded only when run
+    from fraudstream.stream.tools.demo import DemoOptions
 
 
 def write_generated_stream(config: GeneratorConfig, out: Path) -> str:
@@ -80,15 +83,23 @@ def _print_evaluation(report: dict[str, Any], json_file: Path | None) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if args.offline:
         return _offline_demo(args)
-    from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions, run_demo
+    from fraudstream.stream.tools.demo import run_demo
 
-    run_demo(
-        Settings.from_env(),
-        DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
-                    workers=args.workers, scenario=args.scenario, shadow_version=args.shadow,
-                    seed=DRIFT_SEED if args.scenario == "drift" else DemoOptions.seed),
-    )  # fmt: skip
+    run_demo(Settings.from_env(), demo_options(args))
     return 0
+
+
+def demo_options(args: argparse.Namespace) -> DemoOptions:
+    """The streaming demo's options; without --seed, the scenario's own replay seed."""
+    from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions
+
+    if args.seed is not None:
+        seed = args.seed
+    else:
+        seed = DRIFT_SEED if args.scenario == "drift" else DemoOptions.seed
+    return DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
+                       workers=args.workers, scenario=args.scenario, shadow_version=args.shadow,
+                       seed=seed)  # fmt: skip
 
 
 def _offline_demo(args: argparse.Namespace) -> int:
@@ -99,7 +110,8 @@ def _offline_demo(args: argparse.Namespace) -> int:
     data = out / "transactions.jsonl"
     registry = out / "registry"
     print(f"[1/3] generating {args.transactions:,} transactions", flush=True)
-    print(write_generated_stream(GeneratorConfig(args.transactions, seed=args.seed), data))
+    seed = GeneratorConfig.seed if args.seed is None else args.seed
+    print(write_generated_stream(GeneratorConfig(args.transactions, seed=seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
     version = train_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
     print(f"registered model {version} in {registry} (now live)")
@@ -302,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--transactions", type=int, default=50_000)
     demo.add_argument("--rate", type=float, default=500.0, help="transactions per second")
     demo.add_argument("--workers", type=int, default=1)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--seed", type=int, default=None,
+        help="stream seed (default: 7 offline, 2026 steady, 2027 drift)",
+    )  # fmt: skip
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument(
         "--scenario", choices=("steady", "drift"), default="steady",

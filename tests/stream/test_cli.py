@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from fraudstream.models.registry import list_versions, load_version
-from fraudstream.stream.cli import main
+from fraudstream.stream import cli
+from fraudstream.stream.cli import build_parser, main
 from fraudstream.stream.offline.evaluation import evaluate_from_file
+from fraudstream.stream.tools import demo
+from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions
 from fraudstream.thresholds.cost import CostModel
 
 SMALL_STREAM = ["--transactions", "8000", "--seed", "3"]
@@ -113,3 +116,25 @@ def test_train_and_evaluate_use_the_FRAUDSTREAM_COST_variables(
     expected = evaluate_from_file(stream_file, registry, costs)
     assert report["models"] == expected["models"]
     assert report["models"] != evaluate_from_file(stream_file, registry, CostModel())["models"]
+
+
+def test_demo_seed_flag_reaches_the_streaming_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[DemoOptions] = []
+    monkeypatch.setattr(demo, "run_demo", lambda _settings, options: received.append(options))
+    assert main(["demo", "--seed", "5", "--transactions", "100"]) == 0
+    assert [options.seed for options in received] == [5]
+
+
+@pytest.mark.parametrize(
+    ("argv", "seed"),
+    [
+        (["demo"], DemoOptions.seed),
+        (["demo", "--scenario", "drift"], DRIFT_SEED),
+        (["demo", "--seed", "11"], 11),
+        (["demo", "--scenario", "drift", "--seed", "11"], 11),
+    ],
+)
+def test_demo_options_take_the_seed_flag_or_the_scenario_default(
+    argv: list[str], seed: int
+) -> None:
+    assert cli.demo_options(build_parser().parse_args(argv)).seed == seed
