@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudstream.stream.offline.evaluation import evaluate_from_file, format_report
+from fraudstream.stream.offline.evaluation import (
+    NoHeldOutTransactions,
+    evaluate_from_file,
+    format_report,
+)
 from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
@@ -67,7 +71,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    report = evaluate_from_file(args.data, _registry(args), Settings.from_env().cost_model)
+    try:
+        report = evaluate_from_file(args.data, _registry(args), Settings.from_env().cost_model)
+    except NoHeldOutTransactions as error:
+        print(f"fraudstream evaluate: {error}", file=sys.stderr)
+        return 1
     _print_evaluation(report, args.json)
     return 0
 

@@ -7,6 +7,7 @@ thresholds that are cost-optimal on that held-out part and at the ones training 
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ MODEL_NAMES = (*ModelName, "ensemble", "rules")
 SCENARIO_ALERT_FPR = 0.01
 
 
+class NoHeldOutTransactions(ValueError):
+    """The stream has no labelled transaction after the model's validation split.
+
+    Everything before that point trained or tuned the model, so scoring it would report
+    figures the model has already seen; the message says what to give instead.
+    """
+
+
 def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()) -> dict[str, Any]:
     """Quality of every scorer on the part of `data` the live model never trained on.
 
@@ -34,13 +43,21 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
     thresholds chosen on the validation split and stored in the registry (what a static
     deployment would have paid; the gap is what online recalibration is for). Both use
     `cost` (the command line passes `Settings.cost_model`), which the report records.
+    Raises `NoHeldOutTransactions` when no labelled transaction of `data` lies after the
+    version's validation split.
     """
     models = load_version(registry)
     matrix = load_labelled_stream(data)
     times = np.array([txn.event_time for txn in matrix.transactions])
-    held_out = ~np.isnan(matrix.is_fraud) & (times >= models.metadata["split"]["valid_end"])
+    valid_end = models.metadata["split"]["valid_end"]
+    held_out = ~np.isnan(matrix.is_fraud) & (times >= valid_end)
     if not held_out.any():
-        held_out = ~np.isnan(matrix.is_fraud)
+        moment = datetime.datetime.fromtimestamp(valid_end, datetime.UTC).isoformat()
+        raise NoHeldOutTransactions(
+            f"no transactions after the validation split of model {models.version} "
+            f"({moment}) carry a label in {data}: training saw everything before it, so "
+            "nothing is held out to evaluate; give a longer stream that continues past it"
+        )
     features = matrix.features[held_out]
     y = matrix.is_fraud[held_out]
     cards = [txn.card_id for txn, keep in zip(matrix.transactions, held_out, strict=True) if keep]

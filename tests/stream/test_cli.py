@@ -18,7 +18,10 @@ import pytest
 from fraudstream.models.registry import list_versions, load_version
 from fraudstream.stream import cli
 from fraudstream.stream.cli import build_parser, main
+from fraudstream.stream.offline import evaluation
 from fraudstream.stream.offline.evaluation import evaluate_from_file
+from fraudstream.stream.sim.generator import SyntheticStream
+from fraudstream.stream.sim.streamfile import read_stream_file, write_stream
 from fraudstream.stream.tools import demo
 from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions
 from fraudstream.thresholds.cost import CostModel
@@ -138,3 +141,25 @@ def test_demo_options_take_the_seed_flag_or_the_scenario_default(
     argv: list[str], seed: int
 ) -> None:
     assert cli.demo_options(build_parser().parse_args(argv)).seed == seed
+
+
+def test_evaluate_refuses_a_stream_that_ends_before_the_validation_split(
+    stream_file: Path,
+    default_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    valid_end = load_version(default_registry).metadata["split"]["valid_end"]
+    transactions, labels = read_stream_file(stream_file)
+    early = [txn for txn in transactions if txn.event_time < valid_end]
+    kept = {txn.txn_id for txn in early}
+    short = tmp_path / "short.jsonl"
+    write_stream(
+        SyntheticStream(early, [label for label in labels if label.txn_id in kept], 0.0), short
+    )
+    assert main(["evaluate", "--data", str(short), "--registry", str(default_registry)]) == 1
+    error = capsys.readouterr().err
+    assert "no transactions after the validation split" in error
+    assert "give a longer stream" in error
+    with pytest.raises(evaluation.NoHeldOutTransactions, match="after the validation split"):
+        evaluate_from_file(short, default_registry, CostModel())
