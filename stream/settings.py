@@ -22,7 +22,8 @@ Variables (default in brackets):
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
 ``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [unset: the registry version's]
 ``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [unset: the registry version's]
-``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]
+``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]; the costs and the
+                                    FPR cap serve training, evaluate, reports and the worker
 ``FRAUDSTREAM_COST_FP``             dollars per false decline, >= 0 [50]
 ``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
 ``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
