@@ -210,7 +210,7 @@ class WorkerRuntime:
         self.metrics.observe_labels(frauds, len(parsed) - frauds)
         try:
             await self.pipeline.feature_store.record_labels(parsed)
-            if self.keeper is not None and self._joined_group:
+            if self.keeper is not None:  # before joining the group it only fills its window
                 await self.keeper.learn(parsed)
         except FeatureStoreError as error:
             letters += [
