@@ -51,3 +51,26 @@ def latency_percentiles(
         return dict.fromkeys(names)
     found = np.percentile(np.asarray(values_ms, dtype=np.float64), ranks, method="linear")
     return {name: round(float(value), DECIMALS) for name, value in zip(names, found, strict=True)}
+
+
+#: Width of the windows in which long runs are checked for latency growth.
+WINDOW_S = 10.0
+
+
+def p99_by_window(
+    timed_ms: Sequence[tuple[float, float]], window_s: float = WINDOW_S
+) -> list[float | None]:
+    """p99 of the latencies in each `window_s` window, oldest first (None for an empty one).
+
+    `timed_ms` holds (when the transaction was sent, epoch s; its latency ms); windows
+    start at the first send. A flat run has a flat list; growth shows as a rising one.
+    """
+    if not timed_ms:
+        return []
+    start = min(sent for sent, _ in timed_ms)
+    windows: list[list[float]] = []
+    for sent, latency in timed_ms:
+        index = int((sent - start) // window_s)
+        windows.extend([] for _ in range(index + 1 - len(windows)))
+        windows[index].append(latency)
+    return [latency_percentiles(window, ("p99",))["p99"] for window in windows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -21,16 +22,22 @@ from kafka import KafkaConsumer, TopicPartition
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.contract import DeadLetter, Decision
-from fraudstream.stream.latency import latency_percentiles
+from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
+from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average, per_1000
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
-from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
+from fraudstream.stream.tools.services import ServiceUrls, embedded_services, kafka_bootstrap
 from fraudstream.stream.tools.shadow_report import compare_shadow
-from fraudstream.stream.tools.workers import start_workers, stop_workers, worker_env
+from fraudstream.stream.tools.workers import (
+    WorkerProcess,
+    start_workers,
+    stop_workers,
+    worker_env,
+)
 from fraudstream.thresholds.pair import ThresholdPair
 from fraudstream.thresholds.shared import SharedThreshold
 
@@ -75,6 +82,7 @@ class DecisionFollower(threading.Thread):
         self.consumer.seek_to_beginning()
         self.decisions_topic = decisions
         self.decisions: list[Decision] = []
+        self.read_at: list[float] = []  # wall clock when each decision was read
         self.dead_letters: list[DeadLetter] = []
         self.unreadable = 0
         self._stopping = threading.Event()
@@ -86,6 +94,7 @@ class DecisionFollower(threading.Thread):
                     try:
                         if record.topic == self.decisions_topic:
                             self.decisions.append(Decision.from_json_bytes(record.value))
+                            self.read_at.append(time.time())
                         else:
                             self.dead_letters.append(DeadLetter.from_json_bytes(record.value))
                     except ValueError:  # not JSON, or not the contract
@@ -130,6 +139,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             bootstrap, settings.topic_decisions, settings.topic_dlq, settings.partitions
         )
         follower.start()
+        cpu = _demo_cpu_meter(workers, urls, follower)
+        cpu.start()
         started = time.monotonic()
         interactive = sys.stdout.isatty()
         last_print = [0.0]
@@ -157,6 +168,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
                 show(ReplayProgress(report.produced, report.labels_produced, 0.0))
                 time.sleep(0.2)
             seconds = time.monotonic() - started
+            cpu_seconds = cpu.seconds_by_role()
         finally:
             stop_workers(workers)
             follower.stop()
@@ -166,6 +178,12 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary = summarize_run(
         follower.decisions, labels, produced=report.produced,
         dead_lettered=len(follower.dead_letters), seconds=seconds, cost=settings.cost_model,
+    )  # fmt: skip
+    summary["cpu_s_per_1000_txn"] = per_1000(cpu_seconds, report.produced)
+    summary["load_average"] = load_average()
+    summary["e2e_p99_ms_by_10s_window"] = p99_by_window(
+        [(read - d.latency_ms["end_to_end"] / 1000, d.latency_ms["end_to_end"])
+         for d, read in zip(follower.decisions, follower.read_at, strict=True)]
     )  # fmt: skip
     summary["replay_tps"] = report.achieved_tps
     summary["malformed_produced"] = report.malformed_produced
@@ -199,6 +217,19 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         )
     print(f"\nrun folder: {out}/ (summary.json, report.md, plots, dead_letters.jsonl)")
     return summary
+
+
+def _demo_cpu_meter(
+    workers: list[WorkerProcess], urls: ServiceUrls, follower: DecisionFollower
+) -> CpuMeter:
+    """Workers, services, and this process: its follower thread measures, the rest produces."""
+    assert follower.native_id is not None, "start the follower first"
+    return CpuMeter(
+        [CpuSource("worker", worker.process.pid) for worker in workers]
+        + [CpuSource(role, pid) for role, pid in urls.pids.items()]
+        + [CpuSource("producer", os.getpid(), except_thread=follower.native_id),
+           CpuSource("measurer", os.getpid(), only_thread=follower.native_id)]
+    )  # fmt: skip
 
 
 async def _threshold_history(redis_url: str, group: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fraudstream.stream.latency import latency_percentiles
+from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.baselines import (
@@ -37,6 +38,7 @@ from fraudstream.stream.tools.baselines import (
     raw_aiokafka_consume_rate,
     start_baselines,
 )
+from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average
 from fraudstream.stream.tools.loadtest_report import (
     GRACE_S,
     describe_machine,
@@ -185,6 +187,7 @@ class _SystemUnderTest:
     folder: Path
     processes: list[WorkerProcess]
     clock: DecisionClock | None  # None for noop: counted from its status files instead
+    cpu: CpuMeter
 
     def metrics_urls(self) -> list[str]:
         """The /metrics URL each pipeline worker wrote beside its status file."""
@@ -234,12 +237,18 @@ def _run_system(
     clock = None
     if system != "noop":
         clock = DecisionClock(bootstrap, topics["topic_decisions"], settings.partitions)
-    sut = _SystemUnderTest(bootstrap, topics["topic_transactions"], folder, processes, clock)
+    cpu = CpuMeter(
+        [CpuSource("worker", p.process.pid) for p in processes]
+        + [CpuSource(role, pid) for role, pid in urls.pids.items()]
+        + [CpuSource("measurer", os.getpid())]
+    )
+    sut = _SystemUnderTest(bootstrap, topics["topic_transactions"], folder, processes, clock, cpu)
     steps: list[dict[str, Any]] = []
     produced_before = 0
     try:
         for index, (rate, records) in enumerate(zip(options.rates(), step_records, strict=True)):
             stages_before = scrape_stage_totals(sut.metrics_urls())
+            sut.cpu.start()
             sent = _produce_step(sut, records, rate, folder / f"step-{index + 1}")
             step = _measure_step(sut, records, rate, sent, produced_before, options)
             step["stages_ms"] = stage_means_ms(
@@ -287,16 +296,18 @@ def _measure_step(
     sut.wait_for(target, GRACE_S)
     lag_end = max(0, target - sut.done())
     sut.wait_for(target, options.drain_timeout_s, stall_s=5.0)
+    timed: list[tuple[float, float]] = []
     if sut.clock is not None:
         seen = sut.clock.seen
-        latencies = [
-            1000.0 * (seen[txn_id] - sent_at)
+        timed = [
+            (sent_at, 1000.0 * (seen[txn_id] - sent_at))
             for (txn_id, _, _), sent_at in zip(records, sent["sent"], strict=True)
             if txn_id in seen
         ]
-        decided = len(latencies)
+        decided = len(timed)
     else:
-        latencies, decided = [], min(len(records), max(0, sut.done() - produced_before))
+        decided = min(len(records), max(0, sut.done() - produced_before))
+    latencies = [latency for _, latency in timed]
     return {
         "tps_target": rate,
         "tps_achieved": len(records) / sent["seconds"] if sent["seconds"] > 0 else 0.0,
@@ -304,6 +315,9 @@ def _measure_step(
         "decided": decided,
         "e2e_latency_ms": latency_percentiles(latencies),
         "lag_end": lag_end,
+        "e2e_p99_ms_by_10s_window": p99_by_window(timed),
+        "cpu_s_per_1000_txn": sut.cpu.per_1000(len(records), {"producer": sent["cpu_s"]}),
+        "load_average": load_average(),
         "stages_ms": {},
     }
 

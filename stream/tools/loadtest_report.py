@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.stream.tools.cpu_usage import ROLES
+
 #: Backlog allowed at the end of a step, in seconds of the step's traffic.
 MAX_LAG_SECONDS = 0.5
 #: Share of the produced records that must be decided (eventually) for a step to count.
@@ -121,6 +123,7 @@ def format_markdown(result: dict[str, Any]) -> str:
                 f"{_fmt(e2e['p50'])} | {_fmt(e2e['p95'])} | {_fmt(e2e['p99'])} | "
                 f"{_fmt(e2e['max'])} | {ok} |"
             )
+        lines += _cpu_table(figures["steps"])
     lines += [
         "",
         "Latency = decision read by the load tester − transaction sent (same host, "
@@ -133,6 +136,33 @@ def format_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_table(steps: list[dict[str, Any]]) -> list[str]:
+    """CPU seconds per 1,000 transactions by process role, one row per step."""
+    if not any("cpu_s_per_1000_txn" in step for step in steps):
+        return []
+    lines = [
+        "",
+        "CPU seconds per 1,000 transactions (per process; – = not our process), load average:",
+        "",
+        "| target/s | " + " | ".join(ROLES) + " | total | load 1m | p99 by 10 s window (ms) |",
+        "|---:|" + "---:|" * (len(ROLES) + 2) + "---|",
+    ]
+    for step in steps:
+        cpu = step.get("cpu_s_per_1000_txn", {})
+        measured = [cpu.get(role) for role in ROLES]
+        total = sum(value for value in measured if value is not None)
+        windows = ", ".join(
+            _fmt(p99, "{:,.0f}") for p99 in step.get("e2e_p99_ms_by_10s_window", [])
+        )
+        lines.append(
+            f"| {step['tps_target']:,.0f} | "
+            + " | ".join(_fmt(value, "{:.3f}") for value in measured)
+            + f" | {total:.3f} | {_fmt(step.get('load_average', {}).get('1m'), '{:.2f}')} "
+            f"| {windows} |"
+        )
+    return lines
 
 
 def plot_latency(result: dict[str, Any], path: Path) -> None:

@@ -69,6 +69,8 @@ def produce_paced(
     """
     from kafka import KafkaProducer
 
+    from fraudstream.stream.tools.cpu_usage import own_process_cpu_seconds
+
     pairs = [line.split(b"\t", 1) for line in Path(records_path).read_bytes().splitlines()]
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     producer.partitions_for(topic)  # metadata before the clock starts
@@ -92,6 +94,7 @@ def produce_paced(
         "sent": sent,
         "failures": len(failures),
         "first_failure": repr(failures[0]) if failures else None,
+        "cpu_s": own_process_cpu_seconds(),
     }
     Path(sent_path).write_text(json.dumps(report))
 

@@ -151,6 +151,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"FPR: {_fmt(quality['fpr'], '.4f')}",
         f"  cost per transaction: {_fmt(quality['cost_per_txn'], '.2f')}",
     ]
+    if "cpu_s_per_1000_txn" in summary:
+        lines.append(
+            "  CPU s per 1,000 transactions: "
+            + "  ".join(
+                f"{role} {_fmt(value)}" for role, value in summary["cpu_s_per_1000_txn"].items()
+            )
+            + f"   (load average {summary['load_average']['1m']:.2f} on "
+            f"{summary['load_average']['cores']:.0f} cores)"
+        )
     return "\n".join(lines)
 
 
@@ -171,6 +180,7 @@ def _markdown(summary: Mapping[str, Any]) -> str:
         lines.append(
             f"| {name} | {_fmt(value, '.2f')} | {'' if limit is None else limit} | {verdict} |"
         )
+    lines += _cpu_markdown(summary)
     lines += ["", "![latency](latency_histogram.png)", "", "## Decisions", ""]
     lines += ["| outcome | count |", "|---|---|"]
     lines += [f"| {action} | {n} |" for action, n in summary["decisions"].items()]
@@ -188,6 +198,24 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     for stage, pct in summary["stage_latency_ms"].items():
         lines.append(f"| {stage} | {_fmt(pct['p50'], '.2f')} | {_fmt(pct['p99'], '.2f')} |")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_markdown(summary: Mapping[str, Any]) -> list[str]:
+    """Per-process CPU cost and p99 per 10 s window, when the run measured them."""
+    if "cpu_s_per_1000_txn" not in summary:
+        return []
+    cpu, load = summary["cpu_s_per_1000_txn"], summary["load_average"]
+    windows = ", ".join(_fmt(p99, ".0f") for p99 in summary["e2e_p99_ms_by_10s_window"])
+    return [
+        "", "## Where the CPU went", "",
+        "CPU seconds per 1,000 transactions, from each process's own CPU times "
+        "(– = a server this run did not start).", "",
+        "| " + " | ".join(cpu) + " |", "|" + "---:|" * len(cpu),
+        "| " + " | ".join(_fmt(value) for value in cpu.values()) + " |", "",
+        f"Load average {load['1m']:.2f} / {load['5m']:.2f} / {load['15m']:.2f} "
+        f"on {load['cores']:.0f} cores.", "",
+        f"p99 per 10 s window (ms, oldest first): {windows}",
+    ]  # fmt: skip
 
 
 def _plot_latency(path: Path, summary: Mapping[str, Any], latencies: Sequence[float]) -> None:

@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -457,13 +457,15 @@ class ServiceUrls:
     """Where the running system finds its servers.
 
     ``redis_unix_url`` is set only for an embedded Redis (the faster path); otherwise use
-    ``redis_url``. ``started`` names what this process started ("kafka", "redis").
+    ``redis_url``. ``started`` names what this process started ("kafka", "redis"), and
+    ``pids`` their processes by role ("broker", "redis"), for CPU accounting.
     """
 
     kafka_url: str
     redis_url: str
     redis_unix_url: str | None = None
     started: tuple[str, ...] = ()
+    pids: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -481,6 +483,7 @@ def embedded_services(settings: Settings, *, declare_topics: bool = True) -> Ite
     """
     with contextlib.ExitStack() as stack:
         started: list[str] = []
+        pids: dict[str, int] = {}
         kafka_url = settings.kafka_url
         if kafka_url is None:
             broker = stack.enter_context(EmbeddedBroker())
@@ -488,9 +491,17 @@ def embedded_services(settings: Settings, *, declare_topics: bool = True) -> Ite
                 broker.create_topics(settings.topics, settings.partitions)
             kafka_url = broker.url
             started.append("kafka")
+            pids["broker"] = _require_pid(broker)
         redis_url, redis_unix_url = settings.redis_url, None
         if redis_url is None:
             server = stack.enter_context(EmbeddedRedis())
             redis_url, redis_unix_url = server.url, server.unix_url
             started.append("redis")
-        yield ServiceUrls(kafka_url, redis_url, redis_unix_url, tuple(started))
+            pids["redis"] = _require_pid(server)
+        yield ServiceUrls(kafka_url, redis_url, redis_unix_url, tuple(started), pids)
+
+
+def _require_pid(server: _ChildServer) -> int:
+    if server.pid is None:
+        raise ServiceStartError(f"{server.name} has no process after start")
+    return server.pid

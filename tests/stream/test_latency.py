@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fraudstream.stream.latency import latency_percentiles
+from fraudstream.stream.latency import latency_percentiles, p99_by_window
 
 
 def test_percentiles_interpolate_linearly_between_neighbouring_measurements() -> None:
@@ -45,3 +45,11 @@ def test_percentiles_are_ordered_and_within_the_observed_range(values: list[floa
     assert ordered == sorted(ordered)
     assert ordered[0] == round(min(values), 3) and ordered[-1] == round(max(values), 3)
     assert figures["p50"] == round(float(np.median(values)), 3)
+
+
+def test_p99_by_window_buckets_by_send_time_oldest_first() -> None:
+    timed = [(100.0 + second, 10.0) for second in range(10)]  # window 0: flat 10 ms
+    timed += [(112.0, 50.0)]  # window 1: one slow decision
+    timed += [(135.0, 20.0)]  # window 2 empty, window 3 one decision
+    assert p99_by_window(timed) == [10.0, 50.0, None, 20.0]
+    assert p99_by_window([]) == []

@@ -78,6 +78,14 @@ def test_pipeline_load_test_decides_every_transaction_and_writes_the_report(
     assert all(value >= 0 for value in step["stages_ms"].values())
     assert result["raw_aiokafka_consume_tps"] > 0
     assert result["machine"]["cpu_count"] >= 1
+    # Every process we started or ran is charged; the fixtures' servers are not ours.
+    cpu = step["cpu_s_per_1000_txn"]
+    assert list(cpu) == ["worker", "broker", "redis", "producer", "measurer"]
+    assert all(0 < cpu[role] < 1000 for role in ("worker", "producer", "measurer"))
+    assert cpu["broker"] is None and cpu["redis"] is None
+    assert step["load_average"]["cores"] >= 1
+    windows = step["e2e_p99_ms_by_10s_window"]
+    assert windows == [step["e2e_latency_ms"]["p99"]]  # a 4 s step fits one 10 s window
     assert json.loads(out.read_text())["steps"][0]["tps_target"] == 200
     assert [p.name for p in paths] == ["lt.json", "lt.md", "lt_latency.png", "lt_stages.png"]
     assert all(p.stat().st_size > 0 for p in paths)

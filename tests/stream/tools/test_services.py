@@ -128,7 +128,9 @@ def test_stopping_services_leaves_no_process_alive() -> None:
         assert urls.started == ("kafka", "redis")
         assert urls.kafka_url.startswith("kafka://127.0.0.1:")
         assert urls.redis_unix_url is not None
-    # The context manager does not expose its servers; check with our own instances too.
+        started_pids = list(urls.pids.values())
+        assert set(urls.pids) == {"broker", "redis"} and len(set(started_pids)) == 2
+    assert all(_process_gone(pid) for pid in started_pids)
     broker, redis_server = EmbeddedBroker().start(), EmbeddedRedis().start()
     pids = [broker.pid, redis_server.pid]
     workdir = redis_server.workdir
@@ -158,6 +160,7 @@ def test_external_urls_are_passed_through_without_starting_anything() -> None:
         assert urls.kafka_bootstrap == "broker.example:9092"
         assert urls.redis_url == "redis://cache:6379/0"
         assert urls.redis_unix_url is None
+        assert urls.pids == {}
 
 
 @pytest.mark.integration
