@@ -13,6 +13,11 @@ The passthrough baseline is judged like the pipeline; noop, which emits nothing 
 on keeping up only. Baselines run with the worker's consumer settings, including the
 short fetch wait of `shorten_fetch_wait` (stream/worker/faust_app.py). Each system gets its own
 topics and consumer group; workers start once per system.
+
+Each system's ramp stops after the first step far past its knee (`stop_reason`: p99 over
+10 × the budget, or a backlog / undecided share the system plainly did not keep up with),
+so the run's time goes to the steps that matter; the other systems still run their own
+ramps, so every baseline's sustainable rate and ratio is in the same report.
 """
 
 from __future__ import annotations
@@ -41,9 +46,13 @@ from fraudstream.stream.tools.baselines import (
 from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average
 from fraudstream.stream.tools.loadtest_report import (
     GRACE_S,
+    PAST_KNEE_DRAIN_S,
+    backlog_past_stop,
     describe_machine,
-    max_sustainable_tps,
+    emits_decisions,
     ratio,
+    stop_reason,
+    summarize_system,
     write_loadtest_report,
 )
 from fraudstream.stream.tools.loadtest_traffic import (
@@ -148,12 +157,9 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
         for system in systems:
             print(f"{system}: {len(rates)} step(s) of {options.duration_s:g}s", flush=True)
             steps = _run_system(system, settings, urls, options, step_records, run_dir, run_id)
-            # Baselines set a throughput ceiling: judged on keeping up, latency shown only.
-            need_latency = system != "noop"  # noop emits nothing to time
-            results[system] = {
-                "max_sustainable_tps": max_sustainable_tps(steps, options.budget_ms, need_latency),
-                "steps": steps,
-            }
+            results[system] = summarize_system(
+                steps, len(rates), options.budget_ms, emits_decisions(system)
+            )
         if options.raw_consume_records > 0:
             topic = f"{settings.topic_transactions}.loadtest-{run_id}-raw"
             bootstrap = kafka_bootstrap(urls.kafka_url)
@@ -164,6 +170,8 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
         "system": systems[0],
         "steps": main["steps"],
         "max_sustainable_tps": main["max_sustainable_tps"],
+        "stopped_after_tps": main["stopped_after_tps"],
+        "stop_reason": main["stop_reason"],
         "budget_ms": options.budget_ms,
         "duration_s": options.duration_s,
         "baselines": {name: results[name] for name in systems[1:]},
@@ -235,7 +243,7 @@ def _run_system(
     else:
         processes = start_baselines(system, options.workers, env, folder, session_timeout_s=timeout)
     clock = None
-    if system != "noop":
+    if emits_decisions(system):
         clock = DecisionClock(bootstrap, topics["topic_decisions"], settings.partitions)
     cpu = CpuMeter(
         [CpuSource("worker", p.process.pid) for p in processes]
@@ -257,6 +265,9 @@ def _run_system(
             produced_before += len(records)
             steps.append(step)
             print(f"  {system} step {index + 1}: {_step_line(step)}", flush=True)
+            if reason := stop_reason(step, options.budget_ms, emits_decisions(system)):
+                print(f"  {system} stops here: {reason}", flush=True)
+                break
     finally:
         stop_workers(processes)
         if clock is not None:
@@ -291,11 +302,19 @@ def _measure_step(
     sut: _SystemUnderTest, records: list[tuple[str, bytes, bytes]], rate: float,
     sent: dict[str, Any], produced_before: int, options: LoadTestOptions,
 ) -> dict[str, Any]:  # fmt: skip
-    """Backlog `GRACE_S` after the last send, then drain (bounded) and time each decision."""
+    """Backlog `GRACE_S` after the last send, then drain (bounded) and time each decision.
+
+    A backlog already past the stop threshold ends the ramp after this step, so its drain is
+    cut to `PAST_KNEE_DRAIN_S`: it then reports what was decided by then. No later step
+    runs, so nothing left over can be credited to one.
+    """
     target = produced_before + len(records)
     sut.wait_for(target, GRACE_S)
     lag_end = max(0, target - sut.done())
-    sut.wait_for(target, options.drain_timeout_s, stall_s=5.0)
+    drain_s = options.drain_timeout_s
+    if backlog_past_stop(lag_end, rate):
+        drain_s = min(drain_s, PAST_KNEE_DRAIN_S)
+    sut.wait_for(target, drain_s, stall_s=5.0)
     timed: list[tuple[float, float]] = []
     if sut.clock is not None:
         seen = sut.clock.seen
@@ -315,6 +334,7 @@ def _measure_step(
         "decided": decided,
         "e2e_latency_ms": latency_percentiles(latencies),
         "lag_end": lag_end,
+        "drain_limit_s": drain_s,
         "e2e_p99_ms_by_10s_window": p99_by_window(timed),
         "cpu_s_per_1000_txn": sut.cpu.per_1000(len(records), {"producer": sent["cpu_s"]}),
         "load_average": load_average(),

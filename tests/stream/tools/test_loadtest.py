@@ -15,7 +15,12 @@ import pytest
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.loadtest import LoadTestOptions, parse_ramp, run_loadtest
-from fraudstream.stream.tools.loadtest_report import is_sustained, write_loadtest_report
+from fraudstream.stream.tools.loadtest_report import (
+    is_sustained,
+    stop_reason,
+    summarize_system,
+    write_loadtest_report,
+)
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 
 STEP_KEYS = {"tps_target", "tps_achieved", "e2e_latency_ms", "lag_end", "stages_ms"}
@@ -58,6 +63,53 @@ def test_a_step_with_a_backlog_is_not_sustained() -> None:
     assert not is_sustained({**step, "lag_end": 600}, budget_ms=100)
     assert not is_sustained(step, budget_ms=50)
     assert is_sustained({**step, "e2e_latency_ms": latency_percentiles([])}, 50, need_latency=False)
+
+
+def _step(tps: float, p99: float | None, lag_end: int = 0, decided_share: float = 1.0) -> dict:
+    produced = round(tps * 10)
+    latency = latency_percentiles([] if p99 is None else [p99])
+    return {"tps_target": tps, "produced": produced, "decided": round(decided_share * produced),
+            "lag_end": lag_end, "e2e_latency_ms": latency}  # fmt: skip
+
+
+def _first_stop(steps: list[dict], budget_ms: float, need_latency: bool = True) -> int | None:
+    return next(
+        (i for i, step in enumerate(steps) if stop_reason(step, budget_ms, need_latency)), None
+    )
+
+
+def test_a_ramp_stops_after_the_first_step_over_ten_times_the_budget() -> None:
+    # 150 ms and 900 ms are past the budget but within 10x: the ramp goes on.
+    ramp = [_step(500, 20), _step(1000, 150), _step(1500, 900), _step(2000, 1200), _step(2500, 50)]
+    assert _first_stop(ramp, budget_ms=100) == 3
+    assert stop_reason(ramp[3], 100) == "p99 1,200 ms > 10 × 100 ms budget"
+    summary = summarize_system(ramp[:4], ramp_length=5, budget_ms=100)
+    assert summary["stopped_after_tps"] == 2000
+    assert summary["stop_reason"] == stop_reason(ramp[3], 100)
+    assert summary["max_sustainable_tps"] == 500
+    # A step that stops the ramp is never one that counts as sustained.
+    assert not is_sustained(ramp[3], 100)
+
+
+def test_noop_stops_when_it_plainly_did_not_keep_up() -> None:
+    """No latency: a backlog over 10 x the allowed 0.5 s of traffic, or under 99 % decided."""
+    assert stop_reason(_step(1000, None, lag_end=5000), 100, need_latency=False) is None
+    backlog = stop_reason(_step(1000, None, lag_end=5001), 100, need_latency=False)
+    assert backlog is not None and backlog.startswith("backlog 5,001 records")
+    undecided = stop_reason(_step(1000, None, decided_share=0.98), 100, need_latency=False)
+    assert undecided is not None and undecided.startswith("decided 9,800/10,000")
+    # The same keep-up rules stop a system whose p99 looks fine over what it decided.
+    assert stop_reason(_step(1000, 5, decided_share=0.5), 100) is not None
+
+
+def test_a_system_that_never_breaks_runs_the_whole_ramp() -> None:
+    ramp = [_step(tps, 40, lag_end=100) for tps in (500, 1000, 1500)]
+    assert _first_stop(ramp, budget_ms=100) is None
+    noop = [_step(tps, None, lag_end=100) for tps in (500, 1000, 1500)]
+    assert _first_stop(noop, budget_ms=100, need_latency=False) is None
+    summary = summarize_system(ramp, ramp_length=3, budget_ms=100)
+    assert summary["stopped_after_tps"] is None and summary["stop_reason"] is None
+    assert summary["max_sustainable_tps"] == 1500
 
 
 @pytest.mark.integration
@@ -107,3 +159,27 @@ def test_baselines_process_every_transaction(
     assert set(result["ratios"]) == {"noop"}
     write_loadtest_report(result, tmp_path / "b.json")
     assert "## noop" in (tmp_path / "b.md").read_text()
+
+
+@pytest.mark.integration
+def test_a_ramp_stops_per_system_and_still_reports_every_ratio(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path, tmp_path: Path
+) -> None:
+    """A 0.001 ms budget: passthrough's first step is over 10 x budget, noop runs both."""
+    out = tmp_path / "s.json"
+    options = LoadTestOptions(ramp="100:100:200", duration_s=2, budget_ms=0.001,
+                              baseline="passthrough", compare_with=("noop",),
+                              session_timeout_s=2.0, raw_consume_records=0, out=out)  # fmt: skip
+    result = run_loadtest(_settings(broker, redis_server, trained_registry), options)
+    write_loadtest_report(result, out)
+
+    report = json.loads(out.read_text())
+    [step] = report["steps"]  # the 200/s step never ran and is not listed
+    assert step["decided"] == step["produced"] == 200
+    assert report["stopped_after_tps"] == 100
+    assert report["stop_reason"].endswith("> 10 × 0.001 ms budget")
+    noop = report["baselines"]["noop"]
+    assert [s["decided"] for s in noop["steps"]] == [200, 400]
+    assert noop["stopped_after_tps"] is None and noop["stop_reason"] is None
+    assert report["ratios"] == {"noop": None}  # passthrough sustained nothing
+    assert "Ramp stopped after 100/s: p99" in (tmp_path / "s.md").read_text()
