@@ -22,11 +22,12 @@ features/stores.py.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import orjson
 import redis.asyncio as aioredis
 from numpy.typing import NDArray
 
@@ -36,6 +37,7 @@ from fraudstream.features.definitions import (
     MerchantCounts,
     feature_vector,
 )
+from fraudstream.features.redis_client import PipelineScripts, redis_client
 from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import RETENTION_SECONDS, CardEvent, CardHistory
@@ -107,29 +109,20 @@ def _txn_score_key(txn_id: str) -> str:
     return f"fs:{{txn:{txn_id}}}:score"
 
 
-def encode_event(event: CardEvent) -> str:
-    return json.dumps(
-        [
-            event.txn_id,
-            event.event_time,
-            event.amount,
-            event.merchant_id,
-            event.country,
-            event.lat,
-            event.lon,
-            event.night,
-            event.weekend,
-        ],
-        separators=(",", ":"),
-    )
+def encode_event(event: CardEvent) -> bytes:
+    """A `CardEvent` as the compact JSON array the card script stores (orjson: in C)."""
+    return orjson.dumps(
+        [event.txn_id, event.event_time, event.amount, event.merchant_id, event.country,
+         event.lat, event.lon, event.night, event.weekend]
+    )  # fmt: skip
 
 
 def decode_events(joined: str | bytes) -> list[CardEvent]:
     """The comma-joined encoded events one script reply carries (one bulk string: cheap)."""
     if not joined:
         return []
-    text = joined.decode() if isinstance(joined, bytes) else joined
-    return [CardEvent(*fields) for fields in json.loads(f"[{text}]")]
+    raw = joined.encode() if isinstance(joined, str) else joined
+    return [CardEvent(*fields) for fields in orjson.loads(b"[" + raw + b"]")]
 
 
 class CardCache:
@@ -180,12 +173,11 @@ class RedisFeatureStore:
     def __init__(self, client: aioredis.Redis, cache: CardCache | None = None) -> None:
         self._client = client
         self.cache = cache
-        self._record_card = client.register_script(_RECORD_CARD_EVENT)
-        self._record_merchant = client.register_script(_RECORD_MERCHANT_TXN)
+        self._scripts = PipelineScripts(client, [_RECORD_CARD_EVENT, _RECORD_MERCHANT_TXN])
 
     @classmethod
     def from_url(cls, url: str, cache: CardCache | None = None) -> RedisFeatureStore:
-        return cls(aioredis.Redis.from_url(url), cache)
+        return cls(redis_client(url), cache)
 
     async def close(self) -> None:
         """Close the client (shared with a `RedisScoreStore` made by `redis_stores`)."""
@@ -204,71 +196,71 @@ class RedisFeatureStore:
         Idempotent: recording a transaction again returns the same vector it got the first
         time, as long as no earlier-in-time event arrived in between.
         """
-        cached = self.cache
-        # Ask Redis for a card's history only where memory has none (first event of a
-        # cold card in this batch); every event is written either way.
-        wanted, cold = [], set()
-        for txn in transactions:
-            want = cached is None or (txn.card_id not in cached and txn.card_id not in cold)
-            wanted.append(want)
-            if cached is not None and want:
-                cold.add(txn.card_id)
+        wanted = self._histories_wanted(transactions)
+
+        def queue(pipe: Any, shas: list[str]) -> None:
+            record_card, record_merchant = shas
+            for txn, want in zip(transactions, wanted, strict=True):
+                pipe.evalsha(
+                    record_card, 2, *_card_keys(txn.card_id), txn.txn_id, txn.event_time,
+                    encode_event(CardEvent.from_transaction(txn)), RETENTION_SECONDS,
+                    KEY_TTL_SECONDS, "1" if want else "0",
+                )  # fmt: skip
+                pipe.evalsha(
+                    record_merchant, 2, *_merchant_keys(txn.merchant_id), txn.txn_id,
+                    txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS, MERCHANT_RATE_WINDOW_SECONDS,
+                    RETENTION_SECONDS, KEY_TTL_SECONDS,
+                )  # fmt: skip
+                pipe.set(_txn_merchant_key(txn.txn_id), txn.merchant_id, ex=KEY_TTL_SECONDS)
+
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for txn, want in zip(transactions, wanted, strict=True):
-                    event = CardEvent.from_transaction(txn)
-                    await self._record_card(
-                        keys=_card_keys(txn.card_id),
-                        args=[
-                            txn.txn_id,
-                            txn.event_time,
-                            encode_event(event),
-                            RETENTION_SECONDS,
-                            KEY_TTL_SECONDS,
-                            "1" if want else "0",
-                        ],
-                        client=pipe,
-                    )
-                    await self._record_merchant(
-                        keys=_merchant_keys(txn.merchant_id),
-                        args=[
-                            txn.txn_id,
-                            txn.event_time,
-                            MERCHANT_COUNT_WINDOW_SECONDS,
-                            MERCHANT_RATE_WINDOW_SECONDS,
-                            RETENTION_SECONDS,
-                            KEY_TTL_SECONDS,
-                        ],
-                        client=pipe,
-                    )
-                    pipe.set(_txn_merchant_key(txn.txn_id), txn.merchant_id, ex=KEY_TTL_SECONDS)
-                replies = await pipe.execute()
+            replies = await self._scripts.run(queue)
         except aioredis.RedisError as error:
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
-        vectors = []
-        for index, txn in enumerate(transactions):
-            encoded_events, merchant_counts = replies[3 * index], replies[3 * index + 1]
-            if cached is None:
-                # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
-                prior = decode_events(encoded_events)
-                me = (txn.event_time, txn.txn_id)
-                while prior and prior[-1].key >= me:
-                    prior.pop()
-            else:
-                history = cached.get(txn.card_id)
-                if history is None:
-                    history = CardHistory(decode_events(encoded_events))
-                    cached.put(txn.card_id, history)
-                prior = history.before(txn.event_time, txn.txn_id)
-                history.add(CardEvent.from_transaction(txn))
-            vectors.append(
-                feature_vector(
-                    txn, prior, MerchantCounts(*(int(count) for count in merchant_counts))
-                )
+        vectors = [
+            feature_vector(
+                txn,
+                self._prior_events(txn, replies[3 * index]),
+                MerchantCounts(*(int(count) for count in replies[3 * index + 1])),
             )
-        if cached is not None:
-            cached.trim()
+            for index, txn in enumerate(transactions)
+        ]
+        if self.cache is not None:
+            self.cache.trim()
         return vectors
+
+    def _histories_wanted(self, transactions: Sequence[Transaction]) -> list[bool]:
+        """Which events ask Redis for their card's history: only where memory has none.
+
+        That is the first event of a card this worker does not hold in its cache (every
+        event without a cache); every event is written either way.
+        """
+        if self.cache is None:
+            return [True] * len(transactions)
+        wanted, cold = [], set()
+        for txn in transactions:
+            want = txn.card_id not in self.cache and txn.card_id not in cold
+            wanted.append(want)
+            if want:
+                cold.add(txn.card_id)
+        return wanted
+
+    def _prior_events(self, txn: Transaction, encoded_events: str | bytes) -> list[CardEvent]:
+        """The card's events before `txn`, from the cache or the script's reply; records it."""
+        if self.cache is None:
+            # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
+            prior = decode_events(encoded_events)
+            me = (txn.event_time, txn.txn_id)
+            while prior and prior[-1].key >= me:
+                prior.pop()
+            return prior
+        history = self.cache.get(txn.card_id)
+        if history is None:
+            history = CardHistory(decode_events(encoded_events))
+            self.cache.put(txn.card_id, history)
+        prior = history.before(txn.event_time, txn.txn_id)
+        history.add(CardEvent.from_transaction(txn))
+        return prior
 
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.
@@ -309,7 +301,7 @@ class RedisScoreStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisScoreStore:
-        return cls(aioredis.Redis.from_url(url))
+        return cls(redis_client(url))
 
     async def close(self) -> None:
         """Close the client (shared with a `RedisFeatureStore` made by `redis_stores`)."""
@@ -352,5 +344,5 @@ def redis_stores(
 
     Closing either closes the client of both.
     """
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     return RedisFeatureStore(client, cache), RedisScoreStore(client)

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from fraudstream.features.redis_client import redis_client
 from fraudstream.thresholds.online import ThresholdState
 
 HISTORY_LENGTH = 1000
@@ -76,7 +77,7 @@ class SharedThreshold:
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "fs:{threshold}") -> SharedThreshold:
-        return cls(aioredis.Redis.from_url(url), key_prefix)
+        return cls(redis_client(url), key_prefix)
 
     async def close(self) -> None:
         await self._client.aclose()
