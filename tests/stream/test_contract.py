@@ -44,7 +44,7 @@ A_DECISION = {
     "reasons": ["amount_zscore=4.1 (+1.20)", "rule: night_and_foreign"],
     "latency_ms": {"validate": 0.01, "features": 1.2, "xgboost": 0.3, "end_to_end": 9.5},
     "degraded": True,
-    "features": {"amount": 120.0, "count_30d": 3.0},
+    "features": [120.0, 3.0],
 }
 
 

@@ -25,6 +25,6 @@ def a_decision(txn_id: str = "t1", **fields: Any) -> Decision:
         "reasons": (),
         "latency_ms": {"end_to_end": 0.0},
         "degraded": False,
-        "features": {},
+        "features": (),
     }
     return Decision(txn_id=txn_id, **(defaults | fields))

@@ -136,14 +136,14 @@ def assert_features_match_offline(
         for decision in copies:
             for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):
                 expected = offline.features[row, names.index(name)]
-                assert decision["features"][name] == pytest.approx(expected), (
+                column = names.index(name)  # decisions list features in FEATURE_NAMES order
+                assert decision["features"][column] == pytest.approx(expected), (
                     txn.txn_id,
                     name,
                     decision["degraded"],
                     decision["fallbacks"],
                     len(copies),
                 )
-
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:

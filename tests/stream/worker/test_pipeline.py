@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from fraudstream.features.definitions import FEATURE_NAMES
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
 from fraudstream.features.store import RedisFeatureStore, redis_stores
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
@@ -217,6 +218,7 @@ def test_feature_store_outage_decides_every_record_degraded(trained_registry: Pa
         assert outcome.feature_store_errors == 1
         assert all(decision.degraded for decision in outcome.decisions)
         # Scored from the transaction alone: no card history, no merchant counts.
-        assert all(decision.features["count_30d"] == 0 for decision in outcome.decisions)
+        count_30d = FEATURE_NAMES.index("count_30d")
+        assert all(decision.features[count_30d] == 0 for decision in outcome.decisions)
 
     asyncio.run(run())
