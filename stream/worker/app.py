@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import faust
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.worker.batching import Coalescer
+from fraudstream.stream.worker.delivery import OverlappedDelivery
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
@@ -59,11 +63,20 @@ def add_agents(
     @app.agent(raw_topic(app, settings.topic_transactions))
     async def score_transactions(stream: Any) -> None:
         await runtime.start()
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        delivery = OverlappedDelivery(partial(ack_all, stream), metrics.observe_emit)
+
+        async def decide_and_hand_over(events: list[Any]) -> None:
             outcome = await runtime.decide([record_of(event) for event in events])
-            started = time.perf_counter()
-            await deliver(app, settings, outcome)
-            metrics.observe_batch(outcome, time.perf_counter() - started)
+            metrics.observe_batch(outcome)
+            await delivery.submit(events, await hand_over(app, settings, outcome))
+
+        batches = Coalescer(decide_and_hand_over, max_batch=BATCH_MAX)
+        try:
+            async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+                await batches.put(events)
+        finally:  # a clean stop decides and acks what it took: no duplicates after it
+            await batches.close()
+            await delivery.drain()
 
     @app.agent(raw_topic(app, settings.topic_labels))
     async def learn_from_labels(stream: Any) -> None:
@@ -109,14 +122,15 @@ def add_rebalance_hooks(
             write_status(status_file, {"partitions": partitions})
 
 
-async def deliver(app: faust.App, settings: Settings, outcome: BatchOutcome) -> None:
-    """Hand a batch's records to the producer at once, then wait for all deliveries.
+async def hand_over(app: faust.App, settings: Settings, outcome: BatchOutcome) -> list[Any]:
+    """Queue a batch's decisions and dead letters in the producer, all at once.
 
-    One wait per batch instead of one per record; the batch's offsets are acked only
-    after this returns, so a crash never commits a decision that was not delivered.
+    Returns one future per record, resolved when the broker confirms it: the caller acks
+    the batch's offsets only after all of them, so a crash never commits an undelivered
+    decision.
     """
     producer = app.producer
-    pending = [
+    return [
         await producer.send(settings.topic_decisions, decision.card_id.encode(),
                             decision.to_json_bytes(), None, None, None)
         for decision in outcome.decisions
@@ -124,7 +138,17 @@ async def deliver(app: faust.App, settings: Settings, outcome: BatchOutcome) -> 
         await producer.send(settings.topic_dlq, None, letter.to_json_bytes(), None, None, None)
         for letter in outcome.dead_letters
     ]  # fmt: skip
-    await asyncio.gather(*pending)
+
+
+async def deliver(app: faust.App, settings: Settings, outcome: BatchOutcome) -> None:
+    """Hand a batch over and wait until the broker confirmed every record."""
+    await asyncio.gather(*await hand_over(app, settings, outcome))
+
+
+async def ack_all(stream: Any, events: Sequence[Any]) -> None:
+    """Ack a batch's input events, so their offsets may be committed."""
+    for event in events:
+        await stream.ack(event)
 
 
 async def partition_lags(app: faust.App, topic: str) -> dict[int, int]:

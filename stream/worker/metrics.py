@@ -2,7 +2,8 @@
 
 `WorkerMetrics` owns its own `CollectorRegistry` (tests and the in-process demo run
 several workers side by side, and the default registry would collide). The worker calls
-`observe_batch(outcome, emit_seconds)` once per micro-batch; the load tester scrapes
+`observe_batch(outcome)` once per micro-batch and `observe_emit(seconds)` once its records
+are confirmed; the load tester scrapes
 `/metrics` and reads per-stage counts and means back with `quantiles_from_exposition`.
 
 Percentiles from here are histogram estimates (interpolated inside a bucket, as Grafana's
@@ -24,6 +25,7 @@ stay out of the `fraudstream_` namespace our conventions cover.
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from collections import defaultdict
@@ -88,7 +90,7 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.stage_latency = Histogram(
-            "fraudstream_stage_latency_seconds", "Time per pipeline stage, per transaction.",
+            "fraudstream_stage_latency_seconds", "Time per pipeline stage, per micro-batch.",
             ["stage"], registry=r, buckets=LATENCY_BUCKETS,
         )  # fmt: skip
         self.end_to_end_latency = Histogram(
@@ -151,29 +153,39 @@ class WorkerMetrics:
         self._stage = {stage: self.stage_latency.labels(stage) for stage in STAGES}
         self._server: WSGIServer | None = None
 
-    def observe_batch(self, outcome: BatchOutcome, emit_seconds: float) -> None:
-        """Record one micro-batch; `emit_seconds` is the time spent sending its results."""
+    def observe_batch(self, outcome: BatchOutcome) -> None:
+        """Record one decided micro-batch: its stage times once, each decision's outcome.
+
+        Stage times are per batch (every decision of a batch shares them); end-to-end
+        latency is per decision. Counters move once per label, not once per decision.
+        """
         self.transactions.inc(len(outcome.decisions) + len(outcome.dead_letters))
-        emit = self._stage["emit"]
+        for stage, ms in outcome.stage_ms.items():
+            child = self._stage.get(stage)
+            if child is None:  # a model beyond the two known ones: still bounded
+                child = self._stage[stage] = self.stage_latency.labels(stage)
+            child.observe(ms / 1000.0)
         for decision in outcome.decisions:
-            for stage, ms in decision.latency_ms.items():
-                if stage == "end_to_end":
-                    self.end_to_end_latency.observe(max(ms, 0.0) / 1000.0)
-                    continue
-                child = self._stage.get(stage)
-                if child is None:  # a model beyond the two known ones: still bounded
-                    child = self._stage[stage] = self.stage_latency.labels(stage)
-                child.observe(ms / 1000.0)
-            emit.observe(emit_seconds)
-            self.decisions.labels(decision.decision).inc()
-            for model, reason in decision.fallbacks.items():
-                self.fallbacks.labels(model, classify_fallback(reason)).inc()
-            if decision.degraded:
-                self.degraded.inc()
+            self.end_to_end_latency.observe(max(decision.latency_ms["end_to_end"], 0.0) / 1000.0)
+        for action, count in collections.Counter(d.decision for d in outcome.decisions).items():
+            self.decisions.labels(action).inc(count)
+        fallbacks = collections.Counter(
+            (model, classify_fallback(reason))
+            for decision in outcome.decisions
+            for model, reason in decision.fallbacks.items()
+        )
+        for (model, reason), count in fallbacks.items():
+            self.fallbacks.labels(model, reason).inc(count)
+        if degraded := sum(decision.degraded for decision in outcome.decisions):
+            self.degraded.inc(degraded)
         for letter in outcome.dead_letters:
             self.observe_dead_letter(letter.stage, letter.error)
         if outcome.feature_store_errors:
             self.feature_store_errors.inc(outcome.feature_store_errors)
+
+    def observe_emit(self, seconds: float) -> None:
+        """Record how long one batch's records took to be confirmed by the broker."""
+        self._stage["emit"].observe(seconds)
 
     def observe_dead_letter(self, stage: str, error: str) -> None:
         """Count one dead letter outside a batch (e.g. a bad label in `learn_from_labels`)."""

@@ -59,6 +59,8 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     feature_store_errors: int = 0
     fallbacks: list[tuple[str, str]] = field(default_factory=list)
+    #: Milliseconds per stage for the whole batch (every decision's `latency_ms` repeats them).
+    stage_ms: dict[str, float] = field(default_factory=dict)
 
 
 def dead_letter(raw: bytes, error: str, stage: str) -> DeadLetter:
@@ -195,17 +197,19 @@ class DecisionPipeline:
         threshold_s = time.perf_counter() - mark
         reasons = await self._reasons(features, outcomes)
         shadow = await self._shadow_scores(features)
+        feature_rows = features.tolist()  # one conversion for the batch, not one per row
 
+        outcome.stage_ms = {
+            "validate": _ms(validate_s),
+            "features": _ms(features_s),
+            **{str(name): _ms(result.seconds) for name, result in per_model.items()},
+            "ensemble": _ms(ensemble_s),
+            "threshold": _ms(threshold_s),
+        }
+        decided_at = time.time()
         for row, (txn, record) in enumerate(valid):
             model_scores, fallbacks, combined = scored[row]
-            latency: dict[str, float] = {
-                "validate": _ms(validate_s),
-                "features": _ms(features_s),
-                **{name: _ms(result.seconds) for name, result in per_model.items()},
-                "ensemble": _ms(ensemble_s),
-                "threshold": _ms(threshold_s),
-                "end_to_end": _ms(time.time() - record.produced_at),
-            }
+            latency = {**outcome.stage_ms, "end_to_end": _ms(decided_at - record.produced_at)}
             outcome.decisions.append(
                 Decision(
                     txn_id=txn.txn_id,
@@ -221,9 +225,7 @@ class DecisionPipeline:
                     latency_ms=latency,
                     degraded=bool(store_failed or combined.degraded or fallbacks),
                     # Logged at serving time: what the model saw, for audits and retraining.
-                    features=dict(
-                        zip(self.models.feature_names, features[row].tolist(), strict=True)
-                    ),
+                    features=tuple(feature_rows[row]),
                     shadow=self._shadow_decision(shadow, row),
                 )
             )

@@ -66,5 +66,3 @@ def test_two_workers_share_partitions_and_decide_each_transaction_once(
         stop_workers(workers)
     assert_decided_exactly_once(txns, decisions)
     assert_features_match_offline(txns, decisions)
-
-

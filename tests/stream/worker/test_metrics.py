@@ -31,9 +31,12 @@ from tests.support.promtool import needs_promtool, promtool
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
+STAGE_MS = {"validate": 0.2, "features": 3.0, "xgboost": 4.0, "isolation_forest": 2.0,
+            "ensemble": 0.1, "threshold": 0.01}  # fmt: skip
+
+
 def decision(outcome: str, end_to_end_ms: float, **extra: Any) -> Decision:
-    latency = {"validate": 0.2, "features": 3.0, "xgboost": 4.0, "isolation_forest": 2.0,
-               "ensemble": 0.1, "threshold": 0.01, "end_to_end": end_to_end_ms}  # fmt: skip
+    latency = {**STAGE_MS, "end_to_end": end_to_end_ms}
     return a_decision(decision=outcome, latency_ms=latency, threshold_version="v1-static",
                       model_version="v1", **extra)  # fmt: skip
 
@@ -72,11 +75,17 @@ def a_batch() -> BatchOutcome:
         ],
         feature_store_errors=1,
         fallbacks=[("xgboost", "timeout after 50 ms")],
+        stage_ms=dict(STAGE_MS),
     )
 
 
+def observe_a_delivered_batch(metrics: WorkerMetrics) -> None:
+    metrics.observe_batch(a_batch())
+    metrics.observe_emit(0.004)
+
+
 def test_a_batch_is_counted_per_transaction(metrics: WorkerMetrics) -> None:
-    metrics.observe_batch(a_batch(), emit_seconds=0.004)
+    observe_a_delivered_batch(metrics)
 
     assert sample(metrics, "fraudstream_transactions_total") == 7  # 4 decisions + 3 letters
     assert sample(metrics, "fraudstream_decisions_total", decision="approve") == 2
@@ -93,8 +102,10 @@ def test_a_batch_is_counted_per_transaction(metrics: WorkerMetrics) -> None:
     assert sample(metrics, letters, stage="decide", error="internal") == 1
 
 
-def test_latencies_are_observed_in_seconds_once_per_decision(metrics: WorkerMetrics) -> None:
-    metrics.observe_batch(a_batch(), emit_seconds=0.004)
+def test_end_to_end_is_observed_per_decision_and_stages_once_per_batch(
+    metrics: WorkerMetrics,
+) -> None:
+    observe_a_delivered_batch(metrics)
 
     e2e = "fraudstream_end_to_end_latency_seconds"
     assert sample(metrics, f"{e2e}_count") == 4
@@ -102,19 +113,19 @@ def test_latencies_are_observed_in_seconds_once_per_decision(metrics: WorkerMetr
     assert sample(metrics, f"{e2e}_bucket", le="0.1") == 3
     stage = "fraudstream_stage_latency_seconds"
     for name in ("validate", "features", "xgboost", "isolation_forest", "ensemble", "threshold"):
-        assert sample(metrics, f"{stage}_count", stage=name) == 4
-    assert sample(metrics, f"{stage}_sum", stage="features") == pytest.approx(0.012)
-    assert sample(metrics, f"{stage}_sum", stage="emit") == pytest.approx(0.016)
+        assert sample(metrics, f"{stage}_count", stage=name) == 1
+    assert sample(metrics, f"{stage}_sum", stage="features") == pytest.approx(0.003)
+    assert sample(metrics, f"{stage}_sum", stage="emit") == pytest.approx(0.004)
 
 
 def test_stage_quantiles_interpolate_within_buckets(metrics: WorkerMetrics) -> None:
-    metrics.observe_batch(a_batch(), emit_seconds=0.004)
+    observe_a_delivered_batch(metrics)
 
     quantiles = metrics.stage_quantiles_ms()
 
-    assert quantiles["features"]["count"] == 4
+    assert quantiles["features"]["count"] == 1
     assert quantiles["features"]["mean"] == pytest.approx(3.0)
-    # All four at 3 ms, in the (2, 5] ms bucket: p50 is its midpoint.
+    # One batch at 3 ms, in the (2, 5] ms bucket: p50 is its midpoint.
     assert quantiles["features"]["p50"] == pytest.approx(3.5)
     # e2e: 12 (10-15], 30 (25-35], 80 (75-100], 140 (100-150]; rank 2 ends bucket (25, 35].
     assert quantiles["end_to_end"]["p50"] == pytest.approx(35.0)
@@ -222,7 +233,7 @@ def test_an_empty_histogram_reports_nan(metrics: WorkerMetrics) -> None:
 
 
 def test_serve_on_port_zero_exposes_metrics_over_http(metrics: WorkerMetrics) -> None:
-    metrics.observe_batch(a_batch(), emit_seconds=0.004)
+    observe_a_delivered_batch(metrics)
     port = metrics.serve(0, addr="127.0.0.1")
 
     assert port > 0
@@ -232,7 +243,7 @@ def test_serve_on_port_zero_exposes_metrics_over_http(metrics: WorkerMetrics) ->
 
 
 def a_full_exposition(metrics: WorkerMetrics) -> str:
-    metrics.observe_batch(a_batch(), emit_seconds=0.004)
+    observe_a_delivered_batch(metrics)
     metrics.set_thresholds("v1-static", 0.4, 0.9)
     metrics.set_model_version("v1")
     metrics.set_lag(0, 5)

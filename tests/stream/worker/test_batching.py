@@ -1,0 +1,93 @@
+"""The coalescer decides everything queued since its last batch as one batch, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fraudstream.stream.worker.batching import Coalescer
+
+
+def test_items_queued_during_a_batch_are_decided_together_in_order() -> None:
+    async def run() -> list[list[int]]:
+        batches: list[list[int]] = []
+        release = asyncio.Event()
+
+        async def process(batch: list[int]) -> None:
+            batches.append(batch)
+            await release.wait()  # the first batch is slow: the rest queue up meanwhile
+
+        coalescer = Coalescer(process, max_batch=100)
+        await coalescer.put([1, 2])
+        await asyncio.sleep(0.01)
+        for take in ([3], [4, 5], [6]):
+            await coalescer.put(take)
+        release.set()
+        await coalescer.close()
+        return batches
+
+    assert asyncio.run(run()) == [[1, 2], [3, 4, 5, 6]]
+
+
+def test_a_batch_stops_growing_at_max_batch() -> None:
+    async def run() -> list[list[int]]:
+        batches: list[list[int]] = []
+        gate = asyncio.Event()
+
+        async def process(batch: list[int]) -> None:
+            batches.append(batch)
+            await gate.wait()
+
+        coalescer = Coalescer(process, max_batch=3)
+        await coalescer.put([0])
+        await asyncio.sleep(0.01)
+        for take in ([1, 2], [3, 4], [5]):
+            await coalescer.put(take)
+        gate.set()
+        await coalescer.close()
+        return batches
+
+    assert asyncio.run(run()) == [[0], [1, 2, 3, 4], [5]]
+
+
+def test_a_failed_batch_raises_in_the_next_put_and_takes_nothing_more() -> None:
+    async def run() -> list[list[str]]:
+        seen: list[list[str]] = []
+
+        async def process(batch: list[str]) -> None:
+            seen.append(batch)
+            await asyncio.sleep(0.005)
+            raise ConnectionError("redis and broker both gone")
+
+        coalescer = Coalescer(process, max_batch=10, max_queued=1)
+        await coalescer.put(["a"])
+        await asyncio.sleep(0.02)
+        with pytest.raises(ConnectionError, match="both gone"):
+            await coalescer.put(["b"])
+        with pytest.raises(ConnectionError):
+            await coalescer.close()
+        return seen
+
+    assert asyncio.run(run()) == [["a"]]
+
+
+def test_a_full_queue_makes_the_producer_wait() -> None:
+    async def run() -> None:
+        gate = asyncio.Event()
+
+        async def process(batch: list[int]) -> None:
+            await gate.wait()
+
+        coalescer = Coalescer(process, max_batch=1, max_queued=1)
+        await coalescer.put([1])  # taken by the task, which then blocks
+        await asyncio.sleep(0.01)
+        await coalescer.put([2])  # fills the queue
+        blocked = asyncio.ensure_future(coalescer.put([3]))
+        await asyncio.sleep(0.01)
+        assert not blocked.done()
+        gate.set()
+        await asyncio.wait_for(blocked, 1.0)
+        await coalescer.close()
+
+    asyncio.run(run())
