@@ -96,6 +96,9 @@ class Decision:
       the order of the model version's `feature_names` (its registry metadata;
       `features.definitions.FEATURE_NAMES`): names are published once per version, not
       repeated in every record (they were half of a decision's bytes).
+    - `stand_in`: true when the record was already older than the latency budget when
+      the worker took it (a backlog): XGBoost alone decided it, without IsolationForest,
+      reasons or shadow, so the worker catches up; `reasons` then says why.
     - `shadow`: the shadow candidate's verdict, present only when one is configured.
     """
 
@@ -112,6 +115,7 @@ class Decision:
     latency_ms: dict[str, float]
     degraded: bool
     features: tuple[float, ...]
+    stand_in: bool = False
     shadow: ShadowDecision | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +134,7 @@ class Decision:
             "latency_ms": {str(stage): ms for stage, ms in self.latency_ms.items()},
             "degraded": self.degraded,
             "features": list(self.features),
+            "stand_in": self.stand_in,
         }
         if self.shadow is not None:
             document["shadow"] = self.shadow.to_dict()
@@ -168,6 +173,7 @@ class Decision:
                 latency_ms={str(stage): float(ms) for stage, ms in get("latency_ms").items()},
                 degraded=bool(get("degraded")),
                 features=tuple(float(value) for value in get("features")),
+                stand_in=bool(raw.get("stand_in", False)),
                 shadow=None if shadow is None else ShadowDecision.from_dict(shadow),
             )
         except InvalidRecord:

@@ -20,6 +20,8 @@ Variables (default in brackets):
 ``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
 ``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
+``FRAUDSTREAM_STAND_IN_AFTER_MS``   a record older than this when taken (a backlog) is decided
+                                    by XGBoost alone, marked ``stand_in``; 0 = never [100]
 ``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [unset: the registry version's]
 ``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [unset: the registry version's]
 ``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]; the costs and the
@@ -87,6 +89,7 @@ class Settings:
     registry_path: Path = Path("registry")
     model_timeout_ms: float = 50.0
     fallback_policy: FallbackPolicy = "neutral"
+    stand_in_after_ms: float = 100.0
     weight_xgboost: float | None = None
     weight_isolation_forest: float | None = None
     cost_fn: float = 5000.0
@@ -111,6 +114,11 @@ class Settings:
     def model_timeout_s(self) -> float:
         """The model budget in seconds, as ``asyncio.wait_for`` wants it."""
         return self.model_timeout_ms / 1000.0
+
+    @property
+    def stand_in_after_s(self) -> float | None:
+        """The stand-in age in seconds, or None when the stand-in path is off (0)."""
+        return self.stand_in_after_ms / 1000.0 if self.stand_in_after_ms > 0 else None
 
     @property
     def cost_model(self) -> CostModel:
@@ -161,6 +169,7 @@ class Settings:
             registry_path=get("REGISTRY", lambda _k, v: Path(v), d.registry_path),
             model_timeout_ms=get("MODEL_TIMEOUT_MS", _positive_float, d.model_timeout_ms),
             fallback_policy=get("FALLBACK_POLICY", _fallback_policy, d.fallback_policy),
+            stand_in_after_ms=get("STAND_IN_AFTER_MS", _non_negative_float, d.stand_in_after_ms),
             weight_xgboost=weight_xgboost,
             weight_isolation_forest=weight_iforest,
             cost_fn=get("COST_FN", _non_negative_float, d.cost_fn),

@@ -119,6 +119,8 @@ def summarize_run(
         "decisions": {action: actions[action] for action in OUTCOMES},
         "fallbacks": dict(sorted(fallbacks.items())),
         "degraded": sum(d.degraded for d in decided),
+        "stand_in": sum(d.stand_in for d in decided),
+        "stand_in_share": _ratio(sum(d.stand_in for d in decided), len(decided)),
         "quality": _quality(decided, labels, cost),
     }
 
@@ -144,6 +146,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         *latency,
         f"  latency max: {_fmt(e2e['max'], '.1f')} ms (end to end)",
         "  decisions: " + "  ".join(f"{action} {counts[action]}" for action in OUTCOMES),
+        f"  stand-in (decided late, XGBoost alone): {summary['stand_in']} "
+        f"({_fmt(summary['stand_in_share'], '.1%')})",
         f"  degraded: {summary['degraded']}   fallbacks: "
         + (", ".join(f"{m} {n}" for m, n in summary["fallbacks"].items()) or "none"),
         f"  labelled: {quality['labelled']}   frauds: {quality['frauds']}",
@@ -169,6 +173,7 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     for key in ("produced", "decided", "duplicates", "dead_lettered", "throughput_tps"):
         lines.append(f"| {key} | {summary[key]} |")
     lines.append(f"| degraded | {summary['degraded']} |")
+    lines.append(f"| stand_in | {summary['stand_in']} ({_fmt(summary['stand_in_share'], '.1%')}) |")
     lines += ["", "## End-to-end latency (ms)", "",
               "Exact percentiles of every decision's latency (stream/latency.py), not the "
               "Prometheus histogram estimates the dashboard shows.", "",

@@ -121,6 +121,11 @@ class WorkerMetrics:
             "fraudstream_degraded_decisions", "Decisions made with a fallback or no history.",
             registry=r,
         )  # fmt: skip
+        self.stand_in = Counter(
+            "fraudstream_stand_in_decisions",
+            "Decisions made by XGBoost alone because the record was already late (a backlog).",
+            registry=r,
+        )
         self.labels = Counter(
             "fraudstream_labels", "Late fraud labels received.", ["is_fraud"], registry=r
         )
@@ -178,6 +183,8 @@ class WorkerMetrics:
             self.fallbacks.labels(model, reason).inc(count)
         if degraded := sum(decision.degraded for decision in outcome.decisions):
             self.degraded.inc(degraded)
+        if stand_ins := sum(decision.stand_in for decision in outcome.decisions):
+            self.stand_in.inc(stand_ins)
         for letter in outcome.dead_letters:
             self.observe_dead_letter(letter.stage, letter.error)
         if outcome.feature_store_errors:

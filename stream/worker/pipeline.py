@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from fraudstream.features.definitions import MerchantCounts, feature_vector
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
-from fraudstream.models.ensemble import combine, combine_batch
+from fraudstream.models.ensemble import EnsembleResult, combine, combine_batch
 from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
@@ -90,6 +90,7 @@ class DecisionPipeline:
         timeout_s: float,
         fallback_policy: str = "neutral",
         scorers: Sequence[Scorer] | None = None,
+        stand_in_after_s: float | None = None,
     ) -> None:
         self.feature_store = feature_store
         self.score_store = score_store
@@ -101,6 +102,8 @@ class DecisionPipeline:
         self.rules = RulesScorer(models.feature_names)
         self.last_scores = FallbackScores() if fallback_policy == "last_score" else None
         self.shadow: ShadowCandidate | None = None
+        #: A record older than this when taken is decided by XGBoost alone (None: never).
+        self.stand_in_after_s = stand_in_after_s
 
     def use_models(self, models: LoadedModels, weights: Mapping[str, float]) -> None:
         """Swap in another registry version between two batches (hot reload)."""
@@ -124,7 +127,7 @@ class DecisionPipeline:
 
     async def process(self, records: Sequence[IncomingRecord]) -> BatchOutcome:
         outcome = BatchOutcome()
-        started = time.perf_counter()
+        taken_at, started = time.time(), time.perf_counter()
         valid: list[tuple[Transaction, IncomingRecord]] = []
         for record in records:
             try:
@@ -135,7 +138,7 @@ class DecisionPipeline:
         if not valid:
             return outcome
         try:
-            await self._decide(valid, validate_s, outcome)
+            await self._decide(valid, validate_s, taken_at, outcome)
             await self._remember_scores(outcome)
         except Exception as error:  # a bug must not lose the batch: dead-letter it, go on
             for _, record in valid:
@@ -155,48 +158,30 @@ class DecisionPipeline:
 
     async def _decide(
         self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,
-        outcome: BatchOutcome,
+        taken_at: float, outcome: BatchOutcome,
     ) -> None:  # fmt: skip
         transactions = [txn for txn, _ in valid]
-        card_ids = [txn.card_id for txn in transactions]
         mark = time.perf_counter()
         features, store_failed = await self._features(transactions)
         features_s = time.perf_counter() - mark
         outcome.feature_store_errors += int(store_failed)
-
-        results: list[GuardedResult] = await asyncio.gather(
-            *(scorer.score_batch(features) for scorer in self.scorers)
+        ages = np.array([taken_at - record.produced_at for _, record in valid])
+        stand_in = (
+            ages > self.stand_in_after_s
+            if self.stand_in_after_s is not None
+            else np.zeros(len(valid), dtype=bool)
         )
-        mark = time.perf_counter()
-        per_model = {result.model: result for result in results}
-        for result in results:
-            if result.scores is None:
-                outcome.fallbacks.append((result.model, str(result.fallback_reason)))
-            elif self.last_scores is not None:
-                self.last_scores.remember(result.model, card_ids, result.scores)
-        scored = []
-        for row, card_id in enumerate(card_ids):
-            model_scores: dict[str, float | None] = {}
-            fallbacks: dict[str, str] = {}
-            for name, result in per_model.items():
-                if result.scores is not None:
-                    model_scores[name] = float(result.scores[row])
-                    continue
-                last = self.last_scores.recall(name, card_id) if self.last_scores else None
-                model_scores[name] = None
-                fallbacks[name] = str(result.fallback_reason)
-                if last is not None:
-                    model_scores[name] = last
-                    fallbacks[name] += "; used the card's last score"
-            combined = combine(model_scores, self.weights)
-            scored.append((model_scores, fallbacks, combined))
-        ensemble_s = time.perf_counter() - mark
+        fresh = np.flatnonzero(~stand_in)
 
+        per_model = await self._score_models(features, fresh)
+        mark = time.perf_counter()
+        scored = self._ensemble(per_model, transactions, stand_in, outcome)
+        ensemble_s = time.perf_counter() - mark
         mark = time.perf_counter()
         outcomes = [self.thresholds.decide(combined.score) for _, _, combined in scored]
         threshold_s = time.perf_counter() - mark
-        reasons = await self._reasons(features, outcomes)
-        shadow = await self._shadow_scores(features)
+        reasons = await self._reasons(features, outcomes, fresh)
+        shadow = await self._shadow_scores(features, fresh)
         feature_rows = features.tolist()  # one conversion for the batch, not one per row
 
         outcome.stage_ms = {
@@ -210,6 +195,8 @@ class DecisionPipeline:
         for row, (txn, record) in enumerate(valid):
             model_scores, fallbacks, combined = scored[row]
             latency = {**outcome.stage_ms, "end_to_end": _ms(decided_at - record.produced_at)}
+            if stand_in[row]:
+                reasons[row] = [self._stand_in_reason(ages[row])]
             outcome.decisions.append(
                 Decision(
                     txn_id=txn.txn_id,
@@ -223,27 +210,104 @@ class DecisionPipeline:
                     model_version=self.models.version,
                     reasons=tuple(reasons[row]),
                     latency_ms=latency,
-                    degraded=bool(store_failed or combined.degraded or fallbacks),
+                    # A stand-in skips models on purpose: only failures make it degraded.
+                    degraded=bool(
+                        store_failed or fallbacks or (combined.degraded and not stand_in[row])
+                    ),
                     # Logged at serving time: what the model saw, for audits and retraining.
                     features=tuple(feature_rows[row]),
+                    stand_in=bool(stand_in[row]),
                     shadow=self._shadow_decision(shadow, row),
                 )
             )
+
+    def _stand_in_reason(self, age_s: float) -> str:
+        assert self.stand_in_after_s is not None
+        return (
+            f"stand-in: taken {age_s * 1000:,.0f} ms after it was produced "
+            f"(budget {self.stand_in_after_s * 1000:,.0f} ms); XGBoost alone, "
+            "no IsolationForest, reasons or shadow"
+        )
+
+    async def _score_models(
+        self, features: NDArray[Any], fresh: NDArray[np.intp]
+    ) -> dict[str, GuardedResult]:
+        """Each model's scores for every row; rows a model was not asked about are NaN.
+
+        XGBoost scores every row; the other models only the `fresh` ones (a stand-in row
+        is decided by XGBoost alone, see `stand_in_after_s`).
+        """
+        everyone = len(fresh) == len(features)
+
+        async def score(scorer: GuardedScorer) -> GuardedResult:
+            if everyone or scorer.name == ModelName.XGBOOST:
+                return await scorer.score_batch(features)
+            if len(fresh) == 0:
+                return GuardedResult(scorer.name, np.full(len(features), np.nan), None, 0.0)
+            result = await scorer.score_batch(features[fresh])
+            if result.scores is None:
+                return result
+            scores = np.full(len(features), np.nan)
+            scores[fresh] = result.scores
+            return replace(result, scores=scores)
+
+        results = await asyncio.gather(*(score(scorer) for scorer in self.scorers))
+        return {result.model: result for result in results}
+
+    def _ensemble(
+        self, per_model: Mapping[str, GuardedResult], transactions: Sequence[Transaction],
+        stand_in: NDArray[np.bool_], outcome: BatchOutcome,
+    ) -> list[tuple[dict[str, float | None], dict[str, str], EnsembleResult]]:  # fmt: skip
+        """Per row: model scores, why any model fell back, and the combined score."""
+        card_ids = [txn.card_id for txn in transactions]
+        for result in per_model.values():
+            if result.scores is None:
+                outcome.fallbacks.append((result.model, str(result.fallback_reason)))
+            elif self.last_scores is not None:
+                asked = ~np.isnan(result.scores)
+                self.last_scores.remember(
+                    result.model, [c for c, a in zip(card_ids, asked, strict=True) if a],
+                    result.scores[asked],
+                )  # fmt: skip
+        scored = []
+        for row, card_id in enumerate(card_ids):
+            model_scores: dict[str, float | None] = {}
+            fallbacks: dict[str, str] = {}
+            for name, result in per_model.items():
+                if stand_in[row] and name != ModelName.XGBOOST:
+                    model_scores[name] = None  # not asked: a stand-in, not a fallback
+                elif result.scores is not None:
+                    model_scores[name] = float(result.scores[row])
+                else:
+                    model_scores[name], fallbacks[name] = self._fallback(name, card_id, result)
+            scored.append((model_scores, fallbacks, combine(model_scores, self.weights)))
+        return scored
+
+    def _fallback(
+        self, name: str, card_id: str, result: GuardedResult
+    ) -> tuple[float | None, str]:
+        """A failed model's stand-in score for one card (its last, under that policy) and why."""
+        last = self.last_scores.recall(name, card_id) if self.last_scores else None
+        if last is None:
+            return None, str(result.fallback_reason)
+        return last, f"{result.fallback_reason}; used the card's last score"
 
     def _shadow_decision(
         self, shadow: NDArray[np.float64] | None, row: int
     ) -> ShadowDecision | None:
         """The candidate's verdict on one row; None without a candidate or when it timed out."""
-        if shadow is None or self.shadow is None:
+        if shadow is None or self.shadow is None or np.isnan(shadow[row]):
             return None
         score = float(shadow[row])
         return ShadowDecision(
             self.shadow.models.version, score, self.shadow.thresholds.decide(score)
         )
 
-    async def _shadow_scores(self, features: NDArray[Any]) -> NDArray[np.float64] | None:
-        """The candidate's ensemble scores, off the event loop and bounded like a model."""
-        if self.shadow is None:
+    async def _shadow_scores(
+        self, features: NDArray[Any], fresh: NDArray[np.intp]
+    ) -> NDArray[np.float64] | None:
+        """The candidate's ensemble scores (NaN for stand-in rows), bounded like a model."""
+        if self.shadow is None or len(fresh) == 0:
             return None
         candidate = self.shadow
         scored, _ = await self.scorers[0].call(
@@ -252,9 +316,13 @@ class DecisionPipeline:
                  ModelName.ISOLATION_FOREST: candidate.models.isolation_forest.score_batch(rows)},
                 candidate.weights,
             ),
-            features,
+            features[fresh],
         )  # fmt: skip
-        return scored
+        if scored is None:
+            return None
+        everyone = np.full(len(features), np.nan)
+        everyone[fresh] = scored
+        return everyone
 
     async def _remember_scores(self, outcome: BatchOutcome) -> None:
         """Keep each decision's score where a late label (any worker) can find it."""
@@ -264,9 +332,11 @@ class DecisionPipeline:
         except FeatureStoreError:
             outcome.feature_store_errors += 1
 
-    async def _reasons(self, features: NDArray[Any], outcomes: list[str]) -> list[list[str]]:
-        """Top XGBoost contributions and fired rules for flagged rows; approvals get none."""
-        flagged = [row for row, decision in enumerate(outcomes) if decision != "approve"]
+    async def _reasons(
+        self, features: NDArray[Any], outcomes: list[str], fresh: NDArray[np.intp]
+    ) -> list[list[str]]:
+        """Top XGBoost contributions and fired rules for flagged fresh rows; approvals get none."""
+        flagged = [int(row) for row in fresh if outcomes[row] != "approve"]
         reasons: list[list[str]] = [[] for _ in outcomes]
         if not flagged:
             return reasons

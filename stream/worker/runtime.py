@@ -129,6 +129,7 @@ class WorkerRuntime:
                 registry_pair(models),
                 settings.model_timeout_s,
                 settings.fallback_policy,
+                stand_in_after_s=settings.stand_in_after_s,
             )
             self.metrics.set_model_version(models.version)
             self._use_shadow()

@@ -45,6 +45,7 @@ A_DECISION = {
     "latency_ms": {"validate": 0.01, "features": 1.2, "xgboost": 0.3, "end_to_end": 9.5},
     "degraded": True,
     "features": [120.0, 3.0],
+    "stand_in": False,
 }
 
 

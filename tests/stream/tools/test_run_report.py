@@ -26,6 +26,8 @@ SUMMARY_KEYS = {
     "decisions",
     "fallbacks",
     "degraded",
+    "stand_in",
+    "stand_in_share",
     "quality",
 }
 # t1..t11: action and truth. t11 has no label (its chargeback has not arrived).
@@ -58,6 +60,7 @@ def decision(i: int, action: str, end_to_end: float) -> Decision:
         threshold_version="v1",
         latency_ms=latency,
         degraded=bool(fallbacks),
+        stand_in=i % 4 == 0,
     )
 
 
@@ -103,6 +106,7 @@ def test_summary_counts_each_transaction_once_and_measures_latency(
     assert summary["decisions"] == {"approve": 7, "review": 2, "decline": 2}
     assert summary["fallbacks"] == {"isolation_forest": 1, "xgboost": 2}
     assert summary["degraded"] == 2
+    assert summary["stand_in"] == 2 and summary["stand_in_share"] == pytest.approx(2 / 11)
 
 
 def test_quality_uses_each_decision_as_made(

@@ -22,6 +22,7 @@ from fraudstream.features.store import RedisFeatureStore, redis_stores
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.registry import load_version
+from fraudstream.stream.contract import Decision
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.tools.shadow_report import compare_shadow
@@ -220,5 +221,44 @@ def test_feature_store_outage_decides_every_record_degraded(trained_registry: Pa
         # Scored from the transaction alone: no card history, no merchant counts.
         count_30d = FEATURE_NAMES.index("count_30d")
         assert all(decision.features[count_30d] == 0 for decision in outcome.decisions)
+
+    asyncio.run(run())
+
+
+def test_records_late_when_taken_are_decided_by_xgboost_alone_and_marked(
+    trained_registry: Path,
+) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        # The forest would time out: a stand-in row must not even ask it.
+        pipeline = make_pipeline(
+            in_memory(), trained_registry, scorers=[models.xgboost, SleepyForest()],
+            stand_in_after_s=0.1,
+        )  # fmt: skip
+        candidate = load_version(trained_registry)
+        pipeline.shadow = ShadowCandidate(candidate, candidate.metadata["weights"],
+                                          ThresholdPair("shadow", 0.0, 0.0))  # fmt: skip
+        late, fresh = records(40, seed=11)[:20], records(40, seed=11)[20:]
+        backlog = [IncomingRecord(record.value, time.time() - 2.0) for record in late]
+        started = time.perf_counter()
+        outcome = await pipeline.process(backlog)
+        elapsed = time.perf_counter() - started
+        mixed = await pipeline.process(fresh)
+        await close(pipeline)
+
+        assert elapsed < 0.5, "a batch of stand-ins never waits for the skipped model"
+        assert len(outcome.decisions) == 20 and not outcome.dead_letters
+        for decision in outcome.decisions:
+            assert decision.stand_in and not decision.degraded and decision.shadow is None
+            assert decision.model_scores["isolation_forest"] is None
+            assert decision.fallbacks == {}
+            assert decision.score == pytest.approx(decision.model_scores["xgboost"])
+            assert decision.reasons[0].startswith("stand-in: taken 2,0")
+            assert Decision.from_json_bytes(decision.to_json_bytes()) == decision
+        # Fresh records get the full path again by themselves (here the slow forest's fallback).
+        assert not any(d.stand_in for d in mixed.decisions)
+        assert all(d.fallbacks == {"isolation_forest": "timeout after 50 ms"}
+                   for d in mixed.decisions)  # fmt: skip
+        assert all(d.shadow is not None for d in mixed.decisions)
 
     asyncio.run(run())
