@@ -92,23 +92,22 @@ def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
     return 0.0
 
 
-def _first_at_or_after(prior: Sequence[CardEvent], start: float) -> int:
-    """Index of the first event with `event_time >= start` (`prior` is sorted)."""
-    low, high = 0, len(prior)
-    while low < high:
-        middle = (low + high) // 2
-        if prior[middle].event_time < start:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+@dataclass(slots=True)
+class _WindowPass:
+    """What one newest-to-oldest pass over a card's prior events yields."""
+
+    values: list[float]  # the seven aggregates of each window, in `WINDOWS` order
+    start_30d: int  # index in `prior` of the first event inside the 30-day window
+    merchants_30d: set[str]
+    countries_30d: set[str]
 
 
-def _window_values(prior: Sequence[CardEvent], t: float) -> list[float]:
+def _window_values(prior: Sequence[CardEvent], t: float) -> _WindowPass:
     """The seven aggregates of every window, in one newest-to-oldest pass over `prior`.
 
     Equal to `aggregate()` of each window's events (checked by a property test), but the
-    windows are nested, so one pass serves all four: the hot path of every decision.
+    windows are nested, so one pass serves all four, and its 30-day merchant and country
+    sets answer the is-new questions too: the hot path of every decision.
     """
     values: list[float] = []
     count = nights = weekends = 0
@@ -129,7 +128,7 @@ def _window_values(prior: Sequence[CardEvent], t: float) -> list[float]:
             position -= 1
         values += (count, total, total / count if count else 0.0, len(merchants),
                    len(countries), nights, weekends)  # fmt: skip
-    return values
+    return _WindowPass(values, position + 1, merchants, countries)
 
 
 def feature_vector(
@@ -141,9 +140,9 @@ def feature_vector(
     older than 30 days is ignored), `merchant` the merchant counts at `txn.event_time`.
     """
     t = txn.event_time
-    values = _window_values(prior, t)
-    start_30d = t - WINDOWS["30d"]
-    window_30d = prior[_first_at_or_after(prior, start_30d) :]
+    windows = _window_values(prior, t)
+    values = windows.values
+    window_30d = prior[windows.start_30d :]
 
     amounts = [event.amount for event in window_30d]
     if len(amounts) >= 2:
@@ -164,8 +163,8 @@ def feature_vector(
         hour,
         weekday,
         *(float(txn.channel == channel) for channel in CHANNELS),
-        float(all(event.merchant_id != txn.merchant_id for event in window_30d)),
-        float(all(event.country != txn.country for event in window_30d)),
+        float(txn.merchant_id not in windows.merchants_30d),
+        float(txn.country not in windows.countries_30d),
         merchant.txn_count_1d,
         merchant.fraud_labels_30d,
         merchant_rate,
