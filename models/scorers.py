@@ -99,14 +99,14 @@ class XGBoostScorer:
         matrix = xgb.DMatrix(np.atleast_2d(X), feature_names=list(self.feature_names))
         rows = self.booster.predict(matrix, pred_contribs=True, approx_contribs=approximate)
         rows = rows[:, :-1]
-        ranked_rows = []
-        for values in rows:
-            ranked = sorted(
-                zip(self.feature_names, (float(v) for v in values), strict=True),
-                key=lambda pair: (pair[1] <= 0.0, -abs(pair[1])),
-            )
-            ranked_rows.append(ranked if top_k is None else ranked[:top_k])
-        return ranked_rows
+        # The order of `contributions`, for all rows at once: positive values first, then
+        # by magnitude, ties in feature order (lexsort is stable; its last key sorts first).
+        order = np.lexsort((-np.abs(rows), rows <= 0.0), axis=-1)[:, :top_k]
+        names = self.feature_names
+        return [
+            [(names[column], float(values[column])) for column in columns]
+            for values, columns in zip(rows, order, strict=True)
+        ]
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,17 @@ def test_contributions_list_fraud_drivers_first(trained: TrainedModels) -> None:
     assert len(trained.xgboost.contributions(x, top_k=3)) == 3
 
 
+def test_batch_ranking_matches_a_plain_sort_row_by_row(trained: TrainedModels) -> None:
+    rows = synthetic_fraud_rows(60, seed=14)[0]
+    matrix = xgb.DMatrix(rows, feature_names=list(FEATURE_NAMES))
+    raw = trained.xgboost.booster.predict(matrix, pred_contribs=True, approx_contribs=True)
+    ranked = trained.xgboost.contributions_batch(rows, top_k=4, approximate=True)
+    for values, top in zip(raw[:, :-1], ranked, strict=True):
+        expected = sorted(zip(FEATURE_NAMES, values.tolist(), strict=True),
+                          key=lambda pair: (pair[1] <= 0.0, -abs(pair[1])))[:4]  # fmt: skip
+        assert top == expected
+
+
 def test_calibration_is_monotone_and_bounded(trained: TrainedModels) -> None:
     calibration = trained.isolation_forest.calibration
     anomaly = np.linspace(0.0, 1.0, 1001)
