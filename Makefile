@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m bench.bench_generate --transactions 1000000
 	$(BIN)/python -m bench.bench_scoring
 	$(BIN)/python -m bench.bench_loadtest
+	$(BIN)/python -m bench.bench_demo
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -29,10 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
@@ -256,12 +260,16 @@ def _run_system(
     try:
         for index, (rate, records) in enumerate(zip(options.rates(), step_records, strict=True)):
             stages_before = scrape_stage_totals(sut.metrics_urls())
+            stand_ins_before = scrape_counter(sut.metrics_urls(), STAND_IN_COUNTER)
             sut.cpu.start()
             sent = _produce_step(sut, records, rate, folder / f"step-{index + 1}")
             step = _measure_step(sut, records, rate, sent, produced_before, options)
             step["stages_ms"] = stage_means_ms(
                 stages_before, scrape_stage_totals(sut.metrics_urls())
             )
+            stand_ins = scrape_counter(sut.metrics_urls(), STAND_IN_COUNTER) - stand_ins_before
+            pipeline_decided = system == "pipeline" and step["decided"] > 0
+            step["stand_in_share"] = stand_ins / step["decided"] if pipeline_decided else None
             produced_before += len(records)
             steps.append(step)
             print(f"  {system} step {index + 1}: {_step_line(step)}", flush=True)
@@ -273,6 +281,21 @@ def _run_system(
         if clock is not None:
             clock.close()
     return steps
+
+
+#: The pipeline's count of decisions made on the stand-in path (see stream/worker/pipeline.py).
+STAND_IN_COUNTER = "fraudstream_stand_in_decisions_total"
+
+
+def scrape_counter(metrics_urls: Sequence[str], name: str) -> float:
+    """A counter's value summed over the workers' /metrics (0 where it is absent)."""
+    total = 0.0
+    for url in metrics_urls:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            exposition = response.read().decode()
+        for family in text_string_to_metric_families(exposition):
+            total += sum(sample.value for sample in family.samples if sample.name == name)
+    return total
 
 
 def _produce_step(

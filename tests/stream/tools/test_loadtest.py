@@ -136,6 +136,7 @@ def test_pipeline_load_test_decides_every_transaction_and_writes_the_report(
     assert all(0 < cpu[role] < 1000 for role in ("worker", "producer", "measurer"))
     assert cpu["broker"] is None and cpu["redis"] is None
     assert step["load_average"]["cores"] >= 1
+    assert 0.0 <= step["stand_in_share"] <= 1.0
     windows = step["e2e_p99_ms_by_10s_window"]
     assert windows == [step["e2e_latency_ms"]["p99"]]  # a 4 s step fits one 10 s window
     assert json.loads(out.read_text())["steps"][0]["tps_target"] == 200
