@@ -40,6 +40,7 @@ from fraudstream.stream.worker.faust_app import (
     new_faust_app,
     owned_partitions,
     raw_topic,
+    run_faust_worker,
     shorten_fetch_wait,
     write_status,
 )
@@ -173,7 +174,6 @@ async def _consume_timed(bootstrap: str, topic: str, n: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import faust
 
     parser = argparse.ArgumentParser(
         prog="python -m fraudstream.stream.tools.baselines", description=__doc__
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status_file=args.status_file,
         session_timeout_s=args.session_timeout,
     )
-    faust.Worker(app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()
+    run_faust_worker(app)
     return 0
 
 

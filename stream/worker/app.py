@@ -27,6 +27,7 @@ from fraudstream.stream.worker.faust_app import (
     new_faust_app,
     owned_partitions,
     raw_topic,
+    run_faust_worker,
     shorten_fetch_wait,
     write_status,
 )
@@ -184,4 +185,4 @@ def run_worker(
         session_timeout_s=session_timeout_s, metrics=metrics,
     )  # fmt: skip
     attach_faust_sensor(app, metrics)
-    faust.Worker(app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()
+    run_faust_worker(app)

@@ -24,6 +24,7 @@ FAUST_ON_TANSU: dict[str, Any] = {
     "web_enabled": False,
     "consumer_auto_offset_reset": "earliest",
     "broker_max_poll_records": 1000,
+    "producer_linger": 0.005,
     "broker_commit_interval": 0.5,
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 20.0,
@@ -81,3 +82,14 @@ def write_status(status_file: Path, status: dict[str, Any]) -> None:
     pending = status_file.with_suffix(".tmp")
     pending.write_text(json.dumps({**status, "time": time.time()}))
     pending.replace(status_file)
+
+
+def run_faust_worker(app: faust.App) -> None:
+    """Run `app` in the foreground until SIGTERM / Ctrl-C, logging warnings and worse.
+
+    Without Faust's terminal spinner: it sets the root logger to DEBUG so that it turns once
+    per log record, so every aiokafka debug message was formatted (a few % of a worker's CPU).
+    """
+    worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
