@@ -1,0 +1,38 @@
+"""The demo, end to end on small numbers: nothing lost, and the figures it promises present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.tools.demo import MALFORMED_RECORDS, DemoOptions, run_demo
+from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
+from tests.support.worker_runs import setup_run
+
+
+@pytest.mark.integration
+def test_demo_decides_everything_and_reports_cpu_per_process(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    env, _ = setup_run(broker, redis_server, trained_registry, tmp_path)
+    for name, value in env.items():  # the demo's worker reads the same variables
+        monkeypatch.setenv(name, value)
+    options = DemoOptions(transactions=400, rate=200.0, out=tmp_path / "demo")
+
+    summary = run_demo(Settings.from_env(), options)
+
+    assert (summary["produced"], summary["decided"]) == (400, 400)
+    assert summary["dead_lettered"] == len(MALFORMED_RECORDS)
+    cpu = summary["cpu_s_per_1000_txn"]
+    assert list(cpu) == ["worker", "broker", "redis", "producer", "measurer"]
+    assert all(0 < cpu[role] < 1000 for role in ("worker", "producer", "measurer"))
+    assert cpu["broker"] is None and cpu["redis"] is None, "the session's servers, not ours"
+    assert summary["load_average"]["cores"] >= 1
+    windows = summary["e2e_p99_ms_by_10s_window"]
+    assert windows and all(p99 is None or p99 >= 0 for p99 in windows)
+    assert 0.0 <= summary["stand_in_share"] <= 1.0
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "## Where the CPU went" in report
