@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fraudstream.features.transaction import Label, Transaction
+from fraudstream.stream.settings import PRODUCER_LINGER_MS
 
 #: Pacing granularity: records due within one slice are sent together.
 SLICE_S = 0.005
@@ -222,7 +223,9 @@ class _PacedSender:
         """Send everything, flush, close; the delivery errors (empty when all landed)."""
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1
+        )
         await producer.start()
         started = time.monotonic()
         try:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.stream.settings import PRODUCER_LINGER_MS
 from fraudstream.stream.worker.metrics import quantiles_from_exposition
 
 #: Pacing granularity of the producer: records due within one slice are sent together.
@@ -93,7 +94,7 @@ async def _produce(
     """The paced send loop of `produce_paced`; its report without the CPU figure."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1)
     await producer.start()
     try:
         await producer.partitions_for(topic)  # metadata before the clock starts

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from fraudstream.stream.settings import Settings
+from fraudstream.stream.settings import PRODUCER_LINGER_MS, Settings
 
 #: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
 #: Tansu holds a group join for about half the session timeout, so the session timeout
@@ -24,7 +24,7 @@ FAUST_ON_TANSU: dict[str, Any] = {
     "web_enabled": False,
     "consumer_auto_offset_reset": "earliest",
     "broker_max_poll_records": 1000,
-    "producer_linger": 0.005,
+    "producer_linger": PRODUCER_LINGER_MS / 1000,
     "broker_commit_interval": 0.5,
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 20.0,
