@@ -45,11 +45,13 @@ def test_a_busy_child_process_is_charged_to_its_role_and_an_idle_one_is_not() ->
 
 
 def test_one_thread_is_split_from_the_rest_of_its_process() -> None:
-    ready, stop = threading.Event(), threading.Event()
+    ready, go, spun, stop = (threading.Event() for _ in range(4))
 
     def measure_in_thread() -> None:
         ready.set()
+        go.wait()
         _spin(0.4)
+        spun.set()
         stop.wait()
 
     thread = threading.Thread(target=measure_in_thread)
@@ -61,14 +63,14 @@ def test_one_thread_is_split_from_the_rest_of_its_process() -> None:
         CpuSource("producer", os.getpid(), except_thread=thread.native_id),
     ])  # fmt: skip
     meter.start()
+    go.set()
     _spin(0.2)  # this (main) thread's work is the producer's
-    time.sleep(0.5)
+    assert spun.wait(30)
     used = meter.seconds_by_role()
     stop.set()
     thread.join()
     assert used["measurer"] is not None and used["producer"] is not None
-    assert used["measurer"] > 0.15 and used["producer"] > 0.1
-    assert used["measurer"] + used["producer"] < 1.0
+    assert 0.35 < used["measurer"] < 0.6 and 0.15 < used["producer"] < 0.6
 
 
 def test_a_process_that_is_gone_counts_as_unmeasured_and_extra_seconds_add_up() -> None:
