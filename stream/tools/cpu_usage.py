@@ -33,6 +33,13 @@ class CpuSource:
     except_thread: int | None = None
 
 
+def run_sources(worker_pids: Iterable[int], service_pids: Mapping[str, int]) -> list[CpuSource]:
+    """A run's workers and the servers it started (`ServiceUrls.pids`), each in its role."""
+    return [CpuSource("worker", pid) for pid in worker_pids] + [
+        CpuSource(role, pid) for role, pid in service_pids.items()
+    ]
+
+
 def cpu_seconds(source: CpuSource) -> float | None:
     """User + system CPU seconds `source` has used so far; None once it is gone."""
     try:

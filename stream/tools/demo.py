@@ -12,13 +12,10 @@ import asyncio
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.contract import DeadLetter, Decision
@@ -27,11 +24,18 @@ from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
-from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average, per_1000
+from fraudstream.stream.tools.cpu_usage import (
+    CpuMeter,
+    CpuSource,
+    load_average,
+    per_1000,
+    run_sources,
+)
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.stream.tools.services import ServiceUrls, embedded_services, kafka_bootstrap
 from fraudstream.stream.tools.shadow_report import compare_shadow
+from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.tools.workers import (
     WorkerProcess,
     start_workers,
@@ -41,8 +45,8 @@ from fraudstream.stream.tools.workers import (
 from fraudstream.thresholds.pair import ThresholdPair
 from fraudstream.thresholds.shared import SharedThreshold
 
-#: The follower's fetch wait: the embedded broker answers an empty fetch only when it ends.
-FOLLOW_FETCH_WAIT_MS = 10
+#: How long the follower may take to connect to the broker.
+FOLLOWER_START_TIMEOUT_S = 30.0
 #: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
 DRIFT_SEED = 2027
 #: Deliberately broken records mixed into the replay, to show the dead-letter path.
@@ -68,48 +72,21 @@ class DemoOptions:
     shadow_version: str | None = None
 
 
-class DecisionFollower(threading.Thread):
-    """Reads `decisions` and the DLQ from the beginning, in a background thread.
+class DecisionFollower:
+    """Reads `decisions` and the DLQ from the beginning, in a background `TopicReader`.
 
-    aiokafka in the thread's own event loop (its C record parser made the demo's measuring
-    cost a quarter of kafka-python's). A record that does not follow the contract
-    (stream/contract.py) is counted in `unreadable` and skipped, so one stray record cannot
-    stop the follower.
+    A record that does not follow the contract (stream/contract.py) is counted in
+    `unreadable` and skipped, so one stray record cannot stop the follower.
     """
 
     def __init__(self, bootstrap: str, decisions: str, dlq: str, partitions: int) -> None:
-        super().__init__(daemon=True, name="decision-follower")
-        self.bootstrap, self.partitions = bootstrap, partitions
-        self.decisions_topic, self.dlq_topic = decisions, dlq
+        self.decisions_topic = decisions
         self.decisions: list[Decision] = []
         self.read_at: list[float] = []  # wall clock when each decision was read
         self.dead_letters: list[DeadLetter] = []
         self.unreadable = 0
-        self.error: BaseException | None = None
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._follow())
-        except BaseException as error:  # reported by the demo, never a silent stop
-            self.error = error
-
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=FOLLOW_FETCH_WAIT_MS,
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            consumer.assign([TopicPartition(topic, p) for topic in (self.decisions_topic,
-                             self.dlq_topic) for p in range(self.partitions)])  # fmt: skip
-            while not self._stopping.is_set():
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    now = time.time()
-                    for record in records:
-                        self._keep(record.topic, record.value or b"", now)
-        finally:
-            await consumer.stop()
+        self.reader = TopicReader(bootstrap, [decisions, dlq], partitions, self._keep,
+                                  from_end=False)  # fmt: skip
 
     def _keep(self, topic: str, value: bytes, read_at: float) -> None:
         try:
@@ -121,9 +98,12 @@ class DecisionFollower(threading.Thread):
         except ValueError:  # not JSON, or not the contract
             self.unreadable += 1
 
+    def start(self) -> None:
+        self.reader.start()
+        self.reader.wait_ready(FOLLOWER_START_TIMEOUT_S)
+
     def stop(self) -> None:
-        self._stopping.set()
-        self.join(5)
+        self.reader.stop()
 
 
 def _progress_line(follower: DecisionFollower, produced: int, total: int, started: float) -> str:
@@ -192,8 +172,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         finally:
             stop_workers(workers)
             follower.stop()
-        if follower.error is not None:
-            raise RuntimeError("the demo stopped reading decisions") from follower.error
+        follower.reader.raise_error()
         recalibrations = asyncio.run(_threshold_history(urls.redis_url, settings.app_id))
     if interactive:
         print()
@@ -245,12 +224,12 @@ def _demo_cpu_meter(
     workers: list[WorkerProcess], urls: ServiceUrls, follower: DecisionFollower
 ) -> CpuMeter:
     """Workers, services, and this process: its follower thread measures, the rest produces."""
-    assert follower.native_id is not None, "start the follower first"
+    reader = follower.reader.native_id
+    assert reader is not None, "start the follower first"
     return CpuMeter(
-        [CpuSource("worker", worker.process.pid) for worker in workers]
-        + [CpuSource(role, pid) for role, pid in urls.pids.items()]
-        + [CpuSource("producer", os.getpid(), except_thread=follower.native_id),
-           CpuSource("measurer", os.getpid(), only_thread=follower.native_id)]
+        run_sources((worker.process.pid for worker in workers), urls.pids)
+        + [CpuSource("producer", os.getpid(), except_thread=reader),
+           CpuSource("measurer", os.getpid(), only_thread=reader)]
     )  # fmt: skip
 
 

@@ -29,14 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
@@ -47,7 +43,7 @@ from fraudstream.stream.tools.baselines import (
     raw_aiokafka_consume_rate,
     start_baselines,
 )
-from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average
+from fraudstream.stream.tools.cpu_usage import CpuMeter, CpuSource, load_average, run_sources
 from fraudstream.stream.tools.loadtest_report import (
     GRACE_S,
     PAST_KNEE_DRAIN_S,
@@ -63,7 +59,7 @@ from fraudstream.stream.tools.loadtest_traffic import (
     PRODUCER_PROGRAM,
     DecisionClock,
     build_step_records,
-    scrape_stage_totals,
+    scrape_workers,
     stage_means_ms,
 )
 from fraudstream.stream.tools.services import (
@@ -250,8 +246,7 @@ def _run_system(
     if emits_decisions(system):
         clock = DecisionClock(bootstrap, topics["topic_decisions"], settings.partitions)
     cpu = CpuMeter(
-        [CpuSource("worker", p.process.pid) for p in processes]
-        + [CpuSource(role, pid) for role, pid in urls.pids.items()]
+        run_sources((p.process.pid for p in processes), urls.pids)
         + [CpuSource("measurer", os.getpid())]
     )
     sut = _SystemUnderTest(bootstrap, topics["topic_transactions"], folder, processes, clock, cpu)
@@ -259,15 +254,13 @@ def _run_system(
     produced_before = 0
     try:
         for index, (rate, records) in enumerate(zip(options.rates(), step_records, strict=True)):
-            stages_before = scrape_stage_totals(sut.metrics_urls())
-            stand_ins_before = scrape_counter(sut.metrics_urls(), STAND_IN_COUNTER)
+            before = scrape_workers(sut.metrics_urls())
             sut.cpu.start()
             sent = _produce_step(sut, records, rate, folder / f"step-{index + 1}")
             step = _measure_step(sut, records, rate, sent, produced_before, options)
-            step["stages_ms"] = stage_means_ms(
-                stages_before, scrape_stage_totals(sut.metrics_urls())
-            )
-            stand_ins = scrape_counter(sut.metrics_urls(), STAND_IN_COUNTER) - stand_ins_before
+            after = scrape_workers(sut.metrics_urls())
+            step["stages_ms"] = stage_means_ms(before.stages, after.stages)
+            stand_ins = after.stand_ins - before.stand_ins
             pipeline_decided = system == "pipeline" and step["decided"] > 0
             step["stand_in_share"] = stand_ins / step["decided"] if pipeline_decided else None
             produced_before += len(records)
@@ -281,21 +274,6 @@ def _run_system(
         if clock is not None:
             clock.close()
     return steps
-
-
-#: The pipeline's count of decisions made on the stand-in path (see stream/worker/pipeline.py).
-STAND_IN_COUNTER = "fraudstream_stand_in_decisions_total"
-
-
-def scrape_counter(metrics_urls: Sequence[str], name: str) -> float:
-    """A counter's value summed over the workers' /metrics (0 where it is absent)."""
-    total = 0.0
-    for url in metrics_urls:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            exposition = response.read().decode()
-        for family in text_string_to_metric_families(exposition):
-            total += sum(sample.value for sample in family.samples if sample.name == name)
-    return total
 
 
 def _produce_step(

@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from fraudstream.stream.settings import PRODUCER_LINGER_MS
+from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.worker.metrics import quantiles_from_exposition
 
 #: Pacing granularity of the producer: records due within one slice are sent together.
 SLICE_S = 0.005
 #: A generated stream longer than this is cycled (fresh txn_ids, shifted event times).
 CYCLE_TRANSACTIONS = 200_000
-#: The broker holds an empty fetch this long; Tansu does not answer early when records
-#: arrive meanwhile, so this bounds what reading adds to a measured latency.
-FETCH_MAX_WAIT_MS = 10
 #: How long the decision clock may take to connect and find the end of the topic.
 CLOCK_START_TIMEOUT_S = 30.0
 
@@ -152,91 +151,64 @@ def decision_txn_id(value: bytes) -> str | None:
 class DecisionClock:
     """First time (wall clock) each txn_id's decision was read from the decisions topic.
 
-    A background thread with its own asyncio loop reads the topic and stamps each record
-    as its fetch returns, so the read time does not wait for the caller's next `poll`.
-    `seen` grows from that thread: look up or count it, do not iterate it while reading.
+    A `TopicReader` thread reads from the topic's end at construction and stamps each
+    record as its fetch returns. `seen` grows from that thread: look up or count it, do not
+    iterate it while reading.
     """
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.seen: dict[str, float] = {}
-        self._ready = threading.Event()
-        self._stopping = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=asyncio.run,
-            args=(self._read(bootstrap, topic, partitions),),
-            name="decision-clock",
-            daemon=True,
-        )
-        self._thread.start()
-        if not self._ready.wait(CLOCK_START_TIMEOUT_S):
-            self.close()
-            raise TimeoutError(f"decision clock did not reach the end of {topic} on {bootstrap}")
-        self._raise_error()
+        self._reader = TopicReader(bootstrap, [topic], partitions, self._stamp, from_end=True)
+        self._reader.start()
+        self._reader.wait_ready(CLOCK_START_TIMEOUT_S)
 
-    async def _read(self, bootstrap: str, topic: str, partitions: int) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        try:
-            await consumer.start()
-            assigned = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(assigned)
-            await consumer.seek_to_end(*assigned)
-            for tp in assigned:
-                await consumer.position(tp)  # resolve "end" now, before anything is produced
-            self._ready.set()
-            while not self._stopping.is_set():
-                for records in (await consumer.getmany(timeout_ms=100)).values():
-                    now = time.time()
-                    for record in records:
-                        if (txn_id := decision_txn_id(record.value or b"")) is not None:
-                            self.seen.setdefault(txn_id, now)
-        except BaseException as error:  # handed to the caller's thread by `poll`
-            self._error = error
-        finally:
-            self._ready.set()
-            await consumer.stop()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError("the decision clock stopped reading") from self._error
+    def _stamp(self, topic: str, value: bytes, read_at: float) -> None:
+        if (txn_id := decision_txn_id(value)) is not None:
+            self.seen.setdefault(txn_id, read_at)
 
     def poll(self, timeout_s: float) -> None:
         """Wait `timeout_s` while the thread reads; raise if it has stopped on an error."""
-        self._raise_error()
+        self._reader.raise_error()
         time.sleep(timeout_s)
-        self._raise_error()
+        self._reader.raise_error()
 
     def close(self) -> None:
-        self._stopping.set()
-        self._thread.join()
+        self._reader.stop()
 
 
 StageTotals = dict[str, tuple[float, float]]
+#: The pipeline's count of decisions made on the stand-in path (see stream/worker/pipeline.py).
+STAND_IN_COUNTER = "fraudstream_stand_in_decisions_total"
 
 
-def scrape_stage_totals(metrics_urls: Sequence[str]) -> StageTotals:
-    """(observations, total ms) per pipeline stage, summed over the workers' /metrics."""
-    if not metrics_urls:
-        return {}
+@dataclass(frozen=True)
+class WorkerScrape:
+    """One read of every worker's /metrics: what a step compares before and after."""
+
+    stages: StageTotals
+    stand_ins: float
+
+
+def scrape_workers(metrics_urls: Sequence[str]) -> WorkerScrape:
+    """Stage totals and stand-in count, summed over the workers' /metrics (read once each)."""
     pages = []
     for url in metrics_urls:
         with urllib.request.urlopen(url, timeout=5) as response:
             pages.append(response.read().decode())
-    per_stage = quantiles_from_exposition(
-        "\n".join(pages), "fraudstream_stage_latency_seconds", "stage"
-    )
-    return {
+    exposition = "\n".join(pages)
+    per_stage = quantiles_from_exposition(exposition, "fraudstream_stage_latency_seconds", "stage")
+    stages = {
         stage: (figures["count"], figures["count"] * figures["mean"])
         for stage, figures in per_stage.items()
         if figures["count"]
     }
+    stand_ins = sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == STAND_IN_COUNTER
+    )
+    return WorkerScrape(stages, stand_ins)
 
 
 def stage_means_ms(before: StageTotals, after: StageTotals) -> dict[str, float]:

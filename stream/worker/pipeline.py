@@ -68,6 +68,13 @@ def dead_letter(raw: bytes, error: str, stage: str) -> DeadLetter:
     return DeadLetter.of(raw, error, stage)
 
 
+def _spread(values: NDArray[Any], rows: NDArray[np.intp], length: int) -> NDArray[np.float64]:
+    """`values` of `rows` placed in a batch of `length` rows, NaN for the rows not scored."""
+    spread = np.full(length, np.nan)
+    spread[rows] = values
+    return spread
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
@@ -247,9 +254,7 @@ class DecisionPipeline:
             result = await scorer.score_batch(features[fresh])
             if result.scores is None:
                 return result
-            scores = np.full(len(features), np.nan)
-            scores[fresh] = result.scores
-            return replace(result, scores=scores)
+            return replace(result, scores=_spread(result.scores, fresh, len(features)))
 
         results = await asyncio.gather(*(score(scorer) for scorer in self.scorers))
         return {result.model: result for result in results}
@@ -318,11 +323,7 @@ class DecisionPipeline:
             ),
             features[fresh],
         )  # fmt: skip
-        if scored is None:
-            return None
-        everyone = np.full(len(features), np.nan)
-        everyone[fresh] = scored
-        return everyone
+        return None if scored is None else _spread(scored, fresh, len(features))
 
     async def _remember_scores(self, outcome: BatchOutcome) -> None:
         """Keep each decision's score where a late label (any worker) can find it."""

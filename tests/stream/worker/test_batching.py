@@ -9,7 +9,9 @@ import pytest
 from fraudstream.stream.worker.batching import Coalescer
 
 
-def test_items_queued_during_a_batch_are_decided_together_in_order() -> None:
+def batches_taken(max_batch: int, first: list[int], later: list[list[int]]) -> list[list[int]]:
+    """The batches a coalescer makes of `later` takes queued while `first` is decided."""
+
     async def run() -> list[list[int]]:
         batches: list[list[int]] = []
         release = asyncio.Event()
@@ -18,37 +20,24 @@ def test_items_queued_during_a_batch_are_decided_together_in_order() -> None:
             batches.append(batch)
             await release.wait()  # the first batch is slow: the rest queue up meanwhile
 
-        coalescer = Coalescer(process, max_batch=100)
-        await coalescer.put([1, 2])
+        coalescer = Coalescer(process, max_batch=max_batch)
+        await coalescer.put(first)
         await asyncio.sleep(0.01)
-        for take in ([3], [4, 5], [6]):
+        for take in later:
             await coalescer.put(take)
         release.set()
         await coalescer.close()
         return batches
 
-    assert asyncio.run(run()) == [[1, 2], [3, 4, 5, 6]]
+    return asyncio.run(run())
+
+
+def test_items_queued_during_a_batch_are_decided_together_in_order() -> None:
+    assert batches_taken(100, [1, 2], [[3], [4, 5], [6]]) == [[1, 2], [3, 4, 5, 6]]
 
 
 def test_a_batch_stops_growing_at_max_batch() -> None:
-    async def run() -> list[list[int]]:
-        batches: list[list[int]] = []
-        gate = asyncio.Event()
-
-        async def process(batch: list[int]) -> None:
-            batches.append(batch)
-            await gate.wait()
-
-        coalescer = Coalescer(process, max_batch=3)
-        await coalescer.put([0])
-        await asyncio.sleep(0.01)
-        for take in ([1, 2], [3, 4], [5]):
-            await coalescer.put(take)
-        gate.set()
-        await coalescer.close()
-        return batches
-
-    assert asyncio.run(run()) == [[0], [1, 2, 3, 4], [5]]
+    assert batches_taken(3, [0], [[1, 2], [3, 4], [5]]) == [[0], [1, 2, 3, 4], [5]]
 
 
 def test_a_failed_batch_raises_in_the_next_put_and_takes_nothing_more() -> None:

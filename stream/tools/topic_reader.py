@@ -1,0 +1,85 @@
+"""Read topics in a background thread, stamping each record with the time it arrived.
+
+The demo's decision follower and the load test's decision clock both read while the main
+thread produces and reports. aiokafka (its C record parser costs a quarter of
+kafka-python's CPU) runs in the thread's own event loop, and each record is stamped when
+its fetch returns, not when the main thread next looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+#: The embedded broker answers a waiting fetch only when the wait ends: keep it short.
+FETCH_MAX_WAIT_MS = 10
+
+#: Called in the reader's thread with (topic, value, wall-clock time the fetch returned).
+OnRecord = Callable[[str, bytes, float], None]
+
+
+class TopicReader(threading.Thread):
+    """Every partition of `topics`, from the beginning or (`from_end`) from their end now.
+
+    `wait_ready` returns once the start position is resolved (so nothing produced after it
+    is missed); an error in the thread is kept in `error` and raised by `raise_error`.
+    """
+
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str], partitions: int, on_record: OnRecord,
+        *, from_end: bool,
+    ) -> None:  # fmt: skip
+        super().__init__(daemon=True, name=f"reader-{'-'.join(topics)}")
+        self.bootstrap, self.from_end, self.on_record = bootstrap, from_end, on_record
+        self.assigned = [TopicPartition(topic, p) for topic in topics for p in range(partitions)]
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._read())
+        except BaseException as error:  # handed to the caller by raise_error
+            self.error = error
+        finally:
+            self._ready.set()
+
+    async def _read(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            consumer.assign(self.assigned)
+            if self.from_end:
+                await consumer.seek_to_end(*self.assigned)
+                for tp in self.assigned:
+                    await consumer.position(tp)  # resolve "end" now, before anything is sent
+            self._ready.set()
+            while not self._stopping.is_set():
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    now = time.time()
+                    for record in records:
+                        self.on_record(record.topic, record.value or b"", now)
+        finally:
+            await consumer.stop()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until reading has started; raise its error, or TimeoutError."""
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise TimeoutError(f"no reader for {self.assigned} on {self.bootstrap}")
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise RuntimeError("reading the topics stopped") from self.error
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(10)
