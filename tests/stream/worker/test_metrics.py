@@ -9,9 +9,12 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.sensors.prometheus import PrometheusMonitor
+from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.stream.contract import DeadLetter, Decision
@@ -334,5 +337,23 @@ def test_faust_sensor_writes_into_the_worker_registry(metrics: WorkerMetrics) ->
         app = faust.App("metrics-test", broker="kafka://localhost:1", datadir=datadir)
         attach_faust_sensor(app, metrics)
 
-        assert type(app.monitor).__name__ == "PrometheusMonitor"
+        assert isinstance(app.monitor, PrometheusMonitor)
         assert b"faust_messages_received_total" in metrics.exposition()
+
+
+def test_faust_sensor_skips_the_per_record_hooks(metrics: WorkerMetrics) -> None:
+    import faust
+
+    with tempfile.TemporaryDirectory() as datadir:
+        app = faust.App("metrics-test", broker="kafka://localhost:1", datadir=datadir)
+        attach_faust_sensor(app, metrics)
+        tp = TP("transactions", 0)
+        message = SimpleNamespace(time_in=None)
+        app.monitor.on_message_in(tp, 5, message)
+        assert app.monitor.on_stream_event_in(tp, 5, object(), object()) is None
+        app.monitor.track_tp_end_offset(tp, 9)
+        app.monitor.on_commit_completed(app.consumer, app.monitor.on_commit_initiated(None))
+
+        exposition = metrics.exposition()
+        assert b"faust_messages_received_total 0.0" in exposition
+        assert b"faust_consumer_commit_latency_count 1.0" in exposition
