@@ -33,12 +33,16 @@ async def _consume(consumer: AIOKafkaConsumer, delays_ms: list[float]) -> None:
             delays_ms.extend(1000.0 * (now - float(r.value[:20])) for r in records)
 
 
-async def measure(rate: float, seconds: float, linger_ms: int) -> None:
+async def measure(
+    rate: float, seconds: float, linger_ms: int, partitions: int, fetch_wait_ms: int
+) -> None:
     with EmbeddedBroker() as broker:
-        broker.create_topics(["growth"], 4)
+        broker.create_topics(["growth"], partitions)
         broker_process = psutil.Process(broker.pid)
-        consumer = AIOKafkaConsumer("growth", bootstrap_servers=broker.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=10)  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            "growth", bootstrap_servers=broker.bootstrap, group_id=None,
+            auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
+        )  # fmt: skip
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=linger_ms)
         await consumer.start()
         await producer.start()
@@ -72,8 +76,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--fetch-wait-ms", type=int, default=10)
     args = parser.parse_args()
-    asyncio.run(measure(args.rate, args.seconds, args.linger_ms))
+    asyncio.run(
+        measure(args.rate, args.seconds, args.linger_ms, args.partitions, args.fetch_wait_ms)
+    )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ from fraudstream.thresholds.shared import SharedThreshold
 
 #: How long the follower may take to connect to the broker.
 FOLLOWER_START_TIMEOUT_S = 30.0
+#: The follower's fetch wait. Its reading time is not the measurement (each decision
+#: carries the worker's own latency), and the embedded broker scans a partition's whole
+#: log on every fetch that finds data, so a patient follower saves broker CPU (issue 9).
+FOLLOWER_FETCH_WAIT_MS = 200
 #: Replay seed of `--scenario drift` (see bench/RESULTS.md for how other seeds fare).
 DRIFT_SEED = 2027
 #: Deliberately broken records mixed into the replay, to show the dead-letter path.
@@ -85,8 +89,10 @@ class DecisionFollower:
         self.read_at: list[float] = []  # wall clock when each decision was read
         self.dead_letters: list[DeadLetter] = []
         self.unreadable = 0
-        self.reader = TopicReader(bootstrap, [decisions, dlq], partitions, self._keep,
-                                  from_end=False)  # fmt: skip
+        self.reader = TopicReader(
+            bootstrap, [decisions, dlq], partitions, self._keep,
+            from_end=False, fetch_max_wait_ms=FOLLOWER_FETCH_WAIT_MS,
+        )  # fmt: skip
 
     def _keep(self, topic: str, value: bytes, read_at: float) -> None:
         try:
