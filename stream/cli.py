@@ -107,7 +107,7 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
         seed = DRIFT_SEED if args.scenario == "drift" else DemoOptions.seed
     return DemoOptions(transactions=args.transactions, rate=args.rate, out=args.out,
                        workers=args.workers, scenario=args.scenario, shadow_version=args.shadow,
-                       seed=seed)  # fmt: skip
+                       seed=seed, partitions=args.partitions)  # fmt: skip
 
 
 def _offline_demo(args: argparse.Namespace) -> int:
@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--transactions", type=int, default=50_000)
     demo.add_argument("--rate", type=float, default=500.0, help="transactions per second")
     demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument(
+        "--partitions", type=int, default=None,
+        help="per topic (default: one per worker on the embedded broker)",
+    )  # fmt: skip
     demo.add_argument(
         "--seed", type=int, default=None,
         help="stream seed (default: 7 offline, 2026 steady, 2027 drift)",

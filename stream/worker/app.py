@@ -24,6 +24,7 @@ from fraudstream.stream.worker.delivery import OverlappedDelivery
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
+    LABEL_BATCH_WITHIN_S,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -82,7 +83,7 @@ def add_agents(
     @app.agent(raw_topic(app, settings.topic_labels))
     async def learn_from_labels(stream: Any) -> None:
         await runtime.start()
-        async for values in stream.take(BATCH_MAX, within=0.05):
+        async for values in stream.take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
             await deliver(app, settings, BatchOutcome(dead_letters=await runtime.learn(values)))
 
 

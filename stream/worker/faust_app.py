@@ -32,6 +32,9 @@ FAUST_ON_TANSU: dict[str, Any] = {
 #: Micro-batch: up to this many events, or whatever arrived within this many seconds.
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
+#: Labels arrive days late, so half a second more costs nothing, and each label batch pays
+#: its own Redis round trips and recalibration check: fewer, larger batches (issue 9).
+LABEL_BATCH_WITHIN_S = 0.5
 
 
 def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:

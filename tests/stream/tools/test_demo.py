@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from fraudstream.stream.settings import Settings
-from fraudstream.stream.tools.demo import MALFORMED_RECORDS, DemoOptions, run_demo
+from fraudstream.stream.tools.demo import (
+    MALFORMED_RECORDS,
+    DemoOptions,
+    demo_partitions,
+    run_demo,
+)
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
 
@@ -26,6 +31,7 @@ def test_demo_decides_everything_and_reports_cpu_per_process(
 
     assert (summary["produced"], summary["decided"]) == (400, 400)
     assert summary["dead_lettered"] == len(MALFORMED_RECORDS)
+    assert summary["partitions"] == 4, "the session broker's topics: the settings decide"
     cpu = summary["cpu_s_per_1000_txn"]
     assert list(cpu) == ["worker", "broker", "redis", "producer", "measurer"]
     assert all(0 < cpu[role] < 1000 for role in ("worker", "producer", "measurer"))
@@ -36,3 +42,12 @@ def test_demo_decides_everything_and_reports_cpu_per_process(
     assert 0.0 <= summary["stand_in_share"] <= 1.0
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "## Where the CPU went" in report
+
+
+def test_demo_partitions_one_per_worker_on_the_embedded_broker_only() -> None:
+    embedded, external = Settings(), Settings(kafka_url="kafka://kafka:9092", partitions=8)
+
+    assert demo_partitions(embedded, DemoOptions(workers=1)) == 1
+    assert demo_partitions(embedded, DemoOptions(workers=3)) == 3
+    assert demo_partitions(external, DemoOptions(workers=2)) == 8
+    assert demo_partitions(external, DemoOptions(workers=2, partitions=6)) == 6
