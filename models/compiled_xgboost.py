@@ -124,7 +124,7 @@ class CompiledBooster:
 
         ``X`` has shape (n_rows, n_features) or (n_features,) for one row.
         """
-        return _sigmoid(self._margin32(self._rows(X)))
+        return sigmoid(self._margin32(self._rows(X)))
 
     def predict_margin(self, X: NDArray[np.floating]) -> NDArray[np.float64]:
         """Log-odds, as ``booster.inplace_predict(X, predict_type="margin")``."""
@@ -296,7 +296,7 @@ def _mean_values(
     return mean
 
 
-def _sigmoid(margin: NDArray[np.float32]) -> NDArray[np.float64]:
+def sigmoid(margin: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
     """XGBoost's float32 ``common::Sigmoid``: ``1 / (expf(min(-x, 88.7)) + 1)``.
 
     ``exp`` runs in float64 and is rounded to float32, as glibc's ``expf`` is in effect;

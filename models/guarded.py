@@ -29,12 +29,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class GuardedResult:
-    """Scores for every row, or None with `fallback_reason` when the model fell back."""
+    """Scores for every row, or None with `fallback_reason` when the model fell back.
+
+    `contributions` (n_rows, n_features) is there when the caller asked for explained
+    scores and the model gives them (XGBoost).
+    """
 
     model: ModelName
     scores: NDArray[np.float64] | None
     fallback_reason: str | None
     seconds: float
+    contributions: NDArray[np.float64] | None = None
 
 
 class GuardedScorer:
@@ -61,14 +66,29 @@ class GuardedScorer:
             return None, f"error: {type(error).__name__}: {error}"
         return result, None
 
-    async def score_batch(self, features: NDArray[np.float64]) -> GuardedResult:
+    @property
+    def explains(self) -> bool:
+        """Whether the scorer gives contributions with its scores (`score_explained`)."""
+        return hasattr(self.scorer, "score_explained")
+
+    async def score_batch(
+        self, features: NDArray[np.float64], explain: bool = False
+    ) -> GuardedResult:
+        """Scores (and, with `explain` on a scorer that `explains`, contributions) in one
+        call on the model's thread, under one timeout."""
         started = time.perf_counter()
-        scores, reason = await self.call(self.scorer.score_batch, features)
+        if explain and self.explains:
+            explained, reason = await self.call(self.scorer.score_explained, features)  # type: ignore[attr-defined]
+            scores, contributions = explained if explained is not None else (None, None)
+        else:
+            scores, reason = await self.call(self.scorer.score_batch, features)
+            contributions = None
         return GuardedResult(
             self.name,
             None if scores is None else np.asarray(scores, dtype=np.float64),
             reason,
             time.perf_counter() - started,
+            contributions,
         )
 
     def close(self) -> None:

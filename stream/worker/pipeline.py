@@ -26,7 +26,7 @@ from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedSco
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
 from fraudstream.models.rules import RulesScorer
-from fraudstream.models.scorers import Scorer
+from fraudstream.models.scorers import Scorer, rank_contributions
 from fraudstream.stream.contract import DeadLetter, Decision, ShadowDecision
 from fraudstream.thresholds.pair import ThresholdPair
 
@@ -187,7 +187,7 @@ class DecisionPipeline:
         mark = time.perf_counter()
         outcomes = [self.thresholds.decide(combined.score) for _, _, combined in scored]
         threshold_s = time.perf_counter() - mark
-        reasons = await self._reasons(features, outcomes, fresh)
+        reasons = self._reasons(features, outcomes, fresh, per_model.get(ModelName.XGBOOST))
         shadow = await self._shadow_scores(features, fresh)
         feature_rows = features.tolist()  # one conversion for the batch, not one per row
 
@@ -242,13 +242,17 @@ class DecisionPipeline:
         """Each model's scores for every row; rows a model was not asked about are NaN.
 
         XGBoost scores every row; the other models only the `fresh` ones (a stand-in row
-        is decided by XGBoost alone, see `stand_in_after_s`).
+        is decided by XGBoost alone, see `stand_in_after_s`). XGBoost's contributions come
+        with its scores, from the same call: the reasons cost no second thread hop or
+        timeout.
         """
         everyone = len(fresh) == len(features)
 
+        explain = len(fresh) > 0  # reasons are given for fresh rows only
+
         async def score(scorer: GuardedScorer) -> GuardedResult:
             if everyone or scorer.name == ModelName.XGBOOST:
-                return await scorer.score_batch(features)
+                return await scorer.score_batch(features, explain)
             if len(fresh) == 0:
                 return GuardedResult(scorer.name, np.full(len(features), np.nan), None, 0.0)
             result = await scorer.score_batch(features[fresh])
@@ -333,26 +337,24 @@ class DecisionPipeline:
         except FeatureStoreError:
             outcome.feature_store_errors += 1
 
-    async def _reasons(
-        self, features: NDArray[Any], outcomes: list[str], fresh: NDArray[np.intp]
-    ) -> list[list[str]]:
+    def _reasons(
+        self, features: NDArray[Any], outcomes: list[str], fresh: NDArray[np.intp],
+        xgboost: GuardedResult | None,
+    ) -> list[list[str]]:  # fmt: skip
         """Top XGBoost contributions and fired rules for flagged fresh rows; approvals get none."""
         flagged = [int(row) for row in fresh if outcomes[row] != "approve"]
         reasons: list[list[str]] = [[] for _ in outcomes]
         if not flagged:
             return reasons
-        xgboost = next((s for s in self.scorers if s.name == ModelName.XGBOOST), None)
-        contributions = None
-        if xgboost is not None and hasattr(xgboost.scorer, "contributions_batch"):
-            contributions, _ = await xgboost.call(
-                xgboost.scorer.contributions_batch, features[flagged], TOP_REASONS, True
-            )
         names = self.models.feature_names
+        ranked = None
+        if xgboost is not None and xgboost.contributions is not None:
+            ranked = rank_contributions(xgboost.contributions[flagged], names, TOP_REASONS)
         for position, row in enumerate(flagged):
-            if contributions is not None:
+            if ranked is not None:
                 reasons[row] = [
                     f"{name}={features[row, names.index(name)]:.4g} ({value:+.2f})"
-                    for name, value in contributions[position]
+                    for name, value in ranked[position]
                     if value > 0
                 ]
             reasons[row] += [f"rule: {rule}" for rule in self.rules.reasons(features[row])]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from fraudstream.models.scorers import AnomalyCalibration, Scorer
+from fraudstream.models.scorers import AnomalyCalibration, Scorer, rank_contributions
 from fraudstream.models.training import TrainedModels
 from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
 from tests.support.small_models import FEATURE_NAMES, train_small_models
@@ -74,6 +74,18 @@ def test_batch_ranking_matches_a_plain_sort_row_by_row(trained: TrainedModels) -
         expected = sorted(zip(FEATURE_NAMES, values.tolist(), strict=True),
                           key=lambda pair: (pair[1] <= 0.0, -abs(pair[1])))[:4]  # fmt: skip
         assert top == expected
+
+
+def test_explained_scores_are_the_scores_and_the_contributions_of_one_pass(
+    trained: TrainedModels,
+) -> None:
+    rows = synthetic_fraud_rows(30, seed=15)[0][:12]
+    explained = trained.xgboost.score_explained(rows)
+
+    np.testing.assert_array_equal(explained.scores, trained.xgboost.score_batch(rows))
+    assert rank_contributions(explained.contributions, FEATURE_NAMES, 3) == (
+        trained.xgboost.contributions_batch(rows, top_k=3, approximate=True)
+    )
 
 
 def test_calibration_is_monotone_and_bounded(trained: TrainedModels) -> None:

@@ -22,11 +22,13 @@ from fraudstream.features.store import RedisFeatureStore, redis_stores
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.registry import load_version
+from fraudstream.models.scorers import ExplainedScores, XGBoostScorer
 from fraudstream.stream.contract import Decision
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.worker.pipeline import (
+    TOP_REASONS,
     DecisionPipeline,
     IncomingRecord,
     ShadowCandidate,
@@ -64,6 +66,32 @@ class SleepyForest:
 
     def score_one(self, features: NDArray[np.float64]) -> float:
         return 0.0
+
+
+class CountingXGBoost:
+    """The real XGBoost scorer, counting the calls the pipeline makes on it."""
+
+    name = "xgboost"
+
+    def __init__(self, scorer: XGBoostScorer, sleep_s: float = 0.0) -> None:
+        self.scorer, self.sleep_s = scorer, sleep_s
+        self.calls: list[str] = []
+
+    def score_batch(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        self.calls.append("score_batch")
+        return self.scorer.score_batch(features)
+
+    def score_one(self, features: NDArray[np.float64]) -> float:
+        return self.scorer.score_one(features)
+
+    def score_explained(self, features: NDArray[np.float64]) -> ExplainedScores:
+        self.calls.append("score_explained")
+        time.sleep(self.sleep_s)
+        return self.scorer.score_explained(features)
+
+    def contributions_batch(self, *args: object) -> object:
+        self.calls.append("contributions_batch")
+        raise AssertionError("the reasons must come with the scores")
 
 
 def records(count: int, seed: int = 5) -> list[IncomingRecord]:
@@ -166,6 +194,48 @@ def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
             assert decision.fallbacks == {"isolation_forest": "timeout after 50 ms"}
             assert decision.score == pytest.approx(decision.model_scores["xgboost"])
             assert decision.degraded is True
+
+    asyncio.run(run())
+
+
+def test_reasons_come_from_the_call_that_scored_with_xgboost(trained_registry: Path) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        xgboost = CountingXGBoost(models.xgboost)
+        pipeline = make_pipeline(
+            in_memory(), trained_registry, scorers=[xgboost, models.isolation_forest]
+        )
+        pipeline.thresholds = ThresholdPair("low", 0.001, 0.999)  # flags most of them
+        outcome = await pipeline.process(records(60, seed=8))
+        await close(pipeline)
+        assert xgboost.calls == ["score_explained"], "one call, one thread hop, one timeout"
+        flagged = [d for d in outcome.decisions if d.decision != "approve"]
+        assert len(flagged) > 10
+        rows = np.array([d.features for d in flagged])
+        expected = models.xgboost.contributions_batch(rows, TOP_REASONS, approximate=True)
+        for decision, top in zip(flagged, expected, strict=True):
+            from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
+            assert from_model == [name for name, value in top if value > 0]
+
+    asyncio.run(run())
+
+
+def test_hung_xgboost_costs_one_timeout_not_two(trained_registry: Path) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        xgboost = CountingXGBoost(models.xgboost, sleep_s=0.3)
+        pipeline = make_pipeline(
+            in_memory(), trained_registry, scorers=[xgboost, models.isolation_forest],
+            timeout_s=0.1,
+        )  # fmt: skip
+        started = time.perf_counter()
+        outcome = await pipeline.process(records(20, seed=9))
+        elapsed = time.perf_counter() - started
+        await close(pipeline)
+        # Scores and reasons used to wait 100 ms each, one after the other.
+        assert elapsed < 0.2
+        assert all(d.fallbacks == {"xgboost": "timeout after 100 ms"} for d in outcome.decisions)
+        assert all(not any("(+" in r for r in d.reasons) for d in outcome.decisions)
 
     asyncio.run(run())
 
