@@ -38,6 +38,7 @@ from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.tools.workers import (
     WorkerProcess,
+    partitions_per_topic,
     start_workers,
     stop_workers,
     worker_env,
@@ -74,7 +75,7 @@ class DemoOptions:
     workers: int = 1
     scenario: str = "steady"
     shadow_version: str | None = None
-    partitions: int | None = None  # None: see `demo_partitions`
+    partitions: int | None = None  # None: see `partitions_per_topic`
 
 
 class DecisionFollower:
@@ -127,25 +128,12 @@ def _progress_line(follower: DecisionFollower, produced: int, total: int, starte
     )
 
 
-def demo_partitions(settings: Settings, options: DemoOptions) -> int:
-    """Partitions per topic: as asked, else one per worker on the embedded broker.
-
-    A partition is the unit of parallelism, so one per worker loses nothing; more cost the
-    embedded broker CPU, because Tansu 0.6's memory engine lists a partition's whole log
-    on every fetch that finds data there (one partition instead of four halved its CPU in
-    the demo, issue 9). On a user's own Kafka the topics exist already: `settings` decide.
-    """
-    if options.partitions is not None:
-        return options.partitions
-    return options.workers if settings.kafka_url is None else settings.partitions
-
-
 def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     settings = replace(
         settings, registry_path=settings.registry_path.resolve(),
-        partitions=demo_partitions(settings, options),
+        partitions=partitions_per_topic(settings, options.workers, options.partitions),
     )  # fmt: skip
     print(ensure_trained_model(settings, out), flush=True)
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))

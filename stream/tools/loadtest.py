@@ -68,7 +68,13 @@ from fraudstream.stream.tools.services import (
     embedded_services,
     kafka_bootstrap,
 )
-from fraudstream.stream.tools.workers import WorkerProcess, start_workers, stop_workers, worker_env
+from fraudstream.stream.tools.workers import (
+    WorkerProcess,
+    partitions_per_topic,
+    start_workers,
+    stop_workers,
+    worker_env,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class LoadTestOptions:
     ramp: str | None = None
     duration_s: float = 10.0
     workers: int = 1
+    partitions: int | None = None  # None: see `partitions_per_topic`
     budget_ms: float = 100.0
     baseline: str | None = None
     compare_with: tuple[str, ...] = ()
@@ -140,6 +147,9 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
     (see loadtest_report.py for the keys).
     """
     rates = options.rates()
+    settings = replace(
+        settings, partitions=partitions_per_topic(settings, options.workers, options.partitions)
+    )
     run_id = uuid.uuid4().hex[:8]
     if options.out is not None:
         run_dir = options.out.parent / f"{options.out.stem}-run"
@@ -181,6 +191,7 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
         },
         "raw_aiokafka_consume_tps": raw_tps,
         "workers": options.workers,
+        "partitions": settings.partitions,
         "machine": describe_machine(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -359,6 +370,10 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ramp", default=None, help="START:STEP:MAX transactions/s")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per step")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--partitions", type=int, default=None,
+        help="per topic (default: one per worker on the embedded broker)",
+    )  # fmt: skip
     parser.add_argument("--budget-ms", type=float, default=100.0, help="p99 budget")
     parser.add_argument(
         "--baseline", default="", help="also run these baselines, e.g. noop,passthrough"
@@ -381,6 +396,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         ramp=args.ramp,
         duration_s=args.duration,
         workers=args.workers,
+        partitions=args.partitions,
         budget_ms=args.budget_ms,
         compare_with=baselines,
         out=args.json,

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fraudstream.stream.settings import Settings
+
 
 @dataclass
 class WorkerProcess:
@@ -110,6 +112,20 @@ def stop_workers(workers: list[WorkerProcess], timeout_s: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()
+
+
+def partitions_per_topic(settings: Settings, workers: int, asked: int | None = None) -> int:
+    """Partitions of the topics a run creates: as asked, else one per worker on the
+    embedded broker, else the settings' (a user's own Kafka: the topics exist already).
+
+    A partition is the unit of parallelism, so one per worker loses nothing; more cost the
+    embedded broker CPU, because Tansu 0.6's memory engine lists a partition's whole log
+    on every fetch that finds data there (one partition instead of four halved its CPU in
+    the demo, issue 9).
+    """
+    if asked is not None:
+        return asked
+    return workers if settings.kafka_url is None else settings.partitions
 
 
 def worker_env(kafka_url: str, redis_url: str, **settings: str) -> dict[str, str]:

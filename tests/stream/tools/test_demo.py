@@ -7,12 +7,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.stream.settings import Settings
-from fraudstream.stream.tools.demo import (
-    MALFORMED_RECORDS,
-    DemoOptions,
-    demo_partitions,
-    run_demo,
-)
+from fraudstream.stream.tools.demo import MALFORMED_RECORDS, DemoOptions, run_demo
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
 
@@ -42,12 +37,3 @@ def test_demo_decides_everything_and_reports_cpu_per_process(
     assert 0.0 <= summary["stand_in_share"] <= 1.0
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "## Where the CPU went" in report
-
-
-def test_demo_partitions_one_per_worker_on_the_embedded_broker_only() -> None:
-    embedded, external = Settings(), Settings(kafka_url="kafka://kafka:9092", partitions=8)
-
-    assert demo_partitions(embedded, DemoOptions(workers=1)) == 1
-    assert demo_partitions(embedded, DemoOptions(workers=3)) == 3
-    assert demo_partitions(external, DemoOptions(workers=2)) == 8
-    assert demo_partitions(external, DemoOptions(workers=2, partitions=6)) == 6

@@ -22,6 +22,7 @@ from fraudstream.stream.tools.loadtest_report import (
     write_loadtest_report,
 )
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
+from fraudstream.stream.tools.workers import partitions_per_topic
 
 STEP_KEYS = {"tps_target", "tps_achieved", "e2e_latency_ms", "lag_end", "stages_ms"}
 REPORT_KEYS = {
@@ -184,3 +185,13 @@ def test_a_ramp_stops_per_system_and_still_reports_every_ratio(
     assert noop["stopped_after_tps"] is None and noop["stop_reason"] is None
     assert report["ratios"] == {"noop": None}  # passthrough sustained nothing
     assert "Ramp stopped after 100/s: p99" in (tmp_path / "s.md").read_text()
+
+
+def test_runs_make_one_partition_per_worker_on_the_embedded_broker_only() -> None:
+    embedded, external = Settings(), Settings(kafka_url="kafka://kafka:9092", partitions=8)
+
+    assert partitions_per_topic(embedded, workers=1) == 1
+    assert partitions_per_topic(embedded, workers=3) == 3
+    assert partitions_per_topic(external, workers=2) == 8
+    assert partitions_per_topic(embedded, workers=2, asked=6) == 6
+    assert partitions_per_topic(external, workers=2, asked=6) == 6
