@@ -3,7 +3,17 @@
 Everything that crosses a topic or a file is parsed here, so the generator, the offline
 builder and the streaming worker agree on one shape. `parse_transaction` is strict: a
 record that does not fit raises `InvalidTransaction` with a message naming the field,
-which the worker copies into the dead-letter record.
+which the worker copies into the dead-letter record. It raises nothing else, whatever the
+input (a hostile record must cost one dead letter, never its batch):
+
+- a Kafka tombstone (a None value) is rejected as "tombstone: null value";
+- JSON is parsed by orjson, which rejects NaN and Infinity, invalid UTF-8, escaped lone
+  surrogates (`"\\ud800"`), numbers beyond a double (`1e400`, a 400-digit integer) and
+  nesting deeper than 1,024 levels; integers beyond 64 bits but within a double become
+  floats; of duplicate keys the last wins (`{"amount": 1, "amount": 2}` has amount 2);
+- a decoded mapping (the replay path) may hold what orjson never returns: integers too
+  large for a float and strings with lone surrogates, which no UTF-8 topic or Redis key
+  can carry; both are rejected naming the field.
 """
 
 from __future__ import annotations
@@ -81,7 +91,20 @@ class Label:
         }
 
 
-def _decode(payload: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+def _shown(value: Any) -> str:
+    """`value` for an error message: its repr, at most 80 characters, whatever it is."""
+    try:
+        shown = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return f"an integer of {value.bit_length()} bits"
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deep to print"
+    return shown if len(shown) <= 80 else f"{shown[:77]}..."
+
+
+def _decode(payload: bytes | str | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if payload is None:
+        raise InvalidTransaction("tombstone: null value")
     if isinstance(payload, Mapping):
         return payload
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -89,7 +112,7 @@ def _decode(payload: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
             f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit"
         )
     try:
-        record = orjson.loads(payload)  # in C; strict: no NaN, no lone surrogates, ≤ 64-bit ints
+        record = orjson.loads(payload)  # in C; as strict as the module docstring says
     except orjson.JSONDecodeError as error:
         raise InvalidTransaction(f"not valid JSON: {error}") from None
     if not isinstance(record, dict):
@@ -100,19 +123,34 @@ def _decode(payload: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
 def _text(record: Mapping[str, Any], field: str, max_length: int = 128) -> str:
     value = record.get(field)
     if not isinstance(value, str) or not value:
-        raise InvalidTransaction(f"field {field!r} must be a non-empty string, got {value!r}")
+        raise InvalidTransaction(
+            f"field {field!r} must be a non-empty string, got {_shown(value)}"
+        )
     if len(value) > max_length:
         raise InvalidTransaction(f"field {field!r} is longer than {max_length} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidTransaction(
+                f"field {field!r} must be text encodable as UTF-8, got {_shown(value)} "
+                "(a lone surrogate)"
+            ) from None
     return value
 
 
 def _number(record: Mapping[str, Any], field: str) -> float:
     value = record.get(field)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTransaction(f"field {field!r} must be a number, got {value!r}")
-    number = float(value)
+        raise InvalidTransaction(f"field {field!r} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # only an int can lie beyond a double
+        raise InvalidTransaction(
+            f"field {field!r} must be finite, got an integer of {int(value).bit_length()} bits"
+        ) from None
     if not math.isfinite(number):
-        raise InvalidTransaction(f"field {field!r} must be finite, got {value!r}")
+        raise InvalidTransaction(f"field {field!r} must be finite, got {_shown(value)}")
     return number
 
 
@@ -125,10 +163,11 @@ def _optional_coordinate(record: Mapping[str, Any], field: str, bound: float) ->
     return value
 
 
-def parse_transaction(payload: bytes | str | Mapping[str, Any]) -> Transaction:
+def parse_transaction(payload: bytes | str | Mapping[str, Any] | None) -> Transaction:
     """Validate raw JSON (bytes/str) or a decoded mapping against the contract.
 
-    Raises `InvalidTransaction` naming the first field that does not fit.
+    Raises `InvalidTransaction` naming the first field that does not fit, and nothing else;
+    None (a tombstone) is rejected like any bad record.
     """
     record = _decode(payload)
     amount = _number(record, "amount")
@@ -167,12 +206,12 @@ def parse_transaction(payload: bytes | str | Mapping[str, Any]) -> Transaction:
     )
 
 
-def parse_label(payload: bytes | str | Mapping[str, Any]) -> Label:
+def parse_label(payload: bytes | str | Mapping[str, Any] | None) -> Label:
     """Validate a label record; raises `InvalidTransaction` like `parse_transaction`."""
     record = _decode(payload)
     is_fraud = record.get("is_fraud")
     if not isinstance(is_fraud, bool | int):
-        raise InvalidTransaction(f"field 'is_fraud' must be a boolean, got {is_fraud!r}")
+        raise InvalidTransaction(f"field 'is_fraud' must be a boolean, got {_shown(is_fraud)}")
     return Label(
         txn_id=_text(record, "txn_id"),
         is_fraud=bool(is_fraud),
