@@ -7,10 +7,15 @@ object on the topic, key for key, so a field added here is added everywhere at o
 Decisions are delivered at least once (DESIGN §2): the same `txn_id` may arrive twice, and
 readers count the first (`first_decisions`).
 
+A dead letter is bounded whatever the record: it keeps at most
+`MAX_DEAD_LETTER_RAW_BYTES` of the raw bytes and `MAX_DEAD_LETTER_ERROR_CHARS` of the
+error, so it always fits far under the producer's 1 MB record limit (a letter that cannot
+be sent would stop its batch from ever being acked).
+
 Example:
     >>> letter = DeadLetter.of(b"\\xff{oops", "not valid JSON", "validate", time=0.0)
-    >>> letter.raw, letter.raw_encoding
-    ('/3tvb3Bz', 'base64')
+    >>> letter.raw, letter.raw_encoding, letter.raw_size, letter.raw_truncated
+    ('/3tvb3Bz', 'base64', 6, False)
     >>> DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
     True
 """
@@ -18,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import base64
+import codecs
+import hashlib
 import time as clock
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +36,12 @@ import orjson
 OUTCOMES = ("approve", "review", "decline")
 #: Where a record was dead-lettered: parsing a transaction, deciding a batch, or a label.
 DEAD_LETTER_STAGES = ("validate", "decide", "labels")
+#: Raw bytes a dead letter keeps: 64 KiB, four times the largest valid transaction. As
+#: base64 a letter stays under 100 KB; as JSON-escaped text (6 bytes per control
+#: character at worst) under 400 KB.
+MAX_DEAD_LETTER_RAW_BYTES = 65_536
+#: Characters of `error` a dead letter keeps (messages quote field values).
+MAX_DEAD_LETTER_ERROR_CHARS = 2_000
 
 
 class InvalidRecord(ValueError):
@@ -187,17 +200,29 @@ class Decision:
         return cls.from_dict(_json_loads(value))
 
 
+def _decoded_raw(raw: str, encoding: str) -> bytes:
+    """A dead letter's `raw` field back as bytes."""
+    return base64.b64decode(raw) if encoding == "base64" else raw.encode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not be decided, as the dead-letter topic carries it.
 
     `raw` holds the record's bytes as text when they are UTF-8 (`raw_encoding` "utf-8"),
-    else base64 ("base64"); `error` says what was wrong, `stage` where (one of
-    `DEAD_LETTER_STAGES`), `time` when (epoch seconds, wall clock of the worker).
+    else base64 ("base64"): all of them, or the first `MAX_DEAD_LETTER_RAW_BYTES` when
+    `raw_truncated` (text cut there drops a character split by the cut). `raw_size` and
+    `raw_sha256` (hex) describe the whole record as consumed, so a truncated letter still
+    identifies it. `error` says what was wrong (at most `MAX_DEAD_LETTER_ERROR_CHARS`),
+    `stage` where (one of `DEAD_LETTER_STAGES`), `time` when (epoch seconds, wall clock of
+    the worker).
     """
 
     raw: str
     raw_encoding: str
+    raw_truncated: bool
+    raw_size: int
+    raw_sha256: str
     error: str
     stage: str
     time: float
@@ -205,21 +230,29 @@ class DeadLetter:
     @classmethod
     def of(cls, raw: bytes, error: str, stage: str, time: float | None = None) -> DeadLetter:
         """The dead letter of `raw` bytes, stamped now unless `time` is given."""
+        kept = raw[:MAX_DEAD_LETTER_RAW_BYTES]
+        truncated = len(kept) < len(raw)
         try:
-            payload, encoding = raw.decode("utf-8"), "utf-8"
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            payload, encoding = decoder.decode(kept, final=not truncated), "utf-8"
         except UnicodeDecodeError:
-            payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-        return cls(payload, encoding, error, stage, clock.time() if time is None else time)
+            payload, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+        if len(error) > MAX_DEAD_LETTER_ERROR_CHARS:
+            error = f"{error[:MAX_DEAD_LETTER_ERROR_CHARS - 3]}..."
+        # An exception's message may hold a lone surrogate, which no JSON encoder writes.
+        error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+        return cls(payload, encoding, truncated, len(raw), hashlib.sha256(raw).hexdigest(),
+                   error, stage, clock.time() if time is None else time)  # fmt: skip
 
     def raw_bytes(self) -> bytes:
-        """The record exactly as it was consumed."""
-        if self.raw_encoding == "base64":
-            return base64.b64decode(self.raw)
-        return self.raw.encode("utf-8")
+        """The record as it was consumed, or its first bytes when `raw_truncated`."""
+        return _decoded_raw(self.raw, self.raw_encoding)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"raw": self.raw, "raw_encoding": self.raw_encoding, "error": self.error,
-                "stage": self.stage, "time": self.time}  # fmt: skip
+        return {"raw": self.raw, "raw_encoding": self.raw_encoding,
+                "raw_truncated": self.raw_truncated, "raw_size": self.raw_size,
+                "raw_sha256": self.raw_sha256, "error": self.error, "stage": self.stage,
+                "time": self.time}  # fmt: skip
 
     def to_json_bytes(self) -> bytes:
         """The record's value on the dead-letter topic (compact JSON, UTF-8)."""
@@ -227,7 +260,11 @@ class DeadLetter:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> DeadLetter:
-        """Inverse of `to_dict`; raises `InvalidRecord` naming a missing field."""
+        """Inverse of `to_dict`; raises `InvalidRecord` naming a missing field.
+
+        A letter written before `raw_truncated`, `raw_size` and `raw_sha256` existed kept
+        the whole record: they are then computed from `raw`.
+        """
 
         def get(name: str) -> Any:
             return _field(raw, name, "dead-letter")
@@ -235,8 +272,14 @@ class DeadLetter:
         encoding = str(get("raw_encoding"))
         if encoding not in ("utf-8", "base64"):
             raise InvalidRecord(f"raw_encoding must be 'utf-8' or 'base64', got {encoding!r}")
-        return cls(str(get("raw")), encoding, str(get("error")), str(get("stage")),
-                   float(get("time")))  # fmt: skip
+        text = str(get("raw"))
+        if "raw_size" in raw and "raw_sha256" in raw:
+            size, digest = int(raw["raw_size"]), str(raw["raw_sha256"])
+        else:
+            whole = _decoded_raw(text, encoding)
+            size, digest = len(whole), hashlib.sha256(whole).hexdigest()
+        return cls(text, encoding, bool(raw.get("raw_truncated", False)), size, digest,
+                   str(get("error")), str(get("stage")), float(get("time")))  # fmt: skip
 
     @classmethod
     def from_json_bytes(cls, value: bytes | str) -> DeadLetter:

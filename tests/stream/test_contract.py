@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -13,6 +14,7 @@ import pytest
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
 from fraudstream.models.registry import load_version
 from fraudstream.stream.contract import (
+    MAX_DEAD_LETTER_RAW_BYTES,
     DeadLetter,
     Decision,
     InvalidRecord,
@@ -101,12 +103,49 @@ def test_dead_letters_keep_the_raw_bytes_as_text_or_base64() -> None:
     binary = DeadLetter.of(b"\xff\xfe garbage", "not valid JSON", "validate", time=12.5)
     assert (text.raw, text.raw_encoding) == ('{"txn_id": "x1"}', "utf-8")
     assert binary.to_dict() == {"raw": "//4gZ2FyYmFnZQ==", "raw_encoding": "base64",
+                                "raw_truncated": False, "raw_size": 10,
+                                "raw_sha256": hashlib.sha256(b"\xff\xfe garbage").hexdigest(),
                                 "error": "not valid JSON", "stage": "validate",
                                 "time": 12.5}  # fmt: skip
     for letter in (text, binary):
         assert DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
     assert binary.raw_bytes() == b"\xff\xfe garbage"
     assert abs(text.time - time.time()) < 60
+
+
+def test_a_huge_binary_record_makes_a_small_letter_that_still_identifies_it() -> None:
+    payload = bytes(range(256)) * 3_516  # 900 KB, not UTF-8: base64 would make it 1.2 MB
+    letter = DeadLetter.of(payload, "payload of 900096 bytes exceeds the limit", "validate")
+    wire = letter.to_json_bytes()
+    assert len(wire) < 100_000
+    assert (letter.raw_encoding, letter.raw_truncated) == ("base64", True)
+    assert letter.raw_size == len(payload)
+    assert letter.raw_sha256 == hashlib.sha256(payload).hexdigest()
+    assert letter.raw_bytes() == payload[:MAX_DEAD_LETTER_RAW_BYTES]
+    assert DeadLetter.from_json_bytes(wire) == letter
+
+
+def test_huge_text_is_cut_on_a_character_boundary_and_stays_text() -> None:
+    payload = b"a" + "é".encode() * 600_000  # 2-byte characters: the cut splits one
+    letter = DeadLetter.of(payload, "too big", "validate")
+    assert (letter.raw_encoding, letter.raw_truncated) == ("utf-8", True)
+    kept = letter.raw_bytes()
+    assert payload.startswith(kept) and len(kept) == MAX_DEAD_LETTER_RAW_BYTES - 1
+    assert letter.raw_size == len(payload)
+
+
+def test_a_letter_with_a_lone_surrogate_or_a_huge_error_can_still_be_sent() -> None:
+    letter = DeadLetter.of(b"{}", "RuntimeError: bad id '\ud800'" + "x" * 100_000, "decide")
+    assert len(letter.to_json_bytes()) < 3_000
+    assert letter.error.startswith("RuntimeError: bad id '\\ud800'")
+
+
+def test_a_letter_written_before_the_size_and_digest_fields_reads_back_whole() -> None:
+    old = {"raw": "{oops", "raw_encoding": "utf-8", "error": "e", "stage": "validate",
+           "time": 1.0}  # fmt: skip
+    letter = DeadLetter.from_dict(old)
+    assert (letter.raw_truncated, letter.raw_size) == (False, 5)
+    assert letter.raw_sha256 == hashlib.sha256(b"{oops").hexdigest()
 
 
 def test_the_first_copy_of_a_redelivered_decision_counts() -> None:
