@@ -60,7 +60,17 @@ def create_app(
 def add_agents(
     app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics
 ) -> None:
-    """The two consumers: transactions to decisions, labels to the runtime."""
+    """The two consumers: transactions to decisions, labels to the runtime.
+
+    Both take with `noack_take` and ack a batch only after the broker confirmed its records.
+    Deciding never raises (`DecisionPipeline.process`), nor does a Redis outage in
+    `WorkerRuntime.learn`; what still can (the producer failing, a bug in this module)
+    re-raises out of the agent with the failed batch and everything taken after it
+    unacked, and Faust restarts the agent. Faust commits only up to the first unacked
+    offset, except where its gap check (faust/transport/consumer.py `_new_offset`) misses:
+    with no committed offset yet, or a gap of a single record, a restarted agent's later
+    acks commit past the failed batch.
+    """
 
     @app.agent(raw_topic(app, settings.topic_transactions))
     async def score_transactions(stream: Any) -> None:
@@ -83,8 +93,11 @@ def add_agents(
     @app.agent(raw_topic(app, settings.topic_labels))
     async def learn_from_labels(stream: Any) -> None:
         await runtime.start()
-        async for values in stream.take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
-            await deliver(app, settings, BatchOutcome(dead_letters=await runtime.learn(values)))
+        # noack_take, not take: take acks a batch even when this body raises for it.
+        async for events in stream.noack_take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
+            letters = await runtime.learn([event.value for event in events])
+            await deliver(app, settings, BatchOutcome(dead_letters=letters))
+            await ack_all(stream, events)
 
 
 def add_timers(
@@ -165,7 +178,7 @@ async def partition_lags(app: faust.App, topic: str) -> dict[int, int]:
 
 
 def record_of(event: Any) -> IncomingRecord:
-    """A consumed Faust event as the pipeline takes it: raw bytes and produce time."""
+    """A consumed Faust event as the pipeline takes it: value (None: a tombstone), produce time."""
     return IncomingRecord(event.value, event.message.timestamp or time.time())
 
 

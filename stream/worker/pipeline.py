@@ -3,8 +3,8 @@
 Framework-free on purpose: the Faust agents (stream/worker/app.py) only move bytes in and
 out through `WorkerRuntime`, and tests drive this class directly, with in-memory stores or
 against a real Redis.
-Nothing here raises for bad input: a record that cannot be decided becomes a dead letter
-with its error and stage.
+Nothing here raises, for any input: a record that cannot be decided becomes a dead letter
+with its error and stage, and its batch-mates are decided (see `process`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ TOP_REASONS = 3
 
 @dataclass(frozen=True)
 class IncomingRecord:
-    """A raw record as consumed; `produced_at` (epoch s) anchors end-to-end latency."""
+    """A raw record as consumed; `produced_at` (epoch s) anchors end-to-end latency.
 
-    value: bytes
+    `value` is None for a Kafka tombstone (a null value), which is dead-lettered.
+    """
+
+    value: bytes | None
     produced_at: float
 
 
@@ -63,9 +66,17 @@ class BatchOutcome:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-def dead_letter(raw: bytes, error: str, stage: str) -> DeadLetter:
-    """The dead letter of `raw`: its bytes (text when they decode), why, where, now."""
-    return DeadLetter.of(raw, error, stage)
+def dead_letter(raw: bytes | None, error: str, stage: str) -> DeadLetter:
+    """The dead letter of `raw`: its bytes (text when they decode), why, where, now.
+
+    A tombstone (None) has no bytes; its letter's `raw` is empty and `error` says why.
+    """
+    return DeadLetter.of(b"" if raw is None else raw, error, stage)
+
+
+def unexpected(error: Exception) -> str:
+    """A dead letter's `error` for a failure that is not bad input: the class, then why."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _spread(values: NDArray[Any], rows: NDArray[np.intp], length: int) -> NDArray[np.float64]:
@@ -133,6 +144,12 @@ class DecisionPipeline:
             scorer.close()
 
     async def process(self, records: Sequence[IncomingRecord]) -> BatchOutcome:
+        """Decisions and dead letters for one micro-batch; never raises.
+
+        A record that fails validation is dead-lettered at stage `validate`; a record that
+        makes deciding fail (a bug, not bad input) at stage `decide`, by itself. The
+        feature store failing is not such a failure: the batch is decided degraded.
+        """
         outcome = BatchOutcome()
         taken_at, started = time.time(), time.perf_counter()
         valid: list[tuple[Transaction, IncomingRecord]] = []
@@ -141,18 +158,40 @@ class DecisionPipeline:
                 valid.append((parse_transaction(record.value), record))
             except InvalidTransaction as error:
                 outcome.dead_letters.append(dead_letter(record.value, str(error), "validate"))
+            except Exception as error:  # a parser bug must not take the batch with it
+                outcome.dead_letters.append(dead_letter(record.value, unexpected(error),
+                                                        "validate"))  # fmt: skip
         validate_s = time.perf_counter() - started
-        if not valid:
-            return outcome
-        try:
-            await self._decide(valid, validate_s, taken_at, outcome)
-            await self._remember_scores(outcome)
-        except Exception as error:  # a bug must not lose the batch: dead-letter it, go on
-            for _, record in valid:
-                outcome.dead_letters.append(
-                    dead_letter(record.value, f"{type(error).__name__}: {error}", "decide")
-                )
+        if valid:
+            await self._decide_isolating_failures(valid, validate_s, taken_at, outcome)
         return outcome
+
+    async def _decide_isolating_failures(
+        self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,
+        taken_at: float, outcome: BatchOutcome,
+    ) -> None:  # fmt: skip
+        """Decide `valid` as one batch; should that raise, decide each record alone.
+
+        So a record that breaks deciding costs its own dead letter, never its batch-mates'
+        decisions. Deciding a record again is safe: windows are idempotent per txn_id.
+        """
+        attempt = BatchOutcome()
+        try:
+            await self._decide(valid, validate_s, taken_at, attempt)
+            await self._remember_scores(attempt)
+        except Exception as error:
+            if len(valid) == 1:
+                outcome.dead_letters.append(
+                    dead_letter(valid[0][1].value, unexpected(error), "decide")
+                )
+                return
+            for one in valid:
+                await self._decide_isolating_failures([one], validate_s, taken_at, outcome)
+            return
+        outcome.decisions += attempt.decisions
+        outcome.feature_store_errors += attempt.feature_store_errors
+        outcome.fallbacks += attempt.fallbacks
+        outcome.stage_ms = attempt.stage_ms
 
     async def _features(self, transactions: list[Transaction]) -> tuple[NDArray[Any], bool]:
         """Feature rows, and whether the store failed (then history-free rows, degraded)."""

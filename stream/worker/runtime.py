@@ -195,10 +195,11 @@ class WorkerRuntime:
                 self.metrics.set_score_psi(psi)
         return outcome
 
-    async def learn(self, values: Sequence[bytes]) -> list[DeadLetter]:
+    async def learn(self, values: Sequence[bytes | None]) -> list[DeadLetter]:
         """Feed late labels to merchant risk and the threshold; return the dead letters.
 
-        A label that cannot be parsed, or that Redis could not record, is dead-lettered.
+        A label that cannot be parsed (a tombstone is None), or that Redis could not record,
+        is dead-lettered; Redis failing never raises here (the label agent must go on).
         """
         assert self.pipeline is not None, "start() the runtime first"
         letters, parsed = [], []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
@@ -66,3 +68,36 @@ def test_two_workers_share_partitions_and_decide_each_transaction_once(
         stop_workers(workers)
     assert_decided_exactly_once(txns, decisions)
     assert_features_match_offline(txns, decisions)
+
+
+def test_tombstones_and_hostile_records_cost_one_dead_letter_each_on_the_real_broker(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path, tmp_path: Path
+) -> None:
+    env, topics = setup_run(broker, redis_server, trained_registry, tmp_path)
+    txns = stream_of(300, seed=23)
+    template = json.dumps({**txns[0].to_dict(), "amount": "AMOUNT"})
+    hostile: list[bytes | None] = [
+        None,  # a tombstone
+        template.replace('"AMOUNT"', "1" + "0" * 400).encode(),
+        template.replace('"AMOUNT"', "[" * 5_000 + "]" * 5_000).encode(),
+        json.dumps({**txns[0].to_dict(), "txn_id": "\ud800"}).encode(),  # as "\\ud800"
+        bytes(range(256)) * 3_516,  # 900 KB of binary: a 1.2 MB letter if copied whole
+    ]
+    workers = start_workers(1, env, tmp_path, session_timeout_s=2.0)
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+        for value in hostile:
+            producer.send(topics["transactions"], key=b"hostile", value=value)
+        producer.flush()
+        producer.close()
+        produce(broker, topics["transactions"], txns, [])
+        decisions = collect(broker, topics["decisions"], len(txns))
+        dead = collect(broker, topics["dlq"], len(hostile), timeout_s=20)
+    finally:
+        stop_workers(workers)
+    assert_decided_exactly_once(txns, decisions)
+    assert sorted(letter["raw_size"] for letter in dead) == sorted(
+        len(value or b"") for value in hostile
+    )
+    assert all(letter["stage"] == "validate" for letter in dead)
+    assert any(letter["error"] == "tombstone: null value" for letter in dead)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
 from fraudstream.stream.worker.batching import Coalescer
+from fraudstream.stream.worker.delivery import OverlappedDelivery
 
 
 def batches_taken(max_batch: int, first: list[int], later: list[list[int]]) -> list[list[int]]:
@@ -59,6 +61,37 @@ def test_a_failed_batch_raises_in_the_next_put_and_takes_nothing_more() -> None:
         return seen
 
     assert asyncio.run(run()) == [["a"]]
+
+
+def test_a_batch_that_fails_to_be_decided_is_never_acked_nor_anything_taken_after_it() -> None:
+    """The score_transactions agent's wiring: decide, hand over, ack once confirmed."""
+
+    async def run() -> list[str]:
+        acked: list[str] = []
+
+        async def ack(events: Sequence[str]) -> None:
+            acked.extend(events)
+
+        delivery = OverlappedDelivery(ack, lambda seconds: None)
+
+        async def decide_and_hand_over(events: list[str]) -> None:
+            if "bad" in events:
+                raise RuntimeError("deciding failed")
+            confirmed = asyncio.get_running_loop().create_future()
+            confirmed.set_result(None)
+            await delivery.submit(events, [confirmed])
+
+        batches = Coalescer(decide_and_hand_over, max_batch=1)
+        with pytest.raises(RuntimeError, match="deciding failed"):  # at a put or at close
+            for take in (["a"], ["bad"], ["c"], ["d"]):
+                await batches.put(take)
+            await batches.close()
+        with pytest.raises(RuntimeError, match="deciding failed"):
+            await batches.close()  # the agent's `finally`: still refuses to go on
+        await delivery.drain()
+        return acked
+
+    assert asyncio.run(run()) == ["a"]
 
 
 def test_a_full_queue_makes_the_producer_wait() -> None:

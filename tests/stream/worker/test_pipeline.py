@@ -103,6 +103,41 @@ def records(count: int, seed: int = 5) -> list[IncomingRecord]:
     ]
 
 
+def with_literal(record: IncomingRecord, field: str, literal: bytes) -> bytes:
+    """`record`'s JSON with `field`'s value replaced by a raw JSON literal."""
+    assert record.value is not None
+    document = {**json.loads(record.value), field: 0}
+    return json.dumps(document).encode().replace(f'"{field}": 0'.encode(),
+                                                 f'"{field}": '.encode() + literal)  # fmt: skip
+
+
+def hostile_values(template: IncomingRecord) -> list[tuple[str, bytes | None]]:
+    """What probing found to crash a batch, each after the error its dead letter must give."""
+    return [
+        ("tombstone: null value", None),
+        ("number is infinity", with_literal(template, "amount", b"1" + b"0" * 400)),
+        ("number is infinity", with_literal(template, "amount", b"7" * 5_000)),
+        ("depth limit exceeded", with_literal(template, "amount", b"[" * 5_000 + b"]" * 5_000)),
+        ("no low surrogate", with_literal(template, "txn_id", b'"\\ud800"')),
+        ("exceeds the 16384-byte limit", bytes(range(256)) * 3_516),  # 900 KB, binary
+    ]
+
+
+class PoisonedFeatureStore(InMemoryFeatureStore):
+    """Fails every batch that holds one txn_id, as a bug set off by one record would."""
+
+    def __init__(self, poison: str) -> None:
+        super().__init__()
+        self.poison = poison
+
+    async def record_and_featurize(
+        self, transactions: Sequence[Transaction]
+    ) -> list[NDArray[np.float64]]:
+        if any(txn.txn_id == self.poison for txn in transactions):
+            raise RuntimeError(f"cannot featurize {self.poison}")
+        return await super().record_and_featurize(transactions)
+
+
 class UnreachableFeatureStore(InMemoryFeatureStore):
     """A feature store whose backend is down."""
 
@@ -291,6 +326,56 @@ def test_feature_store_outage_decides_every_record_degraded(trained_registry: Pa
         # Scored from the transaction alone: no card history, no merchant counts.
         count_30d = FEATURE_NAMES.index("count_30d")
         assert all(decision.features[count_30d] == 0 for decision in outcome.decisions)
+
+    asyncio.run(run())
+
+
+def test_each_hostile_record_costs_one_small_dead_letter_and_its_batch_mates_are_decided(
+    trained_registry: Path,
+) -> None:
+    valid = records(20, seed=12)
+    hostile = hostile_values(valid[0])
+    batch = [*valid[:10], *(IncomingRecord(raw, time.time()) for _, raw in hostile),
+             *valid[10:]]  # fmt: skip
+
+    async def run() -> None:
+        pipeline = make_pipeline(in_memory(), trained_registry)
+        outcome = await pipeline.process(batch)
+        await close(pipeline)
+        assert [d.txn_id for d in outcome.decisions] == [
+            json.loads(record.value or b"")["txn_id"] for record in valid
+        ]
+        assert len(outcome.dead_letters) == len(hostile)
+        for (error, raw), letter in zip(hostile, outcome.dead_letters, strict=True):
+            assert error in letter.error and letter.stage == "validate"
+            assert letter.raw_size == len(raw or b"")
+            assert len(letter.to_json_bytes()) < 100_000
+        tombstone, *_, huge = outcome.dead_letters
+        assert (tombstone.raw, tombstone.raw_size) == ("", 0)
+        assert huge.raw_truncated and huge.raw_encoding == "base64"
+
+    asyncio.run(run())
+
+
+def test_a_record_that_breaks_deciding_is_dead_lettered_alone(trained_registry: Path) -> None:
+    batch = records(30, seed=13)
+    poisoned = batch[7]
+    assert poisoned.value is not None
+    poison = json.loads(poisoned.value)["txn_id"]
+
+    async def run() -> None:
+        pipeline = make_pipeline((PoisonedFeatureStore(poison), InMemoryScoreStore()),
+                                 trained_registry)  # fmt: skip
+        outcome = await pipeline.process(batch)
+        await close(pipeline)
+        assert [d.txn_id for d in outcome.decisions] == [
+            json.loads(record.value or b"")["txn_id"] for record in batch if record is not poisoned
+        ]
+        assert not any(d.degraded for d in outcome.decisions)
+        [letter] = outcome.dead_letters
+        assert letter.stage == "decide"
+        assert letter.error == f"RuntimeError: cannot featurize {poison}"
+        assert letter.raw_bytes() == poisoned.value
 
     asyncio.run(run())
 
