@@ -59,8 +59,20 @@ class SharedThresholdError(RuntimeError):
     """Redis could not serve the shared threshold; the worker keeps the pair it has."""
 
 
-def _text(reply: str | bytes) -> str:
-    return reply.decode() if isinstance(reply, bytes) else reply
+def _stored_state(reply: str | bytes) -> ThresholdState:
+    """The state JSON kept in Redis; `SharedThresholdError` when it does not parse.
+
+    A corrupt state then fails like an outage: every worker keeps the pair it has instead
+    of crashing on it at every refresh.
+    """
+    try:
+        text = reply.decode() if isinstance(reply, bytes) else reply
+        return ThresholdState.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as error:
+        raise SharedThresholdError(
+            f"stored threshold state is unreadable ({error!r}): publish a valid one or "
+            "delete the key"
+        ) from error
 
 
 class SharedThreshold:
@@ -88,7 +100,7 @@ class SharedThreshold:
             reply = await self._client.hget(self._live_key, "state")
         except aioredis.RedisError as error:
             raise SharedThresholdError(f"shared threshold unavailable: {error}") from error
-        return None if reply is None else ThresholdState.from_dict(json.loads(_text(reply)))
+        return None if reply is None else _stored_state(reply)
 
     async def publish(self, new: ThresholdState, expected_version: int) -> bool:
         """Make `new` live if the stored version is still `expected_version` (absent = 0).
@@ -123,7 +135,7 @@ class SharedThreshold:
             )
         except aioredis.RedisError as error:
             raise SharedThresholdError(f"could not initialise thresholds: {error}") from error
-        return ThresholdState.from_dict(json.loads(_text(live)))
+        return _stored_state(live)
 
     async def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """Up to `limit` published versions, newest first, each with its `published_at`."""
@@ -133,7 +145,7 @@ class SharedThreshold:
             entries = await self._client.lrange(self._history_key, 0, limit - 1)
         except aioredis.RedisError as error:
             raise SharedThresholdError(f"shared threshold unavailable: {error}") from error
-        return [json.loads(_text(entry)) for entry in entries]
+        return [json.loads(entry) for entry in entries]
 
     @staticmethod
     def _encode(state: ThresholdState) -> str:

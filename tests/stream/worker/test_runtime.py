@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.features.redis_client import redis_client
+from fraudstream.features.transaction import Label
 from fraudstream.models.registry import load_version, set_live
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
@@ -84,3 +86,57 @@ def test_without_the_dynamic_threshold_a_reloaded_model_decides_with_its_own_pai
         return versions + [d.threshold_version for d in after]
 
     assert asyncio.run(scenario()) == ["v0001-static"] * 5 + ["v0002-static"] * 5
+
+
+def test_redis_stopping_under_a_joined_worker_is_counted_and_nothing_raises(
+    trained_registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="stops")
+    metrics = WorkerMetrics()
+    runtime = WorkerRuntime(settings, f"redis://127.0.0.1:{port}/0", metrics)
+    fraud = Label("t-gone", is_fraud=True, scenario="card_testing", label_time=1.8e9)
+
+    async def scenario() -> None:
+        with EmbeddedRedis(port=port, unix_socket=False):
+            await runtime.start()
+            assert runtime.pipeline is not None
+            joined = runtime.pipeline.thresholds
+            assert joined.version == "v1" and shared_threshold_errors(metrics) == 0
+        # Stopped: the pooled connections are dead and nothing listens any more.
+        with caplog.at_level(logging.ERROR, logger="fraudstream.stream.worker.runtime"):
+            await runtime.follow_live_threshold()
+            await runtime.follow_live_model()
+            await runtime.follow_live_threshold()
+        assert runtime.pipeline.thresholds == joined
+        assert shared_threshold_errors(metrics) == 2
+        assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+        letters = await runtime.learn([json.dumps(fraud.to_dict()).encode(), None])
+        assert [(letter.stage, letter.error.split(":")[0]) for letter in letters] == [
+            ("labels", "tombstone"), ("labels", "feature store unavailable"),
+        ]  # fmt: skip
+        outcome = await runtime.decide(records(5, seed=7))
+        assert len(outcome.decisions) == 5 and all(d.degraded for d in outcome.decisions)
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_shared_threshold_is_counted_like_an_outage(
+    trained_registry: Path, redis_server: EmbeddedRedis
+) -> None:
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="corrupt")
+    metrics = WorkerMetrics()
+    runtime = WorkerRuntime(settings, redis_server.url, metrics)
+
+    async def scenario() -> None:
+        await runtime.start()
+        assert runtime.pipeline is not None
+        joined = runtime.pipeline.thresholds
+        client = redis_client(redis_server.url)
+        await client.hset("fs:{threshold:corrupt}:live", "state", "{not json")
+        await client.aclose()
+        await runtime.follow_live_threshold()
+        assert runtime.pipeline.thresholds == joined
+        assert shared_threshold_errors(metrics) == 1
+
+    asyncio.run(scenario())
