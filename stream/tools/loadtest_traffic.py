@@ -82,12 +82,12 @@ def produce_paced(
     from fraudstream.stream.tools.cpu_usage import own_process_cpu_seconds
 
     pairs = [line.split(b"\t", 1) for line in Path(records_path).read_bytes().splitlines()]
-    report = asyncio.run(_produce(bootstrap, topic, pairs, rate))
+    report = asyncio.run(produce_at_rate(bootstrap, topic, pairs, rate))
     report["cpu_s"] = own_process_cpu_seconds()
     Path(sent_path).write_text(json.dumps(report))
 
 
-async def _produce(
+async def produce_at_rate(
     bootstrap: str, topic: str, pairs: list[list[bytes]], rate: float
 ) -> dict[str, Any]:
     """The paced send loop of `produce_paced`; its report without the CPU figure."""
