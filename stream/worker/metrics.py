@@ -51,20 +51,22 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FALLBACK_REASONS = ("timeout", "error")
 DEAD_LETTER_CLASSES = (
-    "oversized", "invalid_json", "missing_field", "wrong_type", "out_of_range",
-    "invalid_value", "internal", "other",
+    "tombstone", "oversized", "invalid_json", "missing_field", "wrong_type", "out_of_range",
+    "invalid_value", "invalid_text", "internal", "other",
 )  # fmt: skip
 
 # First match wins; patterns follow the messages of features.transaction.InvalidTransaction.
 _DEAD_LETTER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
     for kind, pattern in (
+        ("tombstone", r"^tombstone: null value"),
         ("oversized", r"exceeds the \d+-byte limit|is longer than"),
         ("invalid_json", r"^not valid JSON"),
         ("missing_field", r"got (None|'')$|must be given together"),
         ("wrong_type", r"^expected a JSON object|must be an? (non-empty string|number|boolean)"),
         ("out_of_range", r"must (lie in|be in|be finite)|between"),
         ("invalid_value", r"must be one of|must be ISO"),
+        ("invalid_text", r"must be text encodable as UTF-8"),
         ("internal", r"^[A-Z]\w*(Error|Exception)\b"),  # "KeyError: ..." from stage decide
     )
 )
