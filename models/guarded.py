@@ -66,19 +66,15 @@ class GuardedScorer:
             return None, f"error: {type(error).__name__}: {error}"
         return result, None
 
-    @property
-    def explains(self) -> bool:
-        """Whether the scorer gives contributions with its scores (`score_explained`)."""
-        return hasattr(self.scorer, "score_explained")
-
     async def score_batch(
         self, features: NDArray[np.float64], explain: bool = False
     ) -> GuardedResult:
-        """Scores (and, with `explain` on a scorer that `explains`, contributions) in one
-        call on the model's thread, under one timeout."""
+        """Scores (and, with `explain` on a scorer that has `score_explained`, their
+        contributions) in one call on the model's thread, under one timeout."""
         started = time.perf_counter()
-        if explain and self.explains:
-            explained, reason = await self.call(self.scorer.score_explained, features)  # type: ignore[attr-defined]
+        score_explained = getattr(self.scorer, "score_explained", None) if explain else None
+        if score_explained is not None:
+            explained, reason = await self.call(score_explained, features)
             scores, contributions = explained if explained is not None else (None, None)
         else:
             scores, reason = await self.call(self.scorer.score_batch, features)

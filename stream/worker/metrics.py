@@ -26,6 +26,7 @@ stay out of the `fraudstream_` namespace our conventions cover.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import re
 from collections import defaultdict
@@ -336,8 +337,10 @@ def attach_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust")
     app.monitor = monitor_class(metrics=faust_metrics._replace(events_runtime_latency=runtime))
 
 
+@functools.cache
 def _per_batch_monitor_class() -> type:
-    """`PerBatchPrometheusMonitor`, built on first use (importing Faust's sensor is slow)."""
+    """`PerBatchPrometheusMonitor`, built once, on first use (importing Faust's sensor is
+    slow)."""
     from faust.sensors.prometheus import PrometheusMonitor
 
     class PerBatchPrometheusMonitor(PrometheusMonitor):

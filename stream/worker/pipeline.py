@@ -286,7 +286,6 @@ class DecisionPipeline:
         timeout.
         """
         everyone = len(fresh) == len(features)
-
         explain = len(fresh) > 0  # reasons are given for fresh rows only
 
         async def score(scorer: GuardedScorer) -> GuardedResult:
@@ -331,9 +330,7 @@ class DecisionPipeline:
             scored.append((model_scores, fallbacks, combine(model_scores, self.weights)))
         return scored
 
-    def _fallback(
-        self, name: str, card_id: str, result: GuardedResult
-    ) -> tuple[float | None, str]:
+    def _fallback(self, name: str, card_id: str, result: GuardedResult) -> tuple[float | None, str]:
         """A failed model's stand-in score for one card (its last, under that policy) and why."""
         last = self.last_scores.recall(name, card_id) if self.last_scores else None
         if last is None:
