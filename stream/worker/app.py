@@ -8,19 +8,26 @@ fails) lives in stream/worker/runtime.py, framework-free.
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.worker.batching import Coalescer
-from fraudstream.stream.worker.delivery import OverlappedDelivery
+from fraudstream.stream.worker.delivery import (
+    Outgoing,
+    OverlappedDelivery,
+    Send,
+    confirm_with_retries,
+    send_all,
+)
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
@@ -35,6 +42,11 @@ from fraudstream.stream.worker.faust_app import (
 from fraudstream.stream.worker.metrics import WorkerMetrics, attach_faust_sensor
 from fraudstream.stream.worker.pipeline import BatchOutcome, IncomingRecord
 from fraudstream.stream.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+#: The exit status of a worker that stopped because it could not deliver a batch.
+EXIT_UNDELIVERED = 70
 
 
 def create_app(
@@ -62,42 +74,53 @@ def add_agents(
 ) -> None:
     """The two consumers: transactions to decisions, labels to the runtime.
 
-    Both take with `noack_take` and ack a batch only after the broker confirmed its records.
-    Deciding never raises (`DecisionPipeline.process`), nor does a Redis outage in
-    `WorkerRuntime.learn`; what still can (the producer failing, a bug in this module)
-    re-raises out of the agent with the failed batch and everything taken after it
-    unacked, and Faust restarts the agent. Faust commits only up to the first unacked
-    offset, except where its gap check (faust/transport/consumer.py `_new_offset`) misses:
-    with no committed offset yet, or a gap of a single record, a restarted agent's later
-    acks commit past the failed batch.
+    Both take with `noack_take` and ack a batch only after the broker confirmed its records
+    (refused records are sent again for a while, `confirm_with_retries`). Deciding never
+    raises (`DecisionPipeline.process`), nor does a Redis outage in `WorkerRuntime.learn`.
+    Should anything still fail (delivery given up, a bug here), the worker stops at once
+    without acking (`stop_unacked`): letting the agent raise would make Faust restart it,
+    and its later acks can commit past the failed batch (faust/transport/consumer.py
+    `_new_offset` misses a gap with no committed offset yet, or a gap of one record).
     """
+
+    send = producer_send(app)
 
     @app.agent(raw_topic(app, settings.topic_transactions))
     async def score_transactions(stream: Any) -> None:
         await runtime.start()
-        delivery = OverlappedDelivery(partial(ack_all, stream), metrics.observe_emit)
+        delivery = OverlappedDelivery(
+            partial(ack_all, stream), metrics.observe_emit,
+            confirm=partial(confirm_with_retries, send),
+        )  # fmt: skip
 
         async def decide_and_hand_over(events: list[Any]) -> None:
             outcome = await runtime.decide([record_of(event) for event in events])
             metrics.observe_batch(outcome)
-            await delivery.submit(events, await hand_over(app, settings, outcome))
+            await delivery.submit(events, await send_all(send, outgoing(settings, outcome)))
 
         batches = Coalescer(decide_and_hand_over, max_batch=BATCH_MAX)
         try:
-            async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-                await batches.put(events)
-        finally:  # a clean stop decides and acks what it took: no duplicates after it
-            await batches.close()
-            await delivery.drain()
+            try:
+                async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+                    await batches.put(events)
+            finally:  # a clean stop decides and acks what it took: no duplicates after it
+                await batches.close()
+                await delivery.drain()
+        except Exception as error:
+            stop_unacked(error)
 
     @app.agent(raw_topic(app, settings.topic_labels))
     async def learn_from_labels(stream: Any) -> None:
         await runtime.start()
         # noack_take, not take: take acks a batch even when this body raises for it.
-        async for events in stream.noack_take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
-            letters = await runtime.learn([event.value for event in events])
-            await deliver(app, settings, BatchOutcome(dead_letters=letters))
-            await ack_all(stream, events)
+        try:
+            async for events in stream.noack_take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
+                letters = await runtime.learn([event.value for event in events])
+                outcome = BatchOutcome(dead_letters=letters)
+                await confirm_with_retries(send, await send_all(send, outgoing(settings, outcome)))
+                await ack_all(stream, events)
+        except Exception as error:
+            stop_unacked(error)
 
 
 def add_timers(
@@ -137,27 +160,34 @@ def add_rebalance_hooks(
             write_status(status_file, {"partitions": partitions})
 
 
-async def hand_over(app: faust.App, settings: Settings, outcome: BatchOutcome) -> list[Any]:
-    """Queue a batch's decisions and dead letters in the producer, all at once.
-
-    Returns one future per record, resolved when the broker confirms it: the caller acks
-    the batch's offsets only after all of them, so a crash never commits an undelivered
-    decision.
-    """
-    producer = app.producer
+def outgoing(settings: Settings, outcome: BatchOutcome) -> list[Outgoing]:
+    """A batch's decisions (keyed by card) and dead letters, as records for the broker."""
     return [
-        await producer.send(settings.topic_decisions, decision.card_id.encode(),
-                            decision.to_json_bytes(), None, None, None)
+        Outgoing(settings.topic_decisions, decision.card_id.encode(), decision.to_json_bytes())
         for decision in outcome.decisions
-    ] + [
-        await producer.send(settings.topic_dlq, None, letter.to_json_bytes(), None, None, None)
-        for letter in outcome.dead_letters
-    ]  # fmt: skip
+    ] + [Outgoing(settings.topic_dlq, None, letter.to_json_bytes())
+         for letter in outcome.dead_letters]  # fmt: skip
 
 
-async def deliver(app: faust.App, settings: Settings, outcome: BatchOutcome) -> None:
-    """Hand a batch over and wait until the broker confirmed every record."""
-    await asyncio.gather(*await hand_over(app, settings, outcome))
+def producer_send(app: faust.App) -> Send:
+    """Hand one record to the app's producer; the result resolves when the broker has it."""
+
+    async def send(record: Outgoing) -> Awaitable[Any]:
+        return await app.producer.send(record.topic, record.key, record.value, None, None, None)
+
+    return send
+
+
+def stop_unacked(error: Exception) -> NoReturn:
+    """Stop the worker at once, acking and committing nothing more.
+
+    What was taken but not acked is consumed again by whoever owns the partition next: at
+    worst decided twice, never lost. A supervisor (systemd, Kubernetes) restarts the worker.
+    """
+    log.critical("stopping the worker without acking: %s: %s", type(error).__name__, error,
+                 exc_info=error)  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_UNDELIVERED)
 
 
 async def ack_all(stream: Any, events: Sequence[Any]) -> None:
