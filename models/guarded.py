@@ -53,15 +53,21 @@ class GuardedScorer:
             max_workers=1, thread_name_prefix=f"model-{scorer.name}"
         )
 
-    async def call(self, function: Callable[..., T], *args: Any) -> tuple[T | None, str | None]:
-        """`function(*args)` on the model's thread: (result, None) or (None, reason)."""
+    async def call(
+        self, function: Callable[..., T], *args: Any, timeout_s: float | None = None
+    ) -> tuple[T | None, str | None]:
+        """`function(*args)` on the model's thread: (result, None) or (None, reason).
+
+        Bounded by `timeout_s`, by default the model's whole budget.
+        """
         loop = asyncio.get_running_loop()
+        limit = self.timeout_s if timeout_s is None else timeout_s
         try:
             result = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, function, *args), self.timeout_s
+                loop.run_in_executor(self._executor, function, *args), limit
             )
         except TimeoutError:
-            return None, f"timeout after {self.timeout_s * 1000:.0f} ms"
+            return None, f"timeout after {limit * 1000:.0f} ms"
         except Exception as error:  # any model failure must degrade, never crash the worker
             return None, f"error: {type(error).__name__}: {error}"
         return result, None
@@ -86,6 +92,22 @@ class GuardedScorer:
             time.perf_counter() - started,
             contributions,
         )
+
+    async def explain(
+        self, features: NDArray[np.float64], timeout_s: float
+    ) -> tuple[NDArray[np.float64] | None, str | None]:
+        """Contributions of `features`' rows within `timeout_s`: (values, None) or (None, why).
+
+        For what is left of the budget after scoring: a batch's scores and reasons share one
+        deadline, and reasons are what gives way.
+        """
+        score_explained = getattr(self.scorer, "score_explained", None)
+        if score_explained is None:
+            return None, f"{self.name} gives no contributions"
+        if timeout_s <= 0:
+            return None, "scoring used the whole model budget"
+        explained, reason = await self.call(score_explained, features, timeout_s=timeout_s)
+        return (None, reason) if explained is None else (explained[1], None)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

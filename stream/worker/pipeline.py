@@ -32,6 +32,10 @@ from fraudstream.thresholds.pair import ThresholdPair
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
 TOP_REASONS = 3
+#: Batches up to this many rows get XGBoost's contributions with its scores, from one call
+#: (cheap with the compiled trees); larger ones (a catch-up after a restart) are scored
+#: first and only their flagged rows explained, with what is left of the model budget.
+EXPLAIN_WITH_SCORES_MAX_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ class DecisionPipeline:
         mark = time.perf_counter()
         outcomes = [self.thresholds.decide(combined.score) for _, _, combined in scored]
         threshold_s = time.perf_counter() - mark
-        reasons = self._reasons(features, outcomes, fresh, per_model.get(ModelName.XGBOOST))
+        reasons = await self._reasons(features, outcomes, fresh, per_model.get(ModelName.XGBOOST))
         shadow = await self._shadow_scores(features, fresh)
         feature_rows = features.tolist()  # one conversion for the batch, not one per row
 
@@ -281,12 +285,13 @@ class DecisionPipeline:
         """Each model's scores for every row; rows a model was not asked about are NaN.
 
         XGBoost scores every row; the other models only the `fresh` ones (a stand-in row
-        is decided by XGBoost alone, see `stand_in_after_s`). XGBoost's contributions come
-        with its scores, from the same call: the reasons cost no second thread hop or
-        timeout.
+        is decided by XGBoost alone, see `stand_in_after_s`). In a small batch XGBoost's
+        contributions come with its scores, from the same call: the reasons cost no second
+        thread hop (see `EXPLAIN_WITH_SCORES_MAX_ROWS`).
         """
         everyone = len(fresh) == len(features)
-        explain = len(fresh) > 0  # reasons are given for fresh rows only
+        # reasons are given for fresh rows only
+        explain = len(fresh) > 0 and len(features) <= EXPLAIN_WITH_SCORES_MAX_ROWS
 
         async def score(scorer: GuardedScorer) -> GuardedResult:
             if everyone or scorer.name == ModelName.XGBOOST:
@@ -373,19 +378,24 @@ class DecisionPipeline:
         except FeatureStoreError:
             outcome.feature_store_errors += 1
 
-    def _reasons(
+    async def _reasons(
         self, features: NDArray[Any], outcomes: list[str], fresh: NDArray[np.intp],
         xgboost: GuardedResult | None,
     ) -> list[list[str]]:  # fmt: skip
-        """Top XGBoost contributions and fired rules for flagged fresh rows; approvals get none."""
+        """Top XGBoost contributions and fired rules for flagged fresh rows; approvals get none.
+
+        When the contributions would not fit in XGBoost's budget the flagged rows say the
+        reasons were skipped and why; their decisions stand.
+        """
         flagged = [int(row) for row in fresh if outcomes[row] != "approve"]
         reasons: list[list[str]] = [[] for _ in outcomes]
         if not flagged:
             return reasons
         names = self.models.feature_names
-        ranked = None
-        if xgboost is not None and xgboost.contributions is not None:
-            ranked = rank_contributions(xgboost.contributions[flagged], names, TOP_REASONS)
+        contributions, skipped = await self._flagged_contributions(features, flagged, xgboost)
+        ranked = None if contributions is None else rank_contributions(
+            contributions, names, TOP_REASONS
+        )  # fmt: skip
         for position, row in enumerate(flagged):
             if ranked is not None:
                 reasons[row] = [
@@ -393,5 +403,18 @@ class DecisionPipeline:
                     for name, value in ranked[position]
                     if value > 0
                 ]
+            elif skipped is not None:
+                reasons[row] = [f"model reasons skipped: {skipped}"]
             reasons[row] += [f"rule: {rule}" for rule in self.rules.reasons(features[row])]
         return reasons
+
+    async def _flagged_contributions(
+        self, features: NDArray[Any], flagged: list[int], xgboost: GuardedResult | None
+    ) -> tuple[NDArray[np.float64] | None, str | None]:
+        """XGBoost's contributions of the flagged rows, or None and why there are none."""
+        if xgboost is None or xgboost.scores is None:
+            return None, None  # XGBoost fell back: the decision already says why
+        if xgboost.contributions is not None:
+            return xgboost.contributions[flagged], None
+        scorer = next(s for s in self.scorers if s.name == ModelName.XGBOOST)
+        return await scorer.explain(features[flagged], scorer.timeout_s - xgboost.seconds)

@@ -28,6 +28,7 @@ from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.worker.pipeline import (
+    EXPLAIN_WITH_SCORES_MAX_ROWS,
     TOP_REASONS,
     DecisionPipeline,
     IncomingRecord,
@@ -251,6 +252,54 @@ def test_reasons_come_from_the_call_that_scored_with_xgboost(trained_registry: P
         for decision, top in zip(flagged, expected, strict=True):
             from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
             assert from_model == [name for name, value in top if value > 0]
+
+    asyncio.run(run())
+
+
+def test_a_large_batch_is_scored_first_and_only_its_flagged_rows_explained(
+    trained_registry: Path,
+) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        xgboost = CountingXGBoost(models.xgboost)
+        pipeline = make_pipeline(
+            in_memory(), trained_registry, scorers=[xgboost, models.isolation_forest]
+        )
+        pipeline.thresholds = ThresholdPair("high", 0.02, 0.999)  # flags some of them
+        outcome = await pipeline.process(records(EXPLAIN_WITH_SCORES_MAX_ROWS + 136, seed=8))
+        await close(pipeline)
+        assert xgboost.calls == ["score_batch", "score_explained"]
+        flagged = [d for d in outcome.decisions if d.decision != "approve"]
+        assert 0 < len(flagged) < len(outcome.decisions)
+        rows = np.array([d.features for d in flagged])
+        expected = models.xgboost.contributions_batch(rows, TOP_REASONS, approximate=True)
+        for decision, top in zip(flagged, expected, strict=True):
+            from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
+            assert from_model == [name for name, value in top if value > 0]
+
+    asyncio.run(run())
+
+
+def test_reasons_that_would_blow_the_model_budget_are_skipped_and_the_decisions_stand(
+    trained_registry: Path,
+) -> None:
+    async def run() -> None:
+        models = load_version(trained_registry)
+        xgboost = CountingXGBoost(models.xgboost, sleep_s=0.5)  # slow to explain only
+        pipeline = make_pipeline(
+            in_memory(), trained_registry, scorers=[xgboost, models.isolation_forest],
+            timeout_s=0.1,
+        )  # fmt: skip
+        pipeline.thresholds = ThresholdPair("low", 0.001, 0.999)
+        outcome = await pipeline.process(records(EXPLAIN_WITH_SCORES_MAX_ROWS + 1, seed=9))
+        await close(pipeline)
+        assert all(d.fallbacks == {} and not d.degraded for d in outcome.decisions)
+        flagged = [d for d in outcome.decisions if d.decision != "approve"]
+        assert flagged
+        for decision in flagged:
+            skipped = decision.reasons[0]
+            assert skipped.startswith("model reasons skipped: timeout after"), skipped
+            assert not any("(+" in reason for reason in decision.reasons)
 
     asyncio.run(run())
 
