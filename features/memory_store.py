@@ -34,6 +34,8 @@ class InMemoryFeatureStore:
     def __init__(self) -> None:
         self._state = PointInTimeState()
         self._merchant_of: dict[str, str] = {}
+        self.resets = 0  # process memory is never wiped under a running store
+        self.partial_history_until: float | None = None
 
     async def record_and_featurize(
         self, transactions: Sequence[Transaction]

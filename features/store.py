@@ -8,6 +8,8 @@ one slot):
 - `fs:{merchant:<id>}:frauds` sorted set, member txn_id, score label_time
 - `fs:{txn:<id>}:merchant`    string, so a late label finds its merchant
 - `fs:{txn:<id>}:score`       "event_time,score", so a late label finds the decision's score
+- `fs:generation`             a token set by the first worker to write; if it vanishes,
+                              Redis lost its data (restarted empty): see `RedisFeatureStore`
 
 One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn_id` is
 a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
@@ -22,6 +24,9 @@ features/stores.py.
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -42,8 +47,23 @@ from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, Sc
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import RETENTION_SECONDS, CardEvent, CardHistory
 
+log = logging.getLogger(__name__)
+
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
+#: After a failed round trip Redis is left alone this long: meanwhile batches are decided
+#: degraded at once instead of each waiting for the client's timeout.
+PAUSE_AFTER_FAILURE_S = 1.0
+GENERATION_KEY = "fs:generation"
+
+_CLAIM_GENERATION = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  return current
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+"""
 
 _RECORD_CARD_EVENT = """
 local times, events = KEYS[1], KEYS[2]
@@ -91,6 +111,24 @@ return {
   redis.call('ZCOUNT', frauds, string.format('%.17g', t - rate_window), before_t),
 }
 """
+
+
+class RedisGate:
+    """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`."""
+
+    def __init__(self) -> None:
+        self._closed_until = 0.0
+
+    def check(self) -> None:
+        """Raise `FeatureStoreError` while Redis is being left alone after a failure."""
+        if time.monotonic() < self._closed_until:
+            raise FeatureStoreError(
+                f"feature store unavailable: Redis failed less than {PAUSE_AFTER_FAILURE_S:g} s "
+                "ago, not asked again yet"
+            )
+
+    def failed(self) -> None:
+        self._closed_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
 
 
 def _card_keys(card_id: str) -> list[str]:
@@ -168,12 +206,27 @@ class CardCache:
 
 
 class RedisFeatureStore:
-    """Records transactions and labels in Redis and returns point-in-time feature vectors."""
+    """Records transactions and labels in Redis and returns point-in-time feature vectors.
 
-    def __init__(self, client: aioredis.Redis, cache: CardCache | None = None) -> None:
+    Every batch also reads the generation token (`fs:generation`, set by the first writer).
+    When it has vanished or changed since the last batch, Redis lost the windows (restarted
+    empty): the store counts a reset in `resets` and, until `partial_history_until` (event
+    time), features miss the events recorded before it.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, cache: CardCache | None = None, gate: RedisGate | None = None
+    ) -> None:
         self._client = client
         self.cache = cache
-        self._scripts = PipelineScripts(client, [_RECORD_CARD_EVENT, _RECORD_MERCHANT_TXN])
+        self.gate = gate if gate is not None else RedisGate()
+        self._scripts = PipelineScripts(
+            client, [_RECORD_CARD_EVENT, _RECORD_MERCHANT_TXN, _CLAIM_GENERATION]
+        )
+        self._proposed_generation = uuid.uuid4().hex
+        self.generation: str | None = None
+        self.resets = 0
+        self.partial_history_until: float | None = None
 
     @classmethod
     def from_url(cls, url: str, cache: CardCache | None = None) -> RedisFeatureStore:
@@ -196,10 +249,12 @@ class RedisFeatureStore:
         Idempotent: recording a transaction again returns the same vector it got the first
         time, as long as no earlier-in-time event arrived in between.
         """
+        self.gate.check()
         wanted = self._histories_wanted(transactions)
 
         def queue(pipe: Any, shas: list[str]) -> None:
-            record_card, record_merchant = shas
+            record_card, record_merchant, claim_generation = shas
+            pipe.evalsha(claim_generation, 1, GENERATION_KEY, self._proposed_generation)
             for txn, want in zip(transactions, wanted, strict=True):
                 pipe.evalsha(
                     record_card, 2, *_card_keys(txn.card_id), txn.txn_id, txn.event_time,
@@ -214,9 +269,11 @@ class RedisFeatureStore:
                 pipe.set(_txn_merchant_key(txn.txn_id), txn.merchant_id, ex=KEY_TTL_SECONDS)
 
         try:
-            replies = await self._scripts.run(queue)
+            generation, *replies = await self._scripts.run(queue)
         except aioredis.RedisError as error:
+            self.gate.failed()
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
+        self._follow_generation(generation, transactions)
         vectors = [
             feature_vector(
                 txn,
@@ -228,6 +285,21 @@ class RedisFeatureStore:
         if self.cache is not None:
             self.cache.trim()
         return vectors
+
+    def _follow_generation(self, stored: bytes | None, transactions: Sequence[Transaction]) -> None:
+        """Notice a Redis that lost the windows since the last batch (see the class doc)."""
+        current = self._proposed_generation if stored is None else stored.decode()
+        if stored is None:
+            self._proposed_generation = uuid.uuid4().hex  # a later reset needs a new token
+        if self.generation is not None and current != self.generation:
+            self.resets += 1
+            newest = max(txn.event_time for txn in transactions)
+            self.partial_history_until = newest + RETENTION_SECONDS
+            log.error(
+                "Redis lost the feature windows (restarted empty?): features miss the events "
+                "before this batch until event time %.0f", self.partial_history_until,
+            )  # fmt: skip
+        self.generation = current
 
     def _histories_wanted(self, transactions: Sequence[Transaction]) -> list[bool]:
         """Which events ask Redis for their card's history: only where memory has none.
@@ -271,6 +343,7 @@ class RedisFeatureStore:
         frauds = [label for label in labels if label.is_fraud]
         if not frauds:
             return 0
+        self.gate.check()
         try:
             merchants = await self._client.mget(
                 [_txn_merchant_key(label.txn_id) for label in frauds]
@@ -289,6 +362,7 @@ class RedisFeatureStore:
                     matched += 1
                 await pipe.execute()
         except aioredis.RedisError as error:
+            self.gate.failed()
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return matched
 
@@ -296,8 +370,9 @@ class RedisFeatureStore:
 class RedisScoreStore:
     """Each decision's score under `fs:{txn:<id>}:score`, kept as long as the windows."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, gate: RedisGate | None = None) -> None:
         self._client = client
+        self.gate = gate if gate is not None else RedisGate()
 
     @classmethod
     def from_url(cls, url: str) -> RedisScoreStore:
@@ -309,6 +384,7 @@ class RedisScoreStore:
 
     async def record_scores(self, scored: Sequence[ScoredTransaction]) -> None:
         """Remember (txn_id, event_time, score) so a late label can be joined to its score."""
+        self.gate.check()
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for txn_id, event_time, score in scored:
@@ -317,6 +393,7 @@ class RedisScoreStore:
                     )
                 await pipe.execute()
         except aioredis.RedisError as error:
+            self.gate.failed()
             raise ScoreStoreError(f"score store unavailable: {error}") from error
 
     async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
@@ -342,7 +419,7 @@ def redis_stores(
 ) -> tuple[RedisFeatureStore, RedisScoreStore]:
     """The worker's feature store and score store on one Redis client (one pool).
 
-    Closing either closes the client of both.
+    Closing either closes the client of both; a failure in either pauses both (`RedisGate`).
     """
-    client = redis_client(url)
-    return RedisFeatureStore(client, cache), RedisScoreStore(client)
+    client, gate = redis_client(url), RedisGate()
+    return RedisFeatureStore(client, cache, gate), RedisScoreStore(client, gate)

@@ -35,6 +35,11 @@ class ScoreStoreError(FeatureStoreError):
 
 
 class FeatureStore(Protocol):
+    #: Times the shared windows were found wiped (Redis restarted empty) since start.
+    resets: int
+    #: After a reset: the event time before which features may miss events lost in it.
+    partial_history_until: float | None
+
     async def record_and_featurize(
         self, transactions: Sequence[Transaction]
     ) -> list[NDArray[np.float64]]:

@@ -120,6 +120,16 @@ class WorkerMetrics:
             "fraudstream_feature_store_errors", "Batches featurised without Redis history.",
             registry=r,
         )  # fmt: skip
+        self.feature_store_resets = Counter(
+            "fraudstream_feature_store_resets",
+            "Times Redis was found to have lost the feature windows (restarted empty).",
+            registry=r,
+        )  # fmt: skip
+        self.partial_history = Counter(
+            "fraudstream_partial_history_decisions",
+            "Decisions whose windows may miss events Redis lost in a reset.",
+            registry=r,
+        )  # fmt: skip
         self.degraded = Counter(
             "fraudstream_degraded_decisions", "Decisions made with a fallback or no history.",
             registry=r,
@@ -190,8 +200,9 @@ class WorkerMetrics:
             self.stand_in.inc(stand_ins)
         for letter in outcome.dead_letters:
             self.observe_dead_letter(letter.stage, letter.error)
-        if outcome.feature_store_errors:
-            self.feature_store_errors.inc(outcome.feature_store_errors)
+        self.feature_store_errors.inc(outcome.feature_store_errors)  # inc(0) is a no-op
+        self.feature_store_resets.inc(outcome.feature_store_resets)
+        self.partial_history.inc(outcome.partial_history)
 
     def observe_emit(self, seconds: float) -> None:
         """Record how long one batch's records took to be confirmed by the broker."""

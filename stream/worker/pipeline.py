@@ -65,6 +65,10 @@ class BatchOutcome:
     decisions: list[Decision] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     feature_store_errors: int = 0
+    #: Times the feature store was found wiped since the last batch (Redis restarted empty).
+    feature_store_resets: int = 0
+    #: Decisions whose windows may miss events lost in such a reset.
+    partial_history: int = 0
     fallbacks: list[tuple[str, str]] = field(default_factory=list)
     #: Milliseconds per stage for the whole batch (every decision's `latency_ms` repeats them).
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -126,6 +130,7 @@ class DecisionPipeline:
         self.shadow: ShadowCandidate | None = None
         #: A record older than this when taken is decided by XGBoost alone (None: never).
         self.stand_in_after_s = stand_in_after_s
+        self._resets_reported = 0
 
     def use_models(self, models: LoadedModels, weights: Mapping[str, float]) -> None:
         """Swap in another registry version between two batches (hot reload)."""
@@ -194,6 +199,8 @@ class DecisionPipeline:
             return
         outcome.decisions += attempt.decisions
         outcome.feature_store_errors += attempt.feature_store_errors
+        outcome.feature_store_resets += attempt.feature_store_resets
+        outcome.partial_history += attempt.partial_history
         outcome.fallbacks += attempt.fallbacks
         outcome.stage_ms = attempt.stage_ms
 
@@ -215,6 +222,7 @@ class DecisionPipeline:
         features, store_failed = await self._features(transactions)
         features_s = time.perf_counter() - mark
         outcome.feature_store_errors += int(store_failed)
+        self._count_partial_history(transactions, store_failed, outcome)
         ages = np.array([taken_at - record.produced_at for _, record in valid])
         stand_in = (
             ages > self.stand_in_after_s
@@ -270,6 +278,17 @@ class DecisionPipeline:
                     shadow=self._shadow_decision(shadow, row),
                 )
             )
+
+    def _count_partial_history(
+        self, transactions: Sequence[Transaction], store_failed: bool, outcome: BatchOutcome
+    ) -> None:
+        """Count new feature-store resets, and the decisions whose history one may have cut."""
+        store = self.feature_store
+        outcome.feature_store_resets = store.resets - self._resets_reported
+        self._resets_reported = store.resets
+        until = store.partial_history_until
+        if until is not None and not store_failed:  # a failed store is counted as degraded
+            outcome.partial_history = sum(txn.event_time < until for txn in transactions)
 
     def _stand_in_reason(self, age_s: float) -> str:
         assert self.stand_in_after_s is not None

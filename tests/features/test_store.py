@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from fraudstream.features import store as store_module
 from fraudstream.features.builder import build_features
-from fraudstream.features.store import CardCache, RedisFeatureStore, RedisScoreStore, redis_stores
+from fraudstream.features.store import (
+    CardCache,
+    RedisFeatureStore,
+    RedisGate,
+    RedisScoreStore,
+    redis_stores,
+)
 from fraudstream.features.stores import FeatureStoreError, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
+from fraudstream.features.windows import RETENTION_SECONDS
 from fraudstream.stream.tools.services import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
@@ -146,3 +156,66 @@ def test_unreachable_redis_raises_a_score_store_error_the_worker_already_catches
     with pytest.raises(ScoreStoreError, match="score store unavailable") as raised:
         asyncio.run(run())
     assert isinstance(raised.value, FeatureStoreError)
+
+
+def test_a_redis_restarted_empty_is_noticed_by_every_worker_and_bounds_partial_history(
+    redis_server: EmbeddedRedis,
+) -> None:
+    transactions, _ = random_history(seed=21, count=40)
+
+    async def run() -> tuple[RedisFeatureStore, RedisFeatureStore]:
+        await flush(redis_server.url)
+        first, second = (RedisFeatureStore.from_url(redis_server.url) for _ in range(2))
+        try:
+            await first.record_and_featurize(transactions[:10])  # sets the generation
+            await second.record_and_featurize(transactions[10:20])  # adopts it
+            await flush(redis_server.url)  # what a restart without persistence leaves
+            await first.record_and_featurize(transactions[20:30])  # notices, sets a new one
+            await second.record_and_featurize(transactions[30:])  # sees it changed
+            await first.record_and_featurize(transactions[30:])  # nothing new since
+            return first, second
+        finally:
+            await first.close()
+            await second.close()
+
+    first, second = asyncio.run(run())
+    assert (first.resets, second.resets) == (1, 1)
+    assert first.generation == second.generation
+    assert first.partial_history_until == transactions[29].event_time + RETENTION_SECONDS
+    assert second.partial_history_until == transactions[-1].event_time + RETENTION_SECONDS
+
+
+def test_after_a_failure_the_stores_leave_a_frozen_redis_alone_then_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transactions, _ = random_history(seed=22, count=4)
+
+    async def run(server: EmbeddedRedis) -> list[str]:
+        features, scores = redis_stores(server.url)
+        seen = []
+        try:
+            await features.record_and_featurize(transactions[:2])
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                for attempt in (
+                    lambda: features.record_and_featurize(transactions[2:]),  # times out
+                    lambda: scores.record_scores([("t1", T0, 0.5)]),  # not asked: paused
+                ):
+                    with pytest.raises(FeatureStoreError) as raised:
+                        await attempt()
+                    seen.append(str(raised.value))
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            features.gate = scores.gate = RedisGate()  # as if the pause had ended
+            await features.record_and_featurize(transactions[2:])
+            await scores.record_scores([("t1", T0, 0.5)])
+            return seen
+        finally:
+            await features.close()
+
+    monkeypatch.setattr(store_module, "PAUSE_AFTER_FAILURE_S", 3600.0)
+    with EmbeddedRedis() as server:
+        timed_out, paused = asyncio.run(run(server))
+    assert "Timeout" in timed_out
+    assert "not asked again yet" in paused

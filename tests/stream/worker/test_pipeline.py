@@ -466,3 +466,25 @@ def test_records_late_when_taken_are_decided_by_xgboost_alone_and_marked(
         assert all(d.shadow is not None for d in mixed.decisions)
 
     asyncio.run(run())
+
+
+def test_a_feature_store_reset_is_counted_once_with_the_decisions_it_may_have_cut(
+    trained_registry: Path,
+) -> None:
+    async def run() -> tuple[list[int], list[int]]:
+        stores = in_memory()
+        pipeline = make_pipeline(stores, trained_registry)
+        batch = records(30, seed=12)
+        times = sorted(json.loads(r.value or b"")["event_time"] for r in batch)
+        resets, partial = [], []
+        for reset_seen, until in ((0, None), (1, times[9] + 0.001), (1, times[9] + 0.001)):
+            stores[0].resets, stores[0].partial_history_until = reset_seen, until
+            outcome = await pipeline.process(batch)
+            resets.append(outcome.feature_store_resets)
+            partial.append(outcome.partial_history)
+        await close(pipeline)
+        return resets, partial
+
+    resets, partial = asyncio.run(run())
+    assert resets == [0, 1, 0], "a reset is counted in the batch that found it, once"
+    assert partial == [0, 10, 10]
