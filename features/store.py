@@ -45,7 +45,13 @@ from fraudstream.features.definitions import (
 from fraudstream.features.redis_client import PipelineScripts, redis_client
 from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.features.windows import RETENTION_SECONDS, CardEvent, CardHistory
+from fraudstream.features.windows import (
+    MAX_CARD_EVENTS,
+    RETENTION_SECONDS,
+    STORED_CARD_EVENTS,
+    CardEvent,
+    CardHistory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +74,23 @@ return false
 _RECORD_CARD_EVENT = """
 local times, events = KEYS[1], KEYS[2]
 local txn_id, event_time, encoded = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local retention, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local retention, ttl, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+-- unpack() fails past a few thousand values: remove and read in chunks
+local function forget(ids)
+  for first = 1, #ids, 1000 do
+    local chunk = {unpack(ids, first, math.min(first + 999, #ids))}
+    redis.call('ZREM', times, unpack(chunk))
+    redis.call('HDEL', events, unpack(chunk))
+  end
+end
 if redis.call('ZADD', times, 'NX', event_time, txn_id) == 1 then
   redis.call('HSET', events, txn_id, encoded)
 end
 local newest = tonumber(redis.call('ZRANGE', times, -1, -1, 'WITHSCORES')[2])
-local cutoff = string.format('(%.17g', newest - retention)
-local stale = redis.call('ZRANGEBYSCORE', times, '-inf', cutoff)
-if #stale > 0 then
-  redis.call('ZREM', times, unpack(stale))
-  redis.call('HDEL', events, unpack(stale))
+forget(redis.call('ZRANGEBYSCORE', times, '-inf', string.format('(%.17g', newest - retention)))
+local excess = redis.call('ZCARD', times) - cap
+if excess > 0 then
+  forget(redis.call('ZRANGE', times, 0, excess - 1))
 end
 redis.call('EXPIRE', times, ttl)
 redis.call('EXPIRE', events, ttl)
@@ -85,7 +98,12 @@ if ARGV[6] == '0' then
   return ''
 end
 local ids = redis.call('ZRANGE', times, 0, -1)
-return table.concat(redis.call('HMGET', events, unpack(ids)), ',')
+local parts = {}
+for first = 1, #ids, 1000 do
+  local chunk = {unpack(ids, first, math.min(first + 999, #ids))}
+  parts[#parts + 1] = table.concat(redis.call('HMGET', events, unpack(chunk)), ',')
+end
+return table.concat(parts, ',')
 """
 
 _RECORD_MERCHANT_TXN = """
@@ -259,7 +277,7 @@ class RedisFeatureStore:
                 pipe.evalsha(
                     record_card, 2, *_card_keys(txn.card_id), txn.txn_id, txn.event_time,
                     encode_event(CardEvent.from_transaction(txn)), RETENTION_SECONDS,
-                    KEY_TTL_SECONDS, "1" if want else "0",
+                    KEY_TTL_SECONDS, "1" if want else "0", STORED_CARD_EVENTS,
                 )  # fmt: skip
                 pipe.evalsha(
                     record_merchant, 2, *_merchant_keys(txn.merchant_id), txn.txn_id,
@@ -325,7 +343,7 @@ class RedisFeatureStore:
             me = (txn.event_time, txn.txn_id)
             while prior and prior[-1].key >= me:
                 prior.pop()
-            return prior
+            return prior[-MAX_CARD_EVENTS:]
         history = self.cache.get(txn.card_id)
         if history is None:
             history = CardHistory(decode_events(encoded_events))

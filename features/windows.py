@@ -10,6 +10,10 @@ Semantics, shared by both paths and checked against brute force in the property 
 - Events older than `RETENTION_SECONDS` before the newest event seen are dropped. The
   retention is the longest window plus `ALLOWED_LATENESS_SECONDS`, so an event that arrives
   out of order by less than that still sees its complete history.
+- A transaction sees at most `MAX_CARD_EVENTS` of its card's earlier events, the latest
+  ones, and a card keeps at most `STORED_CARD_EVENTS`: a card-testing bot's card cannot grow
+  one window without bound (its counts saturate at the cap). Both paths agree as long as a
+  transaction arrives fewer than `STORED_CARD_EVENTS - MAX_CARD_EVENTS` events late.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ WINDOWS: dict[str, float] = {
 LONGEST_WINDOW_SECONDS = max(WINDOWS.values())
 ALLOWED_LATENESS_SECONDS = SECONDS_PER_DAY
 RETENTION_SECONDS = LONGEST_WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS
+#: Earlier events a transaction's features see at most: 7 an hour, every hour, for 30 days.
+#: (The Redis script reading a window once failed past ~8,000: "too many results to unpack".)
+MAX_CARD_EVENTS = 5_000
+#: Events a card's window keeps: the slack above `MAX_CARD_EVENTS` serves late arrivals.
+STORED_CARD_EVENTS = 2 * MAX_CARD_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,19 +144,25 @@ class CardHistory:
         if event.event_time > self._newest_time:
             self._newest_time = event.event_time
             self._evict_before(self._newest_time - RETENTION_SECONDS)
+        if len(self._events) > STORED_CARD_EVENTS:
+            self._evict_oldest(len(self._events) - STORED_CARD_EVENTS)
         return True
 
     def _evict_before(self, cutoff: float) -> None:
-        stale = bisect.bisect_left(self._keys, (cutoff, ""))
-        if stale:
-            for event in self._events[:stale]:
+        self._evict_oldest(bisect.bisect_left(self._keys, (cutoff, "")))
+
+    def _evict_oldest(self, count: int) -> None:
+        if count:
+            for event in self._events[:count]:
                 self._txn_ids.discard(event.txn_id)
-            del self._events[:stale]
-            del self._keys[:stale]
+            del self._events[:count]
+            del self._keys[:count]
 
     def before(self, event_time: float, txn_id: str) -> list[CardEvent]:
-        """Events strictly before `(event_time, txn_id)`, oldest first."""
-        return self._events[: bisect.bisect_left(self._keys, (event_time, txn_id))]
+        """The latest `MAX_CARD_EVENTS` events strictly before `(event_time, txn_id)`,
+        oldest first."""
+        end = bisect.bisect_left(self._keys, (event_time, txn_id))
+        return self._events[max(0, end - MAX_CARD_EVENTS) : end]
 
 
 class MerchantHistory:

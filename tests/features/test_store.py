@@ -6,13 +6,17 @@ import asyncio
 import os
 import random
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from numpy.typing import NDArray
 
 from fraudstream.features import store as store_module
+from fraudstream.features import windows as windows_module
 from fraudstream.features.builder import build_features
+from fraudstream.features.definitions import FEATURE_NAMES
 from fraudstream.features.store import (
     CardCache,
     RedisFeatureStore,
@@ -22,7 +26,7 @@ from fraudstream.features.store import (
 )
 from fraudstream.features.stores import FeatureStoreError, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.features.windows import RETENTION_SECONDS
+from fraudstream.features.windows import RETENTION_SECONDS, STORED_CARD_EVENTS
 from fraudstream.stream.tools.services import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
@@ -219,3 +223,49 @@ def test_after_a_failure_the_stores_leave_a_frozen_redis_alone_then_come_back(
         timed_out, paused = asyncio.run(run(server))
     assert "Timeout" in timed_out
     assert "not asked again yet" in paused
+
+
+@pytest.mark.parametrize("cache", [None, CardCache()], ids=["redis-only", "card-cache"])
+def test_a_hot_cards_window_is_capped_the_same_online_and_offline(
+    redis_server: EmbeddedRedis, cache: CardCache | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in (windows_module, store_module):  # small caps, so the test stays quick
+        monkeypatch.setattr(module, "MAX_CARD_EVENTS", 20)
+        monkeypatch.setattr(module, "STORED_CARD_EVENTS", 40)
+    transactions, _ = random_history(seed=23, count=300)
+    hot = [replace(txn, card_id="hot") for txn in transactions]
+    asyncio.run(flush(redis_server.url))
+    online = asyncio.run(replay_online(redis_server.url, hot, [], 16, cache))
+    offline = build_features(hot, []).features
+    np.testing.assert_allclose(online, offline, rtol=1e-12, atol=1e-9)
+    client = aioredis.Redis.from_url(redis_server.url)
+    assert asyncio.run(client.zcard("fs:{card:hot}:times")) == 40
+    assert offline[-1, FEATURE_NAMES.index("count_30d")] == 20, "counts saturate at the cap"
+
+
+def test_a_window_full_to_the_cap_evicted_at_once_is_no_script_failure(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """10,000 events evicted by one event far ahead: past Lua's unpack limit (~8,000)."""
+    base, _ = random_history(seed=24, count=1)
+    full = [
+        replace(base[0], txn_id=f"h{i:05d}", card_id="hot", event_time=T0 + i)
+        for i in range(STORED_CARD_EVENTS)
+    ]
+    far_ahead = replace(full[0], txn_id="far", event_time=T0 + 400 * DAY)
+
+    async def run() -> tuple[NDArray[np.float64], int]:
+        await flush(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url, CardCache())
+        try:
+            for start in range(0, len(full), 500):
+                await store.record_and_featurize(full[start : start + 500])
+            store.forget_cached_cards()  # so the card's whole window is read back once
+            [row] = await store.record_and_featurize([far_ahead])
+            return row, await store._client.zcard("fs:{card:hot}:times")
+        finally:
+            await store.close()
+
+    row, left = asyncio.run(run())
+    assert left == 1
+    assert row[FEATURE_NAMES.index("count_30d")] == 0

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from fraudstream.stream.worker.batching import Coalescer
-from fraudstream.stream.worker.delivery import OverlappedDelivery
+from fraudstream.stream.worker.delivery import Outgoing, OverlappedDelivery
 
 
 def batches_taken(max_batch: int, first: list[int], later: list[list[int]]) -> list[list[int]]:
@@ -79,7 +79,7 @@ def test_a_batch_that_fails_to_be_decided_is_never_acked_nor_anything_taken_afte
                 raise RuntimeError("deciding failed")
             confirmed = asyncio.get_running_loop().create_future()
             confirmed.set_result(None)
-            await delivery.submit(events, [confirmed])
+            await delivery.submit(events, [(Outgoing("decisions", None, b"{}"), confirmed)])
 
         batches = Coalescer(decide_and_hand_over, max_batch=1)
         with pytest.raises(RuntimeError, match="deciding failed"):  # at a put or at close

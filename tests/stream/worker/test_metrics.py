@@ -265,7 +265,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
         if family.name.startswith("fraudstream") and not family.name.endswith("_created")
     ]
 
-    assert len(families) == 16  # 2 histograms, 9 counters, 5 gauges
+    assert len(families) == 18  # 2 histograms, 11 counters, 5 gauges
     for family in families:
         assert family.name.startswith("fraudstream_")
         assert family.documentation, family.name
