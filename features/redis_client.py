@@ -31,7 +31,11 @@ def _hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis."""
+    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis.
+
+    AUTH and TLS come from the URL (`redis://user:password@host`, `rediss://`, and
+    connection options such as `ssl_ca_certs` as query parameters).
+    """
     pool = aioredis.ConnectionPool.from_url(url)
     pool.connection_class = _hiredis_packing(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)
