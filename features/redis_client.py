@@ -37,7 +37,11 @@ REDIS_TIMEOUT_S = 0.5
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis."""
+    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis.
+
+    AUTH and TLS come from the URL (`redis://user:password@host`, `rediss://`, and
+    connection options such as `ssl_ca_certs` as query parameters).
+    """
     pool = aioredis.ConnectionPool.from_url(
         url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )

@@ -164,7 +164,7 @@ def _replay(args: argparse.Namespace) -> int:
         kafka_bootstrap(settings.kafka_url), transactions, labels,
         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
         rate=args.rate if args.speedup is None else None, speedup=args.speedup,
-        limit=args.limit,
+        limit=args.limit, security=settings.kafka_security,
     )  # fmt: skip
     print(
         f"produced {report.produced:,} transactions and {report.labels_produced:,} labels "

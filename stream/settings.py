@@ -10,8 +10,21 @@ Variables (default in brackets):
 =================================== ==========================================================
 ``FRAUDSTREAM_KAFKA_URL``           broker, ``kafka://host:port[;host:port]`` or ``host:port``
                                     [unset: ``fraudstream demo`` starts an embedded Tansu]
-``FRAUDSTREAM_REDIS_URL``           ``redis://``, ``rediss://`` or ``unix://`` URL
+``FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``
+                                    [``PLAINTEXT``]; anything else needs ``KAFKA_URL`` set
+``FRAUDSTREAM_KAFKA_SASL_MECHANISM`` ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``, SASL
+                                    protocols only [``PLAIN``]
+``FRAUDSTREAM_KAFKA_SASL_USERNAME`` SASL login, required by the SASL protocols [unset]
+``FRAUDSTREAM_KAFKA_SASL_PASSWORD`` SASL password, required by them; never printed [unset]
+``FRAUDSTREAM_KAFKA_CA_FILE``       PEM file of the CAs that sign the brokers' certificates,
+                                    TLS protocols only [unset: the system's CAs]
+``FRAUDSTREAM_KAFKA_CERT_FILE``     PEM client certificate (mutual TLS), TLS protocols [unset]
+``FRAUDSTREAM_KAFKA_KEY_FILE``      its private key, if not in the certificate file [unset]
+``FRAUDSTREAM_REDIS_URL``           ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, with
+                                    AUTH as ``redis://[user]:password@host:port/db``
                                     [unset: an embedded ``redis-server`` is started]
+``FRAUDSTREAM_REDIS_CA_FILE``       PEM CA file for a ``rediss://`` URL, added to it as
+                                    ``ssl_ca_certs`` [unset: the system's CAs]
 ``FRAUDSTREAM_TOPIC_TRANSACTIONS``  [``transactions``]
 ``FRAUDSTREAM_TOPIC_DECISIONS``     [``decisions``]
 ``FRAUDSTREAM_TOPIC_LABELS``        [``labels``]
@@ -30,6 +43,8 @@ Variables (default in brackets):
 ``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
 ``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
+``FRAUDSTREAM_METRICS_HOST``        address the Prometheus server binds; ``0.0.0.0`` for every
+                                    interface (containers) [``127.0.0.1``]
 ``FRAUDSTREAM_FETCH_MAX_WAIT_MS``   longest a worker's fetch waits for data, ms, > 0 [10]
 ``FRAUDSTREAM_SHADOW_VERSION``     registry version scored beside the live one, logged only [unset]
 ``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
@@ -42,13 +57,26 @@ Variables (default in brackets):
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.stream.transport import (
+    PLAINTEXT,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    KafkaSecurity,
+    SaslMechanism,
+    Secret,
+    SecurityProtocol,
+    redact_url,
+    redis_url_with_ca_file,
+)
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 
@@ -65,6 +93,7 @@ FallbackPolicy = Literal["neutral", "last_score"]
 _FALLBACK_POLICIES: tuple[str, ...] = ("neutral", "last_score")
 _KAFKA_SCHEMES = ("kafka://", "aiokafka://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 T = TypeVar("T")
 
@@ -82,10 +111,13 @@ class Settings:
 
     ``kafka_url`` / ``redis_url`` of ``None`` mean "start the embedded server"
     (see ``fraudstream.stream.tools.services.embedded_services``); a set URL is used as-is.
+    ``kafka_security`` applies to ``kafka_url``'s brokers (the embedded one is PLAINTEXT).
+    ``redis_url`` may hold a password, so it is left out of the repr.
     """
 
     kafka_url: str | None = None
-    redis_url: str | None = None
+    kafka_security: KafkaSecurity = PLAINTEXT
+    redis_url: str | None = field(default=None, repr=False)
     topic_transactions: str = "transactions"
     topic_decisions: str = "decisions"
     topic_labels: str = "labels"
@@ -102,6 +134,7 @@ class Settings:
     cost_review: float = 10.0
     max_fpr: float = 0.001
     metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     fetch_max_wait_ms: int = 10
     dynamic_threshold: bool = True
     shadow_version: str | None = None
@@ -150,6 +183,18 @@ class Settings:
             raw = env.get(key, "").strip()
             return default if raw == "" else parse(key, raw)
 
+        kafka_url = get("KAFKA_URL", _kafka_url, d.kafka_url)
+        redis_url = get("REDIS_URL", _redis_url, d.redis_url)
+        redis_ca_file = get("REDIS_CA_FILE", _existing_file, None)
+        if redis_ca_file is not None:
+            if redis_url is None or not redis_url.startswith("rediss://"):
+                shown = "unset (the embedded redis-server has no TLS)"
+                raise SettingsError(
+                    f"{ENV_PREFIX}REDIS_CA_FILE is for TLS, so {ENV_PREFIX}REDIS_URL must be a"
+                    f" rediss:// URL; it is {redact_url(redis_url) if redis_url else shown}"
+                )
+            redis_url = redis_url_with_ca_file(redis_url, redis_ca_file)
+
         weight_xgboost = get("WEIGHT_XGBOOST", _non_negative_float, d.weight_xgboost)
         weight_iforest = get(
             "WEIGHT_ISOLATION_FOREST", _non_negative_float, d.weight_isolation_forest
@@ -164,8 +209,9 @@ class Settings:
                 " at least one model needs a positive weight"
             )
         return cls(
-            kafka_url=get("KAFKA_URL", _kafka_url, d.kafka_url),
-            redis_url=get("REDIS_URL", _redis_url, d.redis_url),
+            kafka_url=kafka_url,
+            kafka_security=_kafka_security(env, kafka_url),
+            redis_url=redis_url,
             topic_transactions=get("TOPIC_TRANSACTIONS", _topic_name, d.topic_transactions),
             topic_decisions=get("TOPIC_DECISIONS", _topic_name, d.topic_decisions),
             topic_labels=get("TOPIC_LABELS", _topic_name, d.topic_labels),
@@ -182,6 +228,7 @@ class Settings:
             cost_review=get("COST_REVIEW", _non_negative_float, d.cost_review),
             max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
+            metrics_host=get("METRICS_HOST", _bind_host, d.metrics_host),
             fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
             dynamic_threshold=get("DYNAMIC_THRESHOLD", _flag, d.dynamic_threshold),
             shadow_version=get("SHADOW_VERSION", lambda _k, v: v, d.shadow_version),
@@ -294,5 +341,85 @@ def _kafka_url(key: str, raw: str) -> str:
 
 def _redis_url(key: str, raw: str) -> str:
     if not raw.startswith(_REDIS_SCHEMES):
-        raise SettingsError(f"{key}={raw!r} must start with one of {', '.join(_REDIS_SCHEMES)}")
+        raise SettingsError(
+            f"{key}={redact_url(raw)!r} must start with one of {', '.join(_REDIS_SCHEMES)}"
+        )
     return raw
+
+
+def _bind_host(key: str, raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(raw):
+            raise SettingsError(
+                f"{key}={raw!r} must be an IP address or host name to bind (no port), e.g."
+                " 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+            ) from None
+    return raw
+
+
+def _existing_file(key: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{key}={raw!r} is not a file")
+    return path.resolve()  # workers started elsewhere find it too
+
+
+def _kafka_security(env: Mapping[str, str], kafka_url: str | None) -> KafkaSecurity:
+    """The Kafka protocol, SASL login and TLS files, checked together.
+
+    Every error names the variables to set or unset; none shows the password.
+    """
+
+    def key(name: str) -> str:
+        return f"{ENV_PREFIX}KAFKA_{name}"
+
+    def read(name: str) -> str:
+        return env.get(key(name), "").strip()
+
+    def file(name: str) -> Path | None:
+        return _existing_file(key(name), read(name)) if read(name) else None
+
+    protocol = _choice(key("SECURITY_PROTOCOL"), read("SECURITY_PROTOCOL"), SECURITY_PROTOCOLS)
+    mechanism = _choice(key("SASL_MECHANISM"), read("SASL_MECHANISM"), SASL_MECHANISMS)
+    password = env.get(key("SASL_PASSWORD"), "")  # not stripped: spaces may belong to it
+    security = KafkaSecurity(
+        protocol=cast(SecurityProtocol, protocol or "PLAINTEXT"),
+        sasl_mechanism=cast(SaslMechanism, mechanism or "PLAIN"),
+        sasl_username=read("SASL_USERNAME") or None,
+        sasl_password=Secret(password) if password else None,
+        ca_file=file("CA_FILE"),
+        cert_file=file("CERT_FILE"),
+        key_file=file("KEY_FILE"),
+    )
+    protocol_is = f"{key('SECURITY_PROTOCOL')}={security.protocol}"
+    if security.protocol != "PLAINTEXT" and kafka_url is None:
+        raise SettingsError(
+            f"{protocol_is} needs {ENV_PREFIX}KAFKA_URL: the embedded broker speaks PLAINTEXT only"
+        )
+    sasl_set = [key(n) for n in ("SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD") if read(n)]
+    if security.uses_sasl:
+        missing = [key(n) for n in ("SASL_USERNAME", "SASL_PASSWORD") if not read(n)]
+        if missing:
+            raise SettingsError(f"{protocol_is} needs {' and '.join(missing)}")
+    elif sasl_set:
+        raise SettingsError(
+            f"{', '.join(sasl_set)} set, but {protocol_is} has no SASL login;"
+            " use SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    tls_set = [key(n) for n in ("CA_FILE", "CERT_FILE", "KEY_FILE") if read(n)]
+    if tls_set and not security.uses_tls:
+        raise SettingsError(
+            f"{', '.join(tls_set)} set, but {protocol_is} has no TLS; use SSL or SASL_SSL"
+        )
+    if security.key_file is not None and security.cert_file is None:
+        raise SettingsError(f"{key('KEY_FILE')} needs {key('CERT_FILE')}, its certificate")
+    return security
+
+
+def _choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
+    """`raw` upper-cased if it is one of `choices`; "" when unset."""
+    if raw and raw.upper() not in choices:
+        raise SettingsError(f"{key}={raw!r} must be one of {', '.join(choices)}")
+    return raw.upper()

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.stream.settings import PRODUCER_LINGER_MS
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 
 #: Pacing granularity: records due within one slice are sent together.
 SLICE_S = 0.005
@@ -159,6 +160,7 @@ def replay(
     limit: int | None = None,
     on_progress: Callable[[ReplayProgress], None] | None = None,
     extra_records: Sequence[bytes] = (),
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ReplayReport:
     """Produce `transactions` (the first `limit` in event-time order) and their labels.
 
@@ -167,8 +169,9 @@ def replay(
     skipped; labels due after the last transaction are sent right after it (see
     `plan_schedule`). `extra_records` are sent verbatim with key b"malformed", spread evenly
     through the stream, to exercise the dead-letter path. `on_progress` is called at most
-    every `PROGRESS_INTERVAL_S` and once at the end. Blocks until the producer is flushed;
-    raises `ReplayError` if the broker refused any record.
+    every `PROGRESS_INTERVAL_S` and once at the end. `security` is how to reach the broker.
+    Blocks until the producer is flushed; raises `ReplayError` if the broker refused any
+    record.
     """
     ordered = sorted(transactions, key=lambda t: t.event_time)
     if limit is not None:
@@ -181,7 +184,7 @@ def replay(
 
     messages = _messages(schedule, ordered, own_labels, extra_records, topic, labels_topic)
     sender = _PacedSender(schedule, messages, [t.txn_id for t in ordered], on_progress)
-    failures = asyncio.run(sender.run(bootstrap))
+    failures = asyncio.run(sender.run(bootstrap, security))
     counts, seconds = sender.counts, sender.seconds
     if on_progress is not None:
         on_progress(ReplayProgress(counts["txn"], counts["label"], seconds))
@@ -219,13 +222,14 @@ class _PacedSender:
         self.produce_times: dict[str, float] = {}
         self.seconds = 0.0
 
-    async def run(self, bootstrap: str) -> list[BaseException]:
+    async def run(self, bootstrap: str, security: KafkaSecurity) -> list[BaseException]:
         """Send everything, flush, close; the delivery errors (empty when all landed)."""
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1
-        )
+            bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1,
+            **kafka_client_options(security),
+        )  # fmt: skip
         await producer.start()
         started = time.monotonic()
         try:

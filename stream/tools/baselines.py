@@ -34,6 +34,7 @@ from typing import Any
 
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.workers import WorkerProcess, start_group
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
@@ -129,7 +130,9 @@ def processed_count(processes: Sequence[WorkerProcess]) -> int:
     return total
 
 
-def raw_aiokafka_consume_rate(bootstrap: str, topic: str, n: int) -> float:
+def raw_aiokafka_consume_rate(
+    bootstrap: str, topic: str, n: int, *, security: KafkaSecurity = PLAINTEXT
+) -> float:
     """Records/s for one bare aiokafka consumer reading `n` records from `topic`'s start.
 
     The ceiling no Faust worker can beat on this broker; the topic is topped up with
@@ -137,28 +140,32 @@ def raw_aiokafka_consume_rate(bootstrap: str, topic: str, n: int) -> float:
     """
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    options = kafka_client_options(security)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options)
     partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or {0}]
     held = sum(probe.end_offsets(partitions).values()) - sum(
         probe.beginning_offsets(partitions).values()
     )
     probe.close()
     if held < n:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=262144)
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=20, batch_size=262144, **options
+        )
         filler = b"x" * 300
         for i in range(n - held):
             producer.send(topic, key=str(i % 1000).encode(), value=filler)
         producer.flush()
         producer.close()
-    return asyncio.run(_consume_timed(bootstrap, topic, n))
+    return asyncio.run(_consume_timed(bootstrap, topic, n, options))
 
 
-async def _consume_timed(bootstrap: str, topic: str, n: int) -> float:
+async def _consume_timed(bootstrap: str, topic: str, n: int, options: dict[str, Any]) -> float:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        **options,
+    )  # fmt: skip
     await consumer.start()
     try:
         consumed, started = 0, time.perf_counter()  # connected in start(): not timed

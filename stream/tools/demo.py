@@ -43,6 +43,7 @@ from fraudstream.stream.tools.workers import (
     stop_workers,
     worker_env,
 )
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, redact_url
 from fraudstream.thresholds.pair import ThresholdPair
 from fraudstream.thresholds.shared import SharedThreshold
 
@@ -85,7 +86,10 @@ class DecisionFollower:
     `unreadable` and skipped, so one stray record cannot stop the follower.
     """
 
-    def __init__(self, bootstrap: str, decisions: str, dlq: str, partitions: int) -> None:
+    def __init__(
+        self, bootstrap: str, decisions: str, dlq: str, partitions: int, *,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:  # fmt: skip
         self.decisions_topic = decisions
         self.decisions: list[Decision] = []
         self.read_at: list[float] = []  # wall clock when each decision was read
@@ -93,7 +97,7 @@ class DecisionFollower:
         self.unreadable = 0
         self.reader = TopicReader(
             bootstrap, [decisions, dlq], partitions, self._keep,
-            from_end=False, fetch_max_wait_ms=FOLLOWER_FETCH_WAIT_MS,
+            from_end=False, fetch_max_wait_ms=FOLLOWER_FETCH_WAIT_MS, security=security,
         )  # fmt: skip
 
     def _keep(self, topic: str, value: bytes, read_at: float) -> None:
@@ -139,7 +143,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
     labels = {label.txn_id: label for label in stream.labels}
     with embedded_services(settings) as urls:
-        print(f"broker {urls.kafka_url}  redis {urls.redis_url}", flush=True)
+        print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url,
                          registry=str(settings.registry_path),
                          partitions=str(settings.partitions))  # fmt: skip
@@ -148,8 +152,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         workers = start_workers(options.workers, env, out / "workers")
         bootstrap = kafka_bootstrap(urls.kafka_url)
         follower = DecisionFollower(
-            bootstrap, settings.topic_decisions, settings.topic_dlq, settings.partitions
-        )
+            bootstrap, settings.topic_decisions, settings.topic_dlq, settings.partitions,
+            security=urls.kafka_security,
+        )  # fmt: skip
         follower.start()
         cpu = _demo_cpu_meter(workers, urls, follower)
         cpu.start()
@@ -170,6 +175,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
                 bootstrap, stream.transactions, stream.labels,
                 topic=settings.topic_transactions, labels_topic=settings.topic_labels,
                 rate=options.rate, on_progress=show, extra_records=MALFORMED_RECORDS,
+                security=urls.kafka_security,
             )  # fmt: skip
             expected = report.produced + report.malformed_produced
             deadline = time.monotonic() + 120

@@ -173,8 +173,10 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
         if options.raw_consume_records > 0:
             topic = f"{settings.topic_transactions}.loadtest-{run_id}-raw"
             bootstrap = kafka_bootstrap(urls.kafka_url)
-            create_topics(bootstrap, [topic], settings.partitions)
-            raw_tps = raw_aiokafka_consume_rate(bootstrap, topic, options.raw_consume_records)
+            create_topics(bootstrap, [topic], settings.partitions, security=urls.kafka_security)
+            raw_tps = raw_aiokafka_consume_rate(
+                bootstrap, topic, options.raw_consume_records, security=urls.kafka_security
+            )
     main = results[systems[0]]
     return {
         "system": systems[0],
@@ -242,7 +244,7 @@ def _run_system(
 ) -> list[dict[str, Any]]:  # fmt: skip
     bootstrap = kafka_bootstrap(urls.kafka_url)
     topics = _system_topics(settings, run_id, system)
-    create_topics(bootstrap, topics.values(), settings.partitions)
+    create_topics(bootstrap, topics.values(), settings.partitions, security=urls.kafka_security)
     env = worker_env(
         urls.kafka_url, urls.redis_unix_url or urls.redis_url,
         registry=str(settings.registry_path), app_id=f"loadtest-{run_id}-{system}",
@@ -255,7 +257,9 @@ def _run_system(
         processes = start_baselines(system, options.workers, env, folder, session_timeout_s=timeout)
     clock = None
     if emits_decisions(system):
-        clock = DecisionClock(bootstrap, topics["topic_decisions"], settings.partitions)
+        clock = DecisionClock(
+            bootstrap, topics["topic_decisions"], settings.partitions, security=urls.kafka_security
+        )
     cpu = CpuMeter(
         run_sources((p.process.pid for p in processes), urls.pids)
         + [CpuSource("measurer", os.getpid())]

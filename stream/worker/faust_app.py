@@ -16,6 +16,7 @@ import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fraudstream.stream.settings import PRODUCER_LINGER_MS, Settings
+from fraudstream.stream.transport import faust_credentials
 
 #: Faust settings that make it quick and reliable on Tansu (docs/notes-faust-on-tansu.md):
 #: Tansu holds a group join for about half the session timeout, so the session timeout
@@ -64,10 +65,12 @@ def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:
 def new_faust_app(
     settings: Settings, kafka_url: str, *, datadir: Path, session_timeout_s: float = 6.0
 ) -> faust.App:
-    """A Faust app in the settings' consumer group, with the options above."""
+    """A Faust app in the settings' consumer group, with the options above, reaching
+    `kafka_url` as `settings.kafka_security` says (SASL, TLS)."""
     return faust.App(
         settings.app_id,
         broker=kafka_url,
+        broker_credentials=faust_credentials(settings.kafka_security),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,

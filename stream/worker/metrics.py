@@ -242,15 +242,27 @@ class WorkerMetrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Serve `/metrics` on a daemon thread; port 0 lets the OS pick. Returns the port.
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve `/metrics` on `addr` on a daemon thread; port 0 lets the OS pick. Returns
+        the port.
 
         Binding port 0 and reading the bound port back avoids the race of probing for a
-        free port and binding it later.
+        free port and binding it later. The default address is this machine's only: the
+        page tells anyone who reaches it about traffic and models (``0.0.0.0`` in a
+        container, where the scraper is outside).
         """
         server, _thread = _start_http_server(port, addr=addr, registry=self.registry)
         self._server = server
         return int(server.server_port)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/metrics`` as bound (the address the OS resolved `addr` to)."""
+        if self._server is None:
+            raise RuntimeError("metrics are not served; call serve() first")
+        host, port = self._server.socket.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 literal
+        return f"http://{shown}:{port}/metrics"
 
     def close(self) -> None:
         """Stop the HTTP server started by `serve`, if any."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.stream.settings import Settings, SettingsError
+from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 
@@ -25,6 +26,8 @@ def test_empty_environment_gives_documented_defaults() -> None:
     assert (settings.cost_fn, settings.cost_fp, settings.cost_review) == (5000, 50, 10)
     assert settings.max_fpr == 0.001
     assert settings.metrics_port == 0
+    assert settings.metrics_host == "127.0.0.1"  # this machine only, unless asked
+    assert settings.kafka_security == KafkaSecurity("PLAINTEXT")
     assert settings.app_id == "fraudstream"
 
 
@@ -48,6 +51,7 @@ def test_every_variable_is_read() -> None:
             "FRAUDSTREAM_COST_REVIEW": "0",
             "FRAUDSTREAM_MAX_FPR": "0.01",
             "FRAUDSTREAM_METRICS_PORT": "9100",
+            "FRAUDSTREAM_METRICS_HOST": "0.0.0.0",
             "FRAUDSTREAM_APP_ID": "fraud-eu",
         }
     )
@@ -69,6 +73,7 @@ def test_every_variable_is_read() -> None:
         cost_review=0,
         max_fpr=0.01,
         metrics_port=9100,
+        metrics_host="0.0.0.0",
         app_id="fraud-eu",
     )
 
@@ -102,6 +107,11 @@ def test_other_variables_are_ignored() -> None:
         ("FRAUDSTREAM_MAX_FPR", "0"),
         ("FRAUDSTREAM_MAX_FPR", "1.5"),
         ("FRAUDSTREAM_METRICS_PORT", "70000"),
+        ("FRAUDSTREAM_METRICS_HOST", "localhost:9108"),
+        ("FRAUDSTREAM_METRICS_HOST", "http://0.0.0.0"),
+        ("FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("FRAUDSTREAM_KAFKA_SASL_MECHANISM", "GSSAPI"),
+        ("FRAUDSTREAM_REDIS_CA_FILE", "/nonexistent/ca.pem"),
         ("FRAUDSTREAM_KAFKA_URL", "http://broker:9092"),
         ("FRAUDSTREAM_KAFKA_URL", "kafka://broker"),
         ("FRAUDSTREAM_REDIS_URL", "localhost:6379"),
@@ -140,3 +150,76 @@ def test_cost_variables_build_the_cost_model_and_constraints() -> None:
     assert settings.threshold_constraints == Constraints(max_fpr=0.01)
     assert Settings().cost_model == CostModel()
     assert Settings().threshold_constraints == Constraints()
+
+
+PASSWORD = "s3cret-not-for-logs"
+
+
+def test_transport_security_variables_are_read(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "client.pem", "client.key"))
+    for path in (ca, cert, key):
+        path.write_text("PEM")  # read when a client connects, not here
+    settings = Settings.from_env(
+        {
+            "FRAUDSTREAM_KAFKA_URL": "broker:9093",
+            "FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "FRAUDSTREAM_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "FRAUDSTREAM_KAFKA_SASL_USERNAME": "fraudstream",
+            "FRAUDSTREAM_KAFKA_SASL_PASSWORD": f" {PASSWORD}",
+            "FRAUDSTREAM_KAFKA_CA_FILE": str(ca),
+            "FRAUDSTREAM_KAFKA_CERT_FILE": str(cert),
+            "FRAUDSTREAM_KAFKA_KEY_FILE": str(key),
+            "FRAUDSTREAM_REDIS_URL": f"rediss://:{PASSWORD}@redis:6380/0",
+            "FRAUDSTREAM_REDIS_CA_FILE": str(ca),
+        }
+    )
+    assert settings.kafka_security == KafkaSecurity(
+        "SASL_SSL", "SCRAM-SHA-512", "fraudstream", Secret(f" {PASSWORD}"), ca, cert, key
+    )  # the password as given, spaces included
+    assert settings.redis_url == f"rediss://:{PASSWORD}@redis:6380/0?ssl_ca_certs={ca}"
+    assert PASSWORD not in repr(settings)
+
+
+def test_sasl_without_tls_needs_no_files() -> None:
+    security = Settings.from_env(
+        {
+            "FRAUDSTREAM_KAFKA_URL": "broker:9092",
+            "FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "FRAUDSTREAM_KAFKA_SASL_USERNAME": "fraudstream",
+            "FRAUDSTREAM_KAFKA_SASL_PASSWORD": PASSWORD,
+        }
+    ).kafka_security
+    assert (security.protocol, security.sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN")
+    assert security.uses_sasl and not security.uses_tls
+
+
+SASL = {
+    "FRAUDSTREAM_KAFKA_URL": "broker:9093",
+    "FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "FRAUDSTREAM_KAFKA_SASL_USERNAME": "fraudstream",
+    "FRAUDSTREAM_KAFKA_SASL_PASSWORD": PASSWORD,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"FRAUDSTREAM_KAFKA_SASL_USERNAME": ""}, "needs FRAUDSTREAM_KAFKA_SASL_USERNAME"),
+        ({"FRAUDSTREAM_KAFKA_SASL_PASSWORD": ""}, "needs FRAUDSTREAM_KAFKA_SASL_PASSWORD"),
+        ({"FRAUDSTREAM_KAFKA_URL": ""}, "needs FRAUDSTREAM_KAFKA_URL"),
+        ({"FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "SSL"}, "FRAUDSTREAM_KAFKA_SASL_PASSWORD set"),
+        ({"FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": ""}, "PROTOCOL=PLAINTEXT has no SASL"),
+        ({"FRAUDSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+          "FRAUDSTREAM_KAFKA_CA_FILE": __file__}, "FRAUDSTREAM_KAFKA_CA_FILE set"),
+        ({"FRAUDSTREAM_KAFKA_KEY_FILE": __file__}, "needs FRAUDSTREAM_KAFKA_CERT_FILE"),
+        ({"FRAUDSTREAM_REDIS_URL": f"redis://:{PASSWORD}@redis:6379/0",
+          "FRAUDSTREAM_REDIS_CA_FILE": __file__}, "REDIS_URL must be a rediss:// URL"),
+        ({"FRAUDSTREAM_REDIS_URL": f"http://:{PASSWORD}@redis:6379/0"}, "FRAUDSTREAM_REDIS_URL"),
+    ],
+)  # fmt: skip
+def test_security_settings_that_do_not_fit_together_name_what_to_fix_not_the_password(
+    change: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named) as raised:
+        Settings.from_env({**SASL, **change})
+    assert PASSWORD not in str(raised.value)

@@ -238,14 +238,23 @@ def test_an_empty_histogram_reports_nan(metrics: WorkerMetrics) -> None:
     assert e2e["count"] == 0 and math.isnan(e2e["p99"])
 
 
-def test_serve_on_port_zero_exposes_metrics_over_http(metrics: WorkerMetrics) -> None:
+def test_serve_on_port_zero_exposes_metrics_on_this_machine_only(metrics: WorkerMetrics) -> None:
     observe_a_delivered_batch(metrics)
-    port = metrics.serve(0, addr="127.0.0.1")
+    port = metrics.serve(0)
 
     assert port > 0
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    assert metrics.url == f"http://127.0.0.1:{port}/metrics"  # the default bind, as bound
+    with urllib.request.urlopen(metrics.url, timeout=5) as response:
         body = response.read().decode()
     assert "fraudstream_end_to_end_latency_seconds_bucket" in body
+
+
+def test_the_url_names_the_address_really_bound(metrics: WorkerMetrics) -> None:
+    port = metrics.serve(0, addr="0.0.0.0")  # every interface, as in a container
+
+    assert metrics.url == f"http://0.0.0.0:{port}/metrics"
+    with urllib.request.urlopen(metrics.url, timeout=5) as response:
+        assert response.status == 200
 
 
 def a_full_exposition(metrics: WorkerMetrics) -> str:
