@@ -136,17 +136,19 @@ class RedisGate:
 
     def __init__(self) -> None:
         self._closed_until = 0.0
+        self._last_error = ""
 
     def check(self) -> None:
-        """Raise `FeatureStoreError` while Redis is being left alone after a failure."""
+        """Raise `FeatureStoreError` (with the last failure) while Redis is left alone."""
         if time.monotonic() < self._closed_until:
             raise FeatureStoreError(
-                f"feature store unavailable: Redis failed less than {PAUSE_AFTER_FAILURE_S:g} s "
-                "ago, not asked again yet"
+                f"feature store unavailable: {self._last_error} (less than "
+                f"{PAUSE_AFTER_FAILURE_S:g} s ago; Redis not asked again yet)"
             )
 
-    def failed(self) -> None:
+    def failed(self, error: Exception) -> None:
         self._closed_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+        self._last_error = str(error)
 
 
 def _card_keys(card_id: str) -> list[str]:
@@ -289,7 +291,7 @@ class RedisFeatureStore:
         try:
             generation, *replies = await self._scripts.run(queue)
         except aioredis.RedisError as error:
-            self.gate.failed()
+            self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         self._follow_generation(generation, transactions)
         vectors = [
@@ -380,7 +382,7 @@ class RedisFeatureStore:
                     matched += 1
                 await pipe.execute()
         except aioredis.RedisError as error:
-            self.gate.failed()
+            self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return matched
 
@@ -411,7 +413,7 @@ class RedisScoreStore:
                     )
                 await pipe.execute()
         except aioredis.RedisError as error:
-            self.gate.failed()
+            self.gate.failed(error)
             raise ScoreStoreError(f"score store unavailable: {error}") from error
 
     async def scores_for(self, txn_ids: Sequence[str]) -> list[tuple[float, float] | None]:
