@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from fraudstream.models.signing import signing_key_for
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
@@ -29,7 +30,10 @@ WARM_UP = 2_000
 
 async def cpu_per_1000(redis_url: str, registry: Path, batch: int) -> tuple[float, float]:
     """(CPU s, wall s) per 1,000 decisions of this process in batches of `batch`."""
-    runtime = WorkerRuntime(Settings(registry_path=registry), redis_url, WorkerMetrics())
+    key = signing_key_for(registry, Settings.from_env().signing_key)
+    runtime = WorkerRuntime(
+        Settings(registry_path=registry, signing_key=key), redis_url, WorkerMetrics()
+    )
     await runtime.start()
     stream = generate_stream(GeneratorConfig(TRANSACTIONS + WARM_UP, seed=5))
     raw = [orjson.dumps(txn.to_dict()) for txn in stream.transactions]

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.models.signing import signing_key_for
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.loadtest_traffic import (
     DecisionClock,
@@ -76,6 +77,7 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
         create_topics(bootstrap, topics.values(), 1)
         env = worker_env(
             urls.kafka_url, urls.redis_unix_url or urls.redis_url,
+            signing_key_for(settings.registry_path, settings.signing_key),
             registry=str(settings.registry_path.resolve()), app_id=f"overload-{run_id}",
             partitions="1", **topics,
         )  # fmt: skip

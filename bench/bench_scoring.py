@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from fraudstream.models.ensemble import Ensemble, combine_batch
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import load_version, save_version
+from fraudstream.models.signing import SigningKey
 from fraudstream.models.training import TrainingParams, fit_isolation_forest, train_models
 from fraudstream.stream.sim.feature_rows import N_FEATURES, synthetic_fraud_rows
 
@@ -50,8 +51,10 @@ def main() -> None:
     trained = train_models(X, y, X_valid, y_valid, [f"f{i:02d}" for i in range(N_FEATURES)], params)
     stock_forest = fit_isolation_forest(X, y.astype(bool), params)
     with tempfile.TemporaryDirectory() as registry:
-        save_version(Path(registry), trained, training_data_hash="bench", extra_metadata={})
-        ensemble = Ensemble(load_version(Path(registry)))
+        key = SigningKey.generate()
+        save_version(Path(registry), trained, training_data_hash="bench", extra_metadata={},
+                     signing_key=key)  # fmt: skip
+        ensemble = Ensemble(load_version(Path(registry), signing_key=key))
     booster = trained.xgboost.booster
     names = list(trained.feature_names)
     calibration = trained.isolation_forest.calibration

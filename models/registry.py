@@ -6,12 +6,16 @@ Layout::
       LIVE                 the live version's name, e.g. "v0003"
       v0001/ v0002/ ...    one folder per trained pair of models:
         xgboost.ubj  isolation_forest.npz  calibration.json  features.json
-        metrics.json  metadata.json  manifest.json (sha256 of every other file)
+        metrics.json  metadata.json  manifest.json (sha256 of every other file, signed)
 
 Nothing is read from a version until every file has been checked against its manifest,
 and no file is ever unpickled: models are stored as XGBoost UBJSON, plain ``.npz`` arrays
 (loaded with ``allow_pickle=False``) and JSON. A version folder is written under a
 temporary name and renamed into place, so readers never see a half-written version.
+
+The manifest's ``signature`` is an HMAC-SHA256 (models/signing.py) over the file table
+and the version's name: editing a file and recomputing its hash is refused, and so is a
+manifest moved to another version. Workers pass their key and load nothing unsigned.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import xgboost as xgb
 
 from fraudstream.models.isolation import CompiledIsolationForest
 from fraudstream.models.scorers import AnomalyCalibration, IsolationForestScorer, XGBoostScorer
+from fraudstream.models.signing import SigningKey
 from fraudstream.models.training import TrainedModels
 
 LIVE_FILE = "LIVE"
@@ -86,9 +91,10 @@ def save_version(
     *,
     training_data_hash: str,
     extra_metadata: dict[str, Any],
+    signing_key: SigningKey,
     promote: bool = True,
 ) -> str:
-    """Write ``trained`` as the next version and, unless ``promote=False``, make it live.
+    """Write ``trained`` as the next version, signed, and unless ``promote=False`` make it live.
 
     ``extra_metadata`` (e.g. the time-split boundaries) is merged into ``metadata.json``;
     it may not override the registry's own keys. Returns the new version's name.
@@ -114,7 +120,7 @@ def save_version(
         _write_json(staging / FEATURES_FILE, list(trained.feature_names))
         _write_json(staging / METRICS_FILE, trained.metrics)
         version = _move_into_place(
-            staging, registry_dir, trained, training_data_hash, extra_metadata
+            staging, registry_dir, trained, training_data_hash, extra_metadata, signing_key
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -167,13 +173,30 @@ def live_version(registry_dir: Path) -> str:
     return versions[-1]
 
 
-def load_version(registry_dir: Path, version: str | None = None) -> LoadedModels:
-    """Verify every file of ``version`` (default: the live one), then load it."""
+def verify_version(
+    registry_dir: Path, version: str | None = None, *, signing_key: SigningKey
+) -> str:
+    """Check ``version``'s (default: the live one) signature and hashes without loading it.
+
+    Returns the version's name; raises ``RegistryError`` saying what to do otherwise.
+    """
     name = version if version is not None else live_version(registry_dir)
-    folder = registry_dir / name
-    if not _VERSION.match(name) or not folder.is_dir():
-        raise RegistryError(f"model version {folder} does not exist; see {registry_dir}/LIVE")
-    _verify(folder)
+    _verify(_version_folder(registry_dir, name), signing_key)
+    return name
+
+
+def load_version(
+    registry_dir: Path, version: str | None = None, *, signing_key: SigningKey | None = None
+) -> LoadedModels:
+    """Verify every file of ``version`` (default: the live one), then load it.
+
+    With ``signing_key`` the manifest's signature is checked too, and an unsigned or
+    wrongly signed version is refused: whatever serves decisions passes it. Without, only
+    the hashes are: enough for reports on a registry the caller trusts, never for serving.
+    """
+    name = version if version is not None else live_version(registry_dir)
+    folder = _version_folder(registry_dir, name)
+    _verify(folder, signing_key)
     feature_names = tuple(json.loads((folder / FEATURES_FILE).read_text()))
     booster = xgb.Booster()
     booster.load_model(folder / XGBOOST_FILE)
@@ -201,8 +224,29 @@ def load_version(registry_dir: Path, version: str | None = None) -> LoadedModels
     )
 
 
-def _verify(folder: Path) -> None:
-    """Raise ``RegistryError`` unless the manifest exists and every hash in it matches."""
+def write_manifest(folder: Path, version: str, signing_key: SigningKey) -> None:
+    """Hash every file of the version folder and sign the table for the name `version`."""
+    hashes = {name: _sha256(folder / name) for name in REQUIRED_FILES}
+    signature = signing_key.sign(_signed_manifest(version, hashes))
+    _write_json(folder / MANIFEST, {"algorithm": "sha256", "files": hashes,
+                                    "signature": signature})  # fmt: skip
+
+
+def _signed_manifest(version: str, files: dict[str, Any]) -> dict[str, Any]:
+    """What a manifest's signature covers: the file table and the version it belongs to."""
+    return {"version": version, "algorithm": "sha256", "files": files}
+
+
+def _version_folder(registry_dir: Path, name: str) -> Path:
+    folder = registry_dir / name
+    if not _VERSION.match(name) or not folder.is_dir():
+        raise RegistryError(f"model version {folder} does not exist; see {registry_dir}/LIVE")
+    return folder
+
+
+def _verify(folder: Path, signing_key: SigningKey | None) -> None:
+    """Raise ``RegistryError`` unless the manifest exists, is signed with ``signing_key``
+    (when given) for this version's name, and every hash in it matches."""
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise RegistryError(
@@ -210,12 +254,15 @@ def _verify(folder: Path) -> None:
             "retrain or restore the version"
         )
     try:
-        listed = json.loads(manifest_path.read_text())["files"]
+        manifest = json.loads(manifest_path.read_text())
+        listed = manifest["files"]
     except (ValueError, KeyError, TypeError) as error:
         message = f"{manifest_path} is unreadable ({error!r}); retrain or restore the version"
         raise RegistryError(message) from error
     if not isinstance(listed, dict):
         raise RegistryError(f"{manifest_path} has no file table; retrain or restore the version")
+    if signing_key is not None:
+        _check_signature(manifest_path, folder.name, manifest, signing_key)
     unlisted = [name for name in REQUIRED_FILES if name not in listed]
     if unlisted:
         raise RegistryError(f"{manifest_path} does not list {unlisted}; retrain or restore it")
@@ -229,12 +276,35 @@ def _verify(folder: Path) -> None:
             )
 
 
+def _check_signature(
+    manifest_path: Path, version: str, manifest: dict[str, Any], signing_key: SigningKey
+) -> None:
+    if "signature" not in manifest:
+        raise RegistryError(
+            f"{manifest_path} is not signed, so nothing vouches for {version}'s files; "
+            "retrain it with FRAUDSTREAM_SIGNING_KEY set (or restore a signed copy)"
+        )
+    try:
+        matches = signing_key.verify(
+            _signed_manifest(version, manifest["files"]), manifest["signature"]
+        )
+    except ValueError:  # a table no signer writes (NaN): it cannot carry a valid signature
+        matches = False
+    if not matches:
+        raise RegistryError(
+            f"{manifest_path}'s signature does not match version {version} under the signing "
+            "key in use (another key, an edited manifest, or one copied from another "
+            "version); retrain it with this key, or set FRAUDSTREAM_SIGNING_KEY to its key"
+        )
+
+
 def _move_into_place(
     staging: Path,
     registry_dir: Path,
     trained: TrainedModels,
     training_data_hash: str,
     extra_metadata: dict[str, Any],
+    signing_key: SigningKey,
 ) -> str:
     """Finish the staged folder and rename it to the next free version name.
 
@@ -254,8 +324,7 @@ def _move_into_place(
             **extra_metadata,
         }
         _write_json(staging / METADATA_FILE, metadata)
-        hashes = {name: _sha256(staging / name) for name in REQUIRED_FILES}
-        _write_json(staging / MANIFEST, {"algorithm": "sha256", "files": hashes})
+        write_manifest(staging, version, signing_key)
         target = registry_dir / version
         staging.chmod(0o755)  # mkdtemp makes it private; a version is for every reader
         try:

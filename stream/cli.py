@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudstream.models.registry import RegistryError, verify_version
+from fraudstream.models.signing import SigningKey, SigningKeyError, key_file_for, signing_key_for
 from fraudstream.stream.offline.evaluation import (
     NoHeldOutTransactions,
     evaluate_from_file,
@@ -60,12 +62,22 @@ def _registry(args: argparse.Namespace) -> Path:
     return args.registry if args.registry is not None else Settings.from_env().registry_path
 
 
+def _training_key(settings: Settings, registry: Path) -> SigningKey:
+    """FRAUDSTREAM_SIGNING_KEY, else the key file beside `registry` (made if need be), said."""
+    if settings.signing_key is None:
+        print(f"FRAUDSTREAM_SIGNING_KEY is not set: signing with the key in "
+              f"{key_file_for(registry)}; give its content to workers as "
+              "FRAUDSTREAM_SIGNING_KEY", flush=True)  # fmt: skip
+    return signing_key_for(registry, settings.signing_key, create=True)
+
+
 def _train(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = _registry(args)
     version = train_from_file(
-        args.data, registry, settings.cost_model, settings.threshold_constraints, since=args.since
-    )
+        args.data, registry, settings.cost_model, settings.threshold_constraints,
+        since=args.since, signing_key=_training_key(settings, registry),
+    )  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     return 0
 
@@ -93,7 +105,11 @@ def _demo(args: argparse.Namespace) -> int:
         return _offline_demo(args)
     from fraudstream.stream.tools.demo import run_demo
 
-    run_demo(Settings.from_env(), demo_options(args))
+    try:
+        run_demo(Settings.from_env(), demo_options(args))
+    except (RegistryError, SigningKeyError) as error:
+        print(f"fraudstream demo: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -121,7 +137,8 @@ def _offline_demo(args: argparse.Namespace) -> int:
     seed = GeneratorConfig.seed if args.seed is None else args.seed
     print(write_generated_stream(GeneratorConfig(args.transactions, seed=seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
-    version = train_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
+    version = train_from_file(data, registry, settings.cost_model, settings.threshold_constraints,
+                              signing_key=_training_key(settings, registry))  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
     report = evaluate_from_file(data, registry, settings.cost_model)
@@ -139,6 +156,19 @@ def _worker(args: argparse.Namespace) -> int:
             "run `fraudstream services` for an embedded pair",
             file=sys.stderr,
         )
+        return 2
+    if settings.signing_key is None:
+        print(
+            "fraudstream worker needs FRAUDSTREAM_SIGNING_KEY, the key its model registry "
+            "and the shared threshold are signed with (`fraudstream train` without it keeps "
+            f"one in {key_file_for(settings.registry_path)})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        verify_version(settings.registry_path, signing_key=settings.signing_key)
+    except RegistryError as error:
+        print(f"fraudstream worker: {error}", file=sys.stderr)
         return 2
     run_worker(
         settings,
@@ -175,7 +205,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from fraudstream.models.registry import (
-        RegistryError,
         list_versions,
         live_version,
         load_version,
@@ -186,7 +215,7 @@ def _models(args: argparse.Namespace) -> int:
     registry = _registry(args)
     try:
         if args.models_command == "promote":
-            load_version(registry, args.version)  # refuse what would not load
+            load_version(registry, args.version, signing_key=_checking_key(registry))
             set_live(registry, args.version)
             print(f"{args.version} is live; workers load it within a few seconds")
         elif args.models_command == "rollback":
@@ -206,16 +235,35 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checking_key(registry: Path) -> SigningKey | None:
+    """The key to check a version before promoting it; None (hashes only, said) if none.
+
+    Promoting needs no secret: a worker refuses an unsigned version anyway and keeps serving.
+    """
+    try:
+        return signing_key_for(registry, Settings.from_env().signing_key)
+    except SigningKeyError as error:
+        print(f"signature not checked: {error}", file=sys.stderr)
+        return None
+
+
 def _thresholds_show(args: argparse.Namespace) -> int:
     import asyncio
 
     from fraudstream.stream.worker.recalibration import describe_live_threshold
+    from fraudstream.thresholds.shared import SharedThresholdError
 
     settings = Settings.from_env()
     if settings.redis_url is None:
         print("fraudstream thresholds show needs FRAUDSTREAM_REDIS_URL", file=sys.stderr)
         return 2
-    print(asyncio.run(describe_live_threshold(settings.redis_url, settings.app_id, args.limit)))
+    try:
+        key = signing_key_for(settings.registry_path, settings.signing_key)
+        print(asyncio.run(describe_live_threshold(settings.redis_url, settings.app_id, key,
+                                                  args.limit)))  # fmt: skip
+    except (SigningKeyError, SharedThresholdError) as error:
+        print(f"fraudstream thresholds show: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

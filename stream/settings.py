@@ -52,6 +52,9 @@ Variables (default in brackets):
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
 ``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window [0.97]
 ``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
+``FRAUDSTREAM_SIGNING_KEY``         secret (any string of >= 16 bytes) that signs model versions
+                                    and threshold pairs; a worker refuses to start without it
+                                    [unset: training keeps one in ``<registry>.signing-key``]
 =================================== ==========================================================
 """
 
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.transport import (
     PLAINTEXT,
     SASL_MECHANISMS,
@@ -142,6 +146,7 @@ class Settings:
     label_window_days: float = 30.0
     recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
+    signing_key: SigningKey | None = None
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
@@ -240,6 +245,7 @@ class Settings:
                 "RECALIBRATION_MIN_RECALL", _fraction, d.recalibration_min_recall
             ),
             app_id=get("APP_ID", _app_id, d.app_id),
+            signing_key=get("SIGNING_KEY", _signing_key, d.signing_key),
         )
 
 
@@ -324,6 +330,13 @@ def _app_id(key: str, raw: str) -> str:
     if any(ch.isspace() for ch in raw):
         raise SettingsError(f"{key}={raw!r} must not contain whitespace")
     return raw
+
+
+def _signing_key(key: str, raw: str) -> SigningKey:
+    try:
+        return SigningKey(raw)
+    except ValueError as error:  # the message must not echo the secret
+        raise SettingsError(f"{key}: {error}") from None
 
 
 def _kafka_url(key: str, raw: str) -> str:

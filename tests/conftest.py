@@ -31,13 +31,15 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with one version trained on a small generated stream (seed 11)."""
+    """A registry with one version trained on a small generated stream (seed 11), signed
+    with `TEST_SIGNING_KEY`."""
     from fraudstream.stream.offline.training import train_from_file
     from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
     from fraudstream.stream.sim.streamfile import write_stream
+    from tests.support.signing import TEST_SIGNING_KEY
 
     folder = tmp_path_factory.mktemp("registry")
     data = folder / "train.jsonl"
     write_stream(generate_stream(GeneratorConfig(transactions=20_000, seed=11)), data)
-    train_from_file(data, folder / "registry")
+    train_from_file(data, folder / "registry", signing_key=TEST_SIGNING_KEY)
     return folder / "registry"

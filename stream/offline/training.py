@@ -21,8 +21,20 @@ from fraudstream.features.definitions import ANOMALY_FEATURES
 from fraudstream.models.drift import ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights, combine_batch
 from fraudstream.models.names import ModelName
-from fraudstream.models.registry import LoadedModels, list_versions, save_version
+from fraudstream.models.registry import (
+    LoadedModels,
+    RegistryError,
+    list_versions,
+    save_version,
+    verify_version,
+)
 from fraudstream.models.rules import RulesScorer
+from fraudstream.models.signing import (
+    SigningKey,
+    SigningKeyError,
+    key_file_for,
+    signing_key_for,
+)
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
@@ -122,8 +134,11 @@ def train_from_file(
     cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
     since: float | None = None,
+    *,
+    signing_key: SigningKey,
 ) -> str:
-    """Train both models on `data`, pick each scorer's thresholds, register a new version.
+    """Train both models on `data`, pick each scorer's thresholds, register a new version
+    signed with `signing_key`.
 
     Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
     (the command line passes `Settings.cost_model` and `Settings.threshold_constraints`);
@@ -173,22 +188,34 @@ def train_from_file(
             "thresholds": thresholds,
             "score_reference": ScoreReference.fit(valid_scores["ensemble"]).to_dict(),
         },
+        signing_key=signing_key,
     )
 
 
-def ensure_trained_model(settings: Settings, work: Path) -> str:
-    """The live version, training one on a generated history if the registry is empty.
+def ensure_trained_model(settings: Settings, work: Path) -> tuple[str, SigningKey]:
+    """A signed live version, trained on a generated history if the registry is empty.
 
-    The history is written under `work/training/`; returns a line saying what was done.
+    The history is written under `work/training/`. Returns a line saying what was done and
+    the key the registry is signed with (`signing_key_for`), which its workers need.
+    Raises `RegistryError` or `SigningKeyError`, saying what to do, when the live version
+    of an existing registry does not verify with that key.
     """
-    versions = list_versions(settings.registry_path) if settings.registry_path.exists() else []
+    registry = settings.registry_path
+    versions = list_versions(registry) if registry.exists() else []
     if versions:
-        return f"using model registry {settings.registry_path} ({versions[-1]} latest)"
+        try:
+            key = signing_key_for(registry, settings.signing_key)
+            live = verify_version(registry, signing_key=key)
+        except (RegistryError, SigningKeyError) as error:
+            hint = f"{error}; or move {registry} away to train a new, signed one"
+            raise type(error)(hint) from error
+        return f"using model registry {registry} ({live} live, signature checked)", key
+    key = signing_key_for(registry, settings.signing_key, create=True)
     history = work / "training" / "history.jsonl"
-    print(f"registry {settings.registry_path} is empty: generating {TRAINING_TRANSACTIONS:,} "
+    print(f"registry {registry} is empty: generating {TRAINING_TRANSACTIONS:,} "
           "transactions and training (about a minute)", flush=True)  # fmt: skip
     write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
-    version = train_from_file(
-        history, settings.registry_path, settings.cost_model, settings.threshold_constraints
-    )
-    return f"trained {version} into {settings.registry_path}"
+    version = train_from_file(history, registry, settings.cost_model,
+                              settings.threshold_constraints, signing_key=key)  # fmt: skip
+    signed = "" if settings.signing_key is not None else f" (key: {key_file_for(registry)})"
+    return f"trained {version} into {registry}, signed{signed}", key

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.models.registry import load_version
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.contract import DeadLetter, Decision
 from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
@@ -44,8 +45,8 @@ from fraudstream.stream.tools.workers import (
     worker_env,
 )
 from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, redact_url
+from fraudstream.stream.worker.recalibration import shared_threshold
 from fraudstream.thresholds.pair import ThresholdPair
-from fraudstream.thresholds.shared import SharedThreshold
 
 #: How long the follower may take to connect to the broker.
 FOLLOWER_START_TIMEOUT_S = 30.0
@@ -139,12 +140,13 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         settings, registry_path=settings.registry_path.resolve(),
         partitions=partitions_per_topic(settings, options.workers, options.partitions),
     )  # fmt: skip
-    print(ensure_trained_model(settings, out), flush=True)
+    trained, signing_key = ensure_trained_model(settings, out)
+    print(trained, flush=True)
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
     labels = {label.txn_id: label for label in stream.labels}
     with embedded_services(settings) as urls:
         print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
-        env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url,
+        env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
                          registry=str(settings.registry_path),
                          partitions=str(settings.partitions))  # fmt: skip
         if options.shadow_version is not None:
@@ -191,7 +193,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             stop_workers(workers)
             follower.stop()
         follower.reader.raise_error()
-        recalibrations = asyncio.run(_threshold_history(urls.redis_url, settings.app_id))
+        recalibrations = asyncio.run(
+            _threshold_history(urls.redis_url, settings.app_id, signing_key)
+        )
     if interactive:
         print()
     summary = summarize_run(
@@ -222,7 +226,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             f"{shadow['decision_agreement']:.1%} (shadow.json)"
         )
     if options.scenario == "drift":
-        live = load_version(settings.registry_path)
+        live = load_version(settings.registry_path, signing_key=signing_key)
         comparison = compare_thresholds(
             follower.decisions, labels, ThresholdPair.from_registry(live.version, live.metadata),
             stream.drift_time, settings.cost_model,
@@ -252,9 +256,11 @@ def _demo_cpu_meter(
     )  # fmt: skip
 
 
-async def _threshold_history(redis_url: str, group: str) -> list[dict[str, Any]]:
+async def _threshold_history(
+    redis_url: str, group: str, signing_key: SigningKey
+) -> list[dict[str, Any]]:
     """Every published threshold version of this run (oldest first), with its figures."""
-    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    shared = shared_threshold(redis_url, group, signing_key)
     try:
         history = await shared.history(1000)
     finally:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.latency import latency_percentiles, p99_by_window
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
@@ -158,15 +159,18 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, registry_path=settings.registry_path.resolve())
     systems = [options.baseline or "pipeline", *options.compare_with]
+    signing_key = SigningKey.generate()  # baselines load no model: any key will do
     if "pipeline" in systems:
-        print(ensure_trained_model(settings, run_dir), flush=True)
+        trained, signing_key = ensure_trained_model(settings, run_dir)
+        print(trained, flush=True)
     step_records = build_step_records(rates, options.duration_s, options.seed)
     results: dict[str, dict[str, Any]] = {}
     raw_tps = None
     with embedded_services(settings, declare_topics=False) as urls:
         for system in systems:
             print(f"{system}: {len(rates)} step(s) of {options.duration_s:g}s", flush=True)
-            steps = _run_system(system, settings, urls, options, step_records, run_dir, run_id)
+            steps = _run_system(system, settings, signing_key, urls, options, step_records,
+                                run_dir, run_id)  # fmt: skip
             results[system] = summarize_system(
                 steps, len(rates), options.budget_ms, emits_decisions(system)
             )
@@ -239,14 +243,15 @@ class _SystemUnderTest:
 
 
 def _run_system(
-    system: str, settings: Settings, urls: ServiceUrls, options: LoadTestOptions,
+    system: str, settings: Settings, signing_key: SigningKey, urls: ServiceUrls,
+    options: LoadTestOptions,
     step_records: list[list[tuple[str, bytes, bytes]]], run_dir: Path, run_id: str,
 ) -> list[dict[str, Any]]:  # fmt: skip
     bootstrap = kafka_bootstrap(urls.kafka_url)
     topics = _system_topics(settings, run_id, system)
     create_topics(bootstrap, topics.values(), settings.partitions, security=urls.kafka_security)
     env = worker_env(
-        urls.kafka_url, urls.redis_unix_url or urls.redis_url,
+        urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
         registry=str(settings.registry_path), app_id=f"loadtest-{run_id}-{system}",
         partitions=str(settings.partitions), **topics,
     )  # fmt: skip

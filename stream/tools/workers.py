@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.settings import Settings
 
 
@@ -128,8 +129,12 @@ def partitions_per_topic(settings: Settings, workers: int, asked: int | None = N
     return workers if settings.kafka_url is None else settings.partitions
 
 
-def worker_env(kafka_url: str, redis_url: str, **settings: str) -> dict[str, str]:
-    """The environment that points a worker at these services."""
-    env = {"FRAUDSTREAM_KAFKA_URL": kafka_url, "FRAUDSTREAM_REDIS_URL": redis_url}
+def worker_env(
+    kafka_url: str, redis_url: str, signing_key: SigningKey, **settings: str
+) -> dict[str, str]:
+    """The environment that points a worker at these services and gives it the key its
+    registry is signed with (a worker refuses to start without one)."""
+    env = {"FRAUDSTREAM_KAFKA_URL": kafka_url, "FRAUDSTREAM_REDIS_URL": redis_url,
+           "FRAUDSTREAM_SIGNING_KEY": signing_key.secret}  # fmt: skip
     env.update({f"FRAUDSTREAM_{name.upper()}": value for name, value in settings.items()})
     return env

@@ -217,7 +217,7 @@ def run_worker(
     status_file: Path | None = None, session_timeout_s: float = 6.0,
 ) -> None:  # fmt: skip
     """Run one worker in the foreground until SIGTERM / Ctrl-C."""
-    load_version(settings.registry_path)  # fail fast on a missing or tampered model
+    load_version(settings.registry_path, signing_key=settings.signing_key)  # fail fast: tampered?
     shorten_fetch_wait(settings.fetch_max_wait_ms)
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port, settings.metrics_host)

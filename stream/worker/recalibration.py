@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from fraudstream.features.stores import ScoreStore
 from fraudstream.features.transaction import Label
+from fraudstream.models.signing import SigningKey
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.online import (
     GuardRails,
@@ -123,9 +124,12 @@ class ThresholdKeeper:
         return attempt
 
 
-async def describe_live_threshold(redis_url: str, group: str, limit: int = 20) -> str:
-    """The live version, its history and the expected cost per transaction at each."""
-    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+async def describe_live_threshold(
+    redis_url: str, group: str, signing_key: SigningKey, limit: int = 20
+) -> str:
+    """The live version (verified with `signing_key`), its history and the expected cost
+    per transaction at each."""
+    shared = shared_threshold(redis_url, group, signing_key)
     try:
         live = await shared.current()
         history = await shared.history(limit)
@@ -156,13 +160,21 @@ async def describe_live_threshold(redis_url: str, group: str, limit: int = 20) -
     return "\n".join(lines)
 
 
+def shared_threshold(redis_url: str, group: str, signing_key: SigningKey) -> SharedThreshold:
+    """The shared threshold of one consumer group (close it when done)."""
+    return SharedThreshold.from_url(
+        redis_url, key_prefix=f"fs:{{threshold:{group}}}", signing_key=signing_key
+    )
+
+
 def keeper_for(
-    score_store: ScoreStore, redis_url: str, group: str, *, maturity_days: float,
-    window_days: float, cost: CostModel, min_recall: float, max_fpr: float,
+    score_store: ScoreStore, redis_url: str, group: str, signing_key: SigningKey, *,
+    maturity_days: float, window_days: float, cost: CostModel, min_recall: float,
+    max_fpr: float,
 ) -> ThresholdKeeper:  # fmt: skip
     """A keeper whose shared threshold is scoped to one consumer group."""
     return ThresholdKeeper(
-        SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}"),
+        shared_threshold(redis_url, group, signing_key),
         score_store,
         LabelledWindow(
             max_size=100_000,

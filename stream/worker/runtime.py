@@ -8,7 +8,11 @@ monitor and the threshold keeper, and it decides what a worker does when Redis f
 - features: scored history-free and `degraded` (the pipeline's own policy);
 - the shared threshold (start-up, labels, the refresh timer, a model promotion): keep
   deciding with the pair in force, count every failure, log once per outage, and catch up
-  (join the group, publish a promoted model's pair) when Redis answers again.
+  (join the group, publish a promoted model's pair) when Redis answers again. A stored
+  pair that is unreadable or not signed with the worker's key fails the same way.
+
+Every model version it loads (live, shadow, hot reload) must be signed with
+`settings.signing_key`; a worker has no key-less mode.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels, RegistryError, live_version, load_version
 from fraudstream.stream.contract import DeadLetter
-from fraudstream.stream.settings import Settings
+from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.pipeline import (
     BatchOutcome,
@@ -90,6 +94,12 @@ class WorkerRuntime:
     """A worker's decision pipeline and control plane; `start()` before anything else."""
 
     def __init__(self, settings: Settings, redis_url: str, metrics: WorkerMetrics) -> None:
+        if settings.signing_key is None:
+            raise SettingsError(
+                "a worker needs FRAUDSTREAM_SIGNING_KEY: it loads only models and threshold "
+                "pairs signed with it"
+            )
+        self.signing_key = settings.signing_key
         self.settings = settings
         self.redis_url = redis_url
         self.metrics = metrics
@@ -119,7 +129,7 @@ class WorkerRuntime:
             if self.pipeline is not None:
                 return
             settings = self.settings
-            models = load_version(settings.registry_path)
+            models = self._load(None)
             feature_store, score_store = redis_stores(self.redis_url, CardCache())
             self.pipeline = DecisionPipeline(
                 feature_store,
@@ -137,7 +147,7 @@ class WorkerRuntime:
             self._apply(registry_pair(models))
             if settings.dynamic_threshold:
                 self.keeper = keeper_for(
-                    self.pipeline.score_store, self.redis_url, settings.app_id,
+                    self.pipeline.score_store, self.redis_url, settings.app_id, self.signing_key,
                     maturity_days=settings.label_maturity_days,
                     window_days=settings.label_window_days,
                     cost=settings.cost_model, min_recall=settings.recalibration_min_recall,
@@ -150,13 +160,17 @@ class WorkerRuntime:
             return
         assert self.pipeline is not None
         try:
-            candidate = load_version(self.settings.registry_path, self.settings.shadow_version)
+            candidate = self._load(self.settings.shadow_version)
         except RegistryError as error:
             log.error("no shadow model: %s", error)
             return
         self.pipeline.shadow = ShadowCandidate(
             candidate, weights_for(self.settings, candidate), registry_pair(candidate)
         )
+
+    def _load(self, version: str | None) -> LoadedModels:
+        """`version` (None: the live one), verified against the signing key, loaded."""
+        return load_version(self.settings.registry_path, version, signing_key=self.signing_key)
 
     def _use_drift_reference(self, models: LoadedModels) -> None:
         if "score_reference" in models.metadata:
@@ -272,9 +286,7 @@ class WorkerRuntime:
             return
         loop = asyncio.get_running_loop()
         try:
-            models = await loop.run_in_executor(
-                None, load_version, self.settings.registry_path, wanted
-            )
+            models = await loop.run_in_executor(None, self._load, wanted)
             self.pipeline.use_models(models, weights_for(self.settings, models))
         except (RegistryError, ValueError) as error:
             self.failed_versions.add(wanted)

@@ -14,6 +14,7 @@ from fraudstream.models.ensemble import (
 )
 from fraudstream.models.registry import load_version, save_version
 from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.signing import TEST_SIGNING_KEY
 from tests.support.small_models import train_small_models
 
 WEIGHTS = EnsembleWeights().as_dict()
@@ -75,7 +76,8 @@ def test_combine_batch_equals_combine_row_by_row() -> None:
 
 
 def test_ensemble_scores_a_loaded_version_one_row_or_a_batch(tmp_path: Path) -> None:
-    save_version(tmp_path, train_small_models(), training_data_hash="h", extra_metadata={})
+    save_version(tmp_path, train_small_models(), training_data_hash="h", extra_metadata={},
+                 signing_key=TEST_SIGNING_KEY)  # fmt: skip
     ensemble = Ensemble(load_version(tmp_path), EnsembleWeights(0.6, 0.4))
     X, _ = synthetic_fraud_rows(64, seed=31)
     scores, per_model = ensemble.score_batch(X)

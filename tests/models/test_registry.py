@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from fraudstream.models.registry import (
     LIVE_FILE,
     MANIFEST,
+    METADATA_FILE,
     REQUIRED_FILES,
     RegistryError,
     list_versions,
@@ -18,9 +23,12 @@ from fraudstream.models.registry import (
     rollback,
     save_version,
     set_live,
+    verify_version,
 )
+from fraudstream.models.signing import SigningKey
 from fraudstream.models.training import TrainedModels
 from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
+from tests.support.signing import TEST_SIGNING_KEY, copy_version
 from tests.support.small_models import FEATURE_NAMES, train_small_models
 
 SPLIT = {"split": {"train_end": 1_700_000_000.0, "valid_end": 1_700_600_000.0}}
@@ -32,14 +40,19 @@ def trained() -> TrainedModels:
 
 
 def _save(registry: Path, trained: TrainedModels, promote: bool = True) -> str:
-    return save_version(
-        registry, trained, training_data_hash="abc123", extra_metadata=SPLIT, promote=promote
-    )
+    return save_version(registry, trained, training_data_hash="abc123", extra_metadata=SPLIT,
+                        signing_key=TEST_SIGNING_KEY, promote=promote)  # fmt: skip
+
+
+def _rewrite_manifest(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    change(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
 
 
 def test_round_trip_scores_identically(tmp_path: Path, trained: TrainedModels) -> None:
     version = _save(tmp_path, trained)
-    loaded = load_version(tmp_path)
+    loaded = load_version(tmp_path, signing_key=TEST_SIGNING_KEY)
     X, _ = synthetic_fraud_rows(300, seed=21)
     assert version == loaded.version == "v0001"
     assert loaded.feature_names == FEATURE_NAMES
@@ -67,7 +80,50 @@ def test_tampered_file_is_refused_and_named(tmp_path: Path, trained: TrainedMode
     model_file = tmp_path / version / "xgboost.ubj"
     model_file.write_bytes(model_file.read_bytes() + b"\0")
     with pytest.raises(RegistryError, match=r"v0001/xgboost\.ubj does not match its manifest"):
-        load_version(tmp_path)
+        load_version(tmp_path, signing_key=TEST_SIGNING_KEY)
+
+
+def test_an_edited_file_with_its_hash_recomputed_is_refused_with_the_key(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    version = _save(tmp_path, trained)
+    folder = tmp_path / version
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata["split"]["valid_end"] = 0.0  # any edit that still loads
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+    forged = hashlib.sha256((folder / METADATA_FILE).read_bytes()).hexdigest()
+    _rewrite_manifest(folder, lambda manifest: manifest["files"].update({METADATA_FILE: forged}))
+    assert load_version(tmp_path).metadata["split"]["valid_end"] == 0.0, "the hashes agree"
+    with pytest.raises(RegistryError, match="signature does not match version v0001"):
+        load_version(tmp_path, signing_key=TEST_SIGNING_KEY)
+    with pytest.raises(RegistryError, match="signature does not match"):
+        verify_version(tmp_path, signing_key=TEST_SIGNING_KEY)
+
+
+def test_an_unsigned_manifest_is_refused(tmp_path: Path, trained: TrainedModels) -> None:
+    version = _save(tmp_path, trained)
+    _rewrite_manifest(tmp_path / version, lambda manifest: manifest.pop("signature"))
+    with pytest.raises(RegistryError, match="manifest.json is not signed"):
+        load_version(tmp_path, signing_key=TEST_SIGNING_KEY)
+
+
+def test_another_key_is_refused(tmp_path: Path, trained: TrainedModels) -> None:
+    _save(tmp_path, trained)
+    assert verify_version(tmp_path, signing_key=TEST_SIGNING_KEY) == "v0001"
+    with pytest.raises(RegistryError, match="signature does not match"):
+        load_version(tmp_path, signing_key=SigningKey.generate())
+
+
+def test_a_version_copied_under_another_name_needs_signing_again(
+    tmp_path: Path, trained: TrainedModels
+) -> None:
+    _save(tmp_path, trained)
+    shutil.copytree(tmp_path / "v0001", tmp_path / "v0002")
+    with pytest.raises(RegistryError, match="signature does not match version v0002"):
+        verify_version(tmp_path, "v0002", signing_key=TEST_SIGNING_KEY)
+    shutil.rmtree(tmp_path / "v0002")
+    copy_version(tmp_path, "v0001", "v0002")  # what only a keyholder can do
+    assert load_version(tmp_path, "v0002", signing_key=TEST_SIGNING_KEY).version == "v0002"
 
 
 def test_missing_file_is_refused_and_named(tmp_path: Path, trained: TrainedModels) -> None:
@@ -119,9 +175,9 @@ def test_extra_metadata_cannot_override_registry_keys(
     tmp_path: Path, trained: TrainedModels
 ) -> None:
     with pytest.raises(ValueError, match="training_data_hash"):
-        save_version(
-            tmp_path, trained, training_data_hash="x", extra_metadata={"training_data_hash": "y"}
-        )
+        save_version(tmp_path, trained, training_data_hash="x",
+                     extra_metadata={"training_data_hash": "y"},
+                     signing_key=TEST_SIGNING_KEY)  # fmt: skip
     assert list_versions(tmp_path) == []
 
 

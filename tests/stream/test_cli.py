@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.models.registry import list_versions, load_version
+from fraudstream.models.registry import RegistryError, list_versions, load_version, verify_version
+from fraudstream.models.signing import SigningKey, key_file_for, signing_key_for
 from fraudstream.stream import cli
 from fraudstream.stream.cli import build_parser, main
 from fraudstream.stream.offline import evaluation
@@ -97,6 +98,42 @@ def test_models_commands_default_to_the_FRAUDSTREAM_REGISTRY_folder(
     assert "* v0001" in capsys.readouterr().out
     # The flag still wins over the environment.
     assert main(["models", "--registry", str(tmp_path / "empty"), "promote", "v0001"]) == 1
+
+
+def test_train_without_a_key_signs_with_a_key_file_beside_the_registry(
+    default_registry: Path,
+) -> None:
+    key = signing_key_for(default_registry, None)
+    assert key_file_for(default_registry).parent == default_registry.parent
+    assert verify_version(default_registry, signing_key=key) == "v0001"
+    with pytest.raises(RegistryError, match="signature does not match"):
+        verify_version(default_registry, signing_key=SigningKey.generate())
+
+
+def test_worker_refuses_to_start_without_the_signing_key_or_with_another(
+    default_registry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_URL", "kafka://127.0.0.1:9")
+    monkeypatch.setenv("FRAUDSTREAM_REDIS_URL", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("FRAUDSTREAM_REGISTRY", str(default_registry))
+    assert main(["worker"]) == 2
+    assert "fraudstream worker needs FRAUDSTREAM_SIGNING_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", SigningKey.generate().secret)
+    assert main(["worker"]) == 2
+    assert "signature does not match version v0001" in capsys.readouterr().err
+
+
+def test_promote_refuses_a_version_its_key_did_not_sign(
+    default_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    registry = tmp_path / "registry"
+    shutil.copytree(default_registry, registry)
+    shutil.copytree(registry / "v0001", registry / "v0002")  # its manifest names v0001
+    monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", signing_key_for(default_registry, None).secret)
+    assert main(["models", "--registry", str(registry), "promote", "v0002"]) == 1
+    assert "signature does not match version v0002" in capsys.readouterr().err
+    assert main(["models", "--registry", str(registry), "promote", "v0001"]) == 0
 
 
 def test_train_and_evaluate_use_the_FRAUDSTREAM_COST_variables(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel
@@ -122,6 +123,17 @@ def test_other_variables_are_ignored() -> None:
 def test_invalid_value_raises_an_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_signing_key_is_read_as_given_and_a_short_one_is_refused_unechoed() -> None:
+    secret = "0123456789abcdef0123456789abcdef"
+    settings = Settings.from_env({"FRAUDSTREAM_SIGNING_KEY": secret})
+    assert settings.signing_key == SigningKey(secret)
+    assert Settings().signing_key is None
+    assert secret not in repr(settings)
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_SIGNING_KEY.*16 bytes") as refused:
+        Settings.from_env({"FRAUDSTREAM_SIGNING_KEY": "tiny-secret"})
+    assert "tiny-secret" not in str(refused.value)
 
 
 def test_all_zero_weights_are_rejected() -> None:

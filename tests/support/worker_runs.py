@@ -23,6 +23,7 @@ from fraudstream.features.transaction import Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import WorkerProcess, worker_env
+from tests.support.signing import TEST_SIGNING_KEY
 
 #: One Redis database per test: the streams reuse txn and card ids across seeds.
 REDIS_DATABASES = itertools.count(1)
@@ -45,6 +46,7 @@ def setup_run(
     env = worker_env(
         broker.url,
         redis.url.replace("/0", f"/{next(REDIS_DATABASES)}"),
+        TEST_SIGNING_KEY,
         topic_transactions=topics["transactions"],
         topic_decisions=topics["decisions"],
         topic_labels=topics["labels"],

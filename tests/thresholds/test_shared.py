@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 
+from fraudstream.features.redis_client import redis_client
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.thresholds.online import ThresholdState
-from fraudstream.thresholds.shared import HISTORY_LENGTH, SharedThreshold
+from fraudstream.thresholds.shared import (
+    HISTORY_LENGTH,
+    SharedThreshold,
+    ThresholdSignatureError,
+)
+from tests.support.signing import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -22,12 +30,19 @@ def state(version: int, review: float = 0.01, decline: float = 0.9) -> Threshold
     return ThresholdState(version, review, decline, f"v{version}", {"frauds": 40 + version})
 
 
-def run_with(url: str, body: Callable[[SharedThreshold, SharedThreshold], Awaitable[T]]) -> T:
-    """Two workers' adapters on a fresh, unique prefix; closed afterwards."""
+def run_with(
+    url: str, body: Callable[[SharedThreshold, SharedThreshold], Awaitable[T]],
+    second_key: SigningKey = TEST_SIGNING_KEY, second_prefix: str | None = None,
+) -> T:  # fmt: skip
+    """Two workers' adapters on a fresh, unique prefix; closed afterwards.
+
+    The second may hold another key, or serve another group (`second_prefix`).
+    """
     prefix = f"test:{{threshold-{uuid.uuid4().hex}}}"
 
     async def main() -> T:
-        first, second = (SharedThreshold.from_url(url, prefix) for _ in range(2))
+        first = SharedThreshold.from_url(url, prefix, signing_key=TEST_SIGNING_KEY)
+        second = SharedThreshold.from_url(url, second_prefix or prefix, signing_key=second_key)
         try:
             return await body(first, second)
         finally:
@@ -121,3 +136,72 @@ def test_reader_sees_new_version_after_publish(redis_server: EmbeddedRedis) -> N
         assert await reader.current() == state(2, 0.03, 0.8)
 
     run_with(redis_server.url, body)
+
+
+async def forge(url: str, key: str, state_json: str, signature: str | None) -> None:
+    """What anyone who can write Redis can do: store a state of their own."""
+    client = redis_client(url)
+    try:
+        await client.delete(key)
+        fields = {"version": 2, "state": state_json}
+        await client.hset(key, mapping=fields if signature is None
+                          else {**fields, "signature": signature})  # fmt: skip
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("signature", [None, "0" * 64, "not even hex"])
+def test_a_state_without_this_keys_signature_is_refused(
+    redis_server: EmbeddedRedis, signature: str | None
+) -> None:
+    async def body(worker: SharedThreshold, restarted: SharedThreshold) -> None:
+        assert await worker.initialise(state(1)) == state(1)
+        forged = json.dumps(state(2, 0.4, 0.99).to_dict())
+        await forge(redis_server.url, worker.live_key, forged, signature)
+        with pytest.raises(ThresholdSignatureError, match="not signed"):
+            await worker.current()
+        with pytest.raises(ThresholdSignatureError, match="not signed"):
+            await restarted.initialise(state(1))  # a starting worker does not adopt it
+
+    run_with(redis_server.url, body)
+
+
+def test_an_edited_signed_state_is_refused(redis_server: EmbeddedRedis) -> None:
+    async def body(worker: SharedThreshold, _: SharedThreshold) -> None:
+        await worker.initialise(state(1))
+        client = redis_client(redis_server.url)
+        signature = await client.hget(worker.live_key, "signature")
+        await client.aclose()
+        edited = json.dumps(state(1, 0.4, 0.99).to_dict(), separators=(",", ":"))
+        await forge(redis_server.url, worker.live_key, edited, signature.decode())
+        with pytest.raises(ThresholdSignatureError, match="not signed with this worker's"):
+            await worker.current()
+
+    run_with(redis_server.url, body)
+
+
+def test_a_worker_with_another_key_refuses_the_groups_pair(redis_server: EmbeddedRedis) -> None:
+    async def body(worker: SharedThreshold, stranger: SharedThreshold) -> None:
+        await worker.initialise(state(1))
+        with pytest.raises(ThresholdSignatureError):
+            await stranger.current()
+        with pytest.raises(ThresholdSignatureError):
+            await stranger.initialise(state(1))  # and does not overwrite it either
+        assert await worker.current() == state(1)
+
+    run_with(redis_server.url, body, second_key=SigningKey.generate())
+
+
+def test_a_signed_state_copied_to_another_group_is_refused(redis_server: EmbeddedRedis) -> None:
+    other_group = f"test:{{threshold-{uuid.uuid4().hex}}}"
+
+    async def body(worker: SharedThreshold, elsewhere: SharedThreshold) -> None:
+        await worker.initialise(state(1, 0.4, 0.99))
+        client = redis_client(redis_server.url)
+        stored = await client.hgetall(worker.live_key)
+        await client.hset(elsewhere.live_key, mapping=stored)
+        await client.aclose()
+        with pytest.raises(ThresholdSignatureError):
+            await elsewhere.current()
+
+    run_with(redis_server.url, body, second_prefix=other_group)

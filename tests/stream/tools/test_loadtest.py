@@ -23,6 +23,7 @@ from fraudstream.stream.tools.loadtest_report import (
 )
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import partitions_per_topic
+from tests.support.signing import TEST_SIGNING_KEY
 
 STEP_KEYS = {"tps_target", "tps_achieved", "e2e_latency_ms", "lag_end", "stages_ms"}
 REPORT_KEYS = {
@@ -34,8 +35,9 @@ REPORT_KEYS = {
 def _settings(broker: EmbeddedBroker, redis: EmbeddedRedis, registry: Path) -> Settings:
     # Database 15: other integration tests use low numbers on the shared Redis.
     return Settings(
-        kafka_url=broker.url, redis_url=redis.url.replace("/0", "/15"), registry_path=registry
-    )
+        kafka_url=broker.url, redis_url=redis.url.replace("/0", "/15"), registry_path=registry,
+        signing_key=TEST_SIGNING_KEY,
+    )  # fmt: skip
 
 
 def _assert_every_transaction_counted(step: dict, with_latency: bool) -> None:

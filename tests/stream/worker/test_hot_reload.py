@@ -10,6 +10,7 @@ import pytest
 from fraudstream.models.registry import rollback, set_live
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
+from tests.support.signing import copy_version
 from tests.support.worker_runs import (
     collect,
     live_version,
@@ -29,8 +30,8 @@ def test_worker_hot_reloads_keeps_serving_on_a_broken_version_and_rolls_back(
 ) -> None:
     registry = tmp_path / "registry"
     shutil.copytree(trained_registry, registry)
-    shutil.copytree(registry / "v0001", registry / "v0002")  # same files: a valid version
-    shutil.copytree(registry / "v0001", registry / "v0003")
+    copy_version(registry, "v0001", "v0002")  # same files, signed: a valid version
+    copy_version(registry, "v0001", "v0003")
     with (registry / "v0003" / "xgboost.ubj").open("ab") as model_file:
         model_file.write(b"tampered")
     env, topics = setup_run(broker, redis_server, registry, tmp_path)

@@ -18,6 +18,7 @@ from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.worker.recalibration import describe_live_threshold, keeper_for
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.online import ThresholdState
+from tests.support.signing import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +34,10 @@ def test_matured_labels_recalibrate_once_and_every_keeper_adopts_the_version(
         store = RedisScoreStore.from_url(redis_server.url)
         options = dict(maturity_days=1.0, window_days=30.0, cost=CostModel(),
                        min_recall=0.9, max_fpr=0.01)  # fmt: skip
-        first = keeper_for(store, redis_server.url, group, **options)  # type: ignore[arg-type]
-        second = keeper_for(store, redis_server.url, group, **options)  # type: ignore[arg-type]
+        first, second = (
+            keeper_for(store, redis_server.url, group, TEST_SIGNING_KEY, **options)  # type: ignore[arg-type]
+            for _ in range(2)
+        )
         initial = ThresholdState(1, review=0.0005, decline=0.99, reason="registry", figures={})
         assert (await first.start(initial)).version == 1
         assert (await second.start(initial)).version == 1
@@ -58,7 +61,8 @@ def test_matured_labels_recalibrate_once_and_every_keeper_adopts_the_version(
         assert live is not None and live.version == first.live.version >= 2  # type: ignore[union-attr]
         # Each accepted move is step-bounded, so the decline threshold came down gradually.
         assert 0.99 - live.decline <= 0.02 * (live.version - 1) + 1e-9
-        assert f"live: v{live.version}" in await describe_live_threshold(redis_server.url, group)
+        described = await describe_live_threshold(redis_server.url, group, TEST_SIGNING_KEY)
+        assert f"live: v{live.version}" in described
         history = await first.shared.history(10)
         assert [entry["state"]["version"] for entry in history][0] == live.version
         await first.shared.close()

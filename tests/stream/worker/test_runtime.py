@@ -12,13 +12,16 @@ import pytest
 
 from fraudstream.features.redis_client import redis_client
 from fraudstream.features.transaction import Label
-from fraudstream.models.registry import load_version, set_live
-from fraudstream.stream.settings import Settings
+from fraudstream.models.registry import RegistryError, load_version, set_live
+from fraudstream.models.signing import SigningKey
+from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis, free_port
 from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.pipeline import IncomingRecord
 from fraudstream.stream.worker.runtime import WorkerRuntime, registry_pair
+from fraudstream.thresholds.online import ThresholdState
+from tests.support.signing import TEST_SIGNING_KEY, copy_version
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +42,8 @@ def test_redis_outage_on_the_shared_threshold_keeps_the_pair_logs_once_and_recov
     trained_registry: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()  # nothing listens here until the test starts Redis on it
-    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="outage")
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="outage",
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     metrics = WorkerMetrics()
     runtime = WorkerRuntime(settings, f"redis://127.0.0.1:{port}/0", metrics)
     own_pair = registry_pair(load_version(trained_registry))
@@ -73,8 +77,9 @@ def test_without_the_dynamic_threshold_a_reloaded_model_decides_with_its_own_pai
 ) -> None:
     registry = tmp_path / "registry"
     shutil.copytree(trained_registry, registry)
-    shutil.copytree(registry / "v0001", registry / "v0002")
-    settings = Settings(registry_path=registry, dynamic_threshold=False)
+    copy_version(registry, "v0001", "v0002")
+    settings = Settings(registry_path=registry, dynamic_threshold=False,
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     runtime = WorkerRuntime(settings, redis_server.url.replace("/0", "/14"), WorkerMetrics())
 
     async def scenario() -> list[str]:
@@ -92,7 +97,8 @@ def test_redis_stopping_under_a_joined_worker_is_counted_and_nothing_raises(
     trained_registry: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="stops")
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="stops",
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     metrics = WorkerMetrics()
     runtime = WorkerRuntime(settings, f"redis://127.0.0.1:{port}/0", metrics)
     fraud = Label("t-gone", is_fraud=True, scenario="card_testing", label_time=1.8e9)
@@ -124,7 +130,8 @@ def test_redis_stopping_under_a_joined_worker_is_counted_and_nothing_raises(
 def test_an_unreadable_shared_threshold_is_counted_like_an_outage(
     trained_registry: Path, redis_server: EmbeddedRedis
 ) -> None:
-    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="corrupt")
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="corrupt",
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     metrics = WorkerMetrics()
     runtime = WorkerRuntime(settings, redis_server.url, metrics)
 
@@ -140,3 +147,64 @@ def test_an_unreadable_shared_threshold_is_counted_like_an_outage(
         assert shared_threshold_errors(metrics) == 1
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("signature", [None, "forged"])
+def test_a_shared_threshold_not_signed_with_the_workers_key_is_not_applied(
+    trained_registry: Path, redis_server: EmbeddedRedis, signature: str | None
+) -> None:
+    group = f"unsigned-{signature}"
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id=group,
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
+    metrics = WorkerMetrics()
+    runtime = WorkerRuntime(settings, redis_server.url.replace("/0", "/13"), metrics)
+    moved = ThresholdState(2, review=0.4, decline=0.99, reason="written by hand", figures={})
+
+    async def scenario() -> None:
+        await runtime.start()
+        assert runtime.pipeline is not None
+        joined = runtime.pipeline.thresholds
+        assert joined.version == "v1" and shared_threshold_errors(metrics) == 0
+        client = redis_client(redis_server.url.replace("/0", "/13"))
+        forged = {"version": 2, "state": json.dumps(moved.to_dict())}
+        if signature is None:
+            await client.hdel(f"fs:{{threshold:{group}}}:live", "signature")
+        else:
+            forged["signature"] = signature
+        await client.hset(f"fs:{{threshold:{group}}}:live", mapping=forged)
+        await client.aclose()
+        for _ in range(2):
+            await runtime.follow_live_threshold()
+        assert runtime.pipeline.thresholds == joined
+        assert shared_threshold_errors(metrics) == 2
+        outcome = await runtime.decide(records(5, seed=8))
+        assert {d.threshold_version for d in outcome.decisions} == {"v1"}
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_needs_a_key_and_refuses_a_version_signed_with_another(
+    trained_registry: Path, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_SIGNING_KEY"):
+        WorkerRuntime(Settings(registry_path=trained_registry), redis_server.url, WorkerMetrics())
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    shutil.copytree(registry / "v0001", registry / "v0002")  # signed for v0001, not v0002
+    stranger = Settings(registry_path=registry, dynamic_threshold=False,
+                        signing_key=SigningKey.generate())  # fmt: skip
+    with pytest.raises(RegistryError, match="signature does not match version v0001"):
+        asyncio.run(WorkerRuntime(stranger, redis_server.url, WorkerMetrics()).start())
+    settings = Settings(registry_path=registry, dynamic_threshold=False,
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
+    runtime = WorkerRuntime(settings, redis_server.url.replace("/0", "/12"), WorkerMetrics())
+
+    async def hot_reload() -> str:
+        await runtime.start()
+        set_live(registry, "v0002")
+        await runtime.follow_live_model()
+        assert runtime.pipeline is not None
+        return runtime.pipeline.models.version
+
+    assert asyncio.run(hot_reload()) == "v0001", "the copied version is refused, v0001 serves"
+    assert runtime.failed_versions == {"v0002"}

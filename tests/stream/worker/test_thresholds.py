@@ -9,8 +9,9 @@ import pytest
 
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
+from fraudstream.stream.worker.recalibration import shared_threshold
 from fraudstream.thresholds.online import ThresholdState
-from fraudstream.thresholds.shared import SharedThreshold
+from tests.support.signing import TEST_SIGNING_KEY
 from tests.support.worker_runs import (
     collect,
     live_version,
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 async def publish(redis_url: str, group: str, state: ThresholdState) -> bool:
-    shared = SharedThreshold.from_url(redis_url, key_prefix=f"fs:{{threshold:{group}}}")
+    shared = shared_threshold(redis_url, group, TEST_SIGNING_KEY)  # the workers' key
     try:
         current = await shared.current()
         assert current is not None, "the workers initialise the shared threshold"
