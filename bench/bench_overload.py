@@ -75,7 +75,7 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
         bootstrap = kafka_bootstrap(urls.kafka_url)
         create_topics(bootstrap, topics.values(), 1)
         env = worker_env(
-            urls.kafka_url, urls.redis_unix_url or urls.redis_url,
+            urls.kafka_url, urls.redis_unix_url or urls.redis_url, settings.run_id_hash_key(),
             registry=str(settings.registry_path.resolve()), app_id=f"overload-{run_id}",
             partitions="1", **topics,
         )  # fmt: skip

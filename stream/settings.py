@@ -37,6 +37,11 @@ Variables (default in brackets):
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
 ``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window [0.97]
 ``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
+``FRAUDSTREAM_ID_HASH_KEY``         secret key (>= 32 characters) of the card and merchant id
+                                    pseudonyms (features/pseudonyms.py), the same for every
+                                    worker of a group; with a Kafka or Redis URL set, workers
+                                    refuse to start without it [unset: a run on embedded
+                                    services makes one]
 =================================== ==========================================================
 """
 
@@ -45,10 +50,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.features.pseudonyms import MIN_KEY_CHARS, IdPseudonyms, new_id_hash_key
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 
@@ -109,6 +115,8 @@ class Settings:
     label_window_days: float = 30.0
     recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
+    #: A secret: left out of the repr, so printing settings never shows it.
+    id_hash_key: str | None = field(default=None, repr=False)
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
@@ -134,6 +142,34 @@ class Settings:
     def threshold_constraints(self) -> Constraints:
         """The FPR cap an offline threshold pair must meet (online recalibration adds recall)."""
         return Constraints(max_fpr=self.max_fpr)
+
+    def id_pseudonyms(self) -> IdPseudonyms:
+        """The card and merchant id pseudonyms a worker writes everywhere instead of the ids,
+        under `run_id_hash_key`: a worker pointed at a Kafka or Redis refuses to start
+        without the key, never falling back to raw ids nor to a key of its own (the workers
+        of a group must share one, or each would keep its own windows for the same card).
+        """
+        return IdPseudonyms(self.run_id_hash_key())
+
+    def run_id_hash_key(self) -> str:
+        """The configured id hash key, else a fresh random one when no service is named
+        (all embedded: their data dies with the run, as the key does).
+
+        Raises :class:`SettingsError` naming ``FRAUDSTREAM_ID_HASH_KEY`` when it is unset
+        and ``FRAUDSTREAM_KAFKA_URL`` or ``FRAUDSTREAM_REDIS_URL`` is set: pseudonyms kept
+        in those services must stay the same across workers and restarts.
+        """
+        if self.id_hash_key is not None:
+            return self.id_hash_key
+        if self.kafka_url is None and self.redis_url is None:
+            return new_id_hash_key()
+        raise SettingsError(
+            f"{ENV_PREFIX}ID_HASH_KEY is not set: workers pseudonymise card and merchant ids "
+            "with this secret key before they reach Redis, decisions, the dead-letter topic, "
+            "metrics or logs. Make one (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'), keep it secret, and give every worker of "
+            "the group the same"
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,6 +229,7 @@ class Settings:
                 "RECALIBRATION_MIN_RECALL", _fraction, d.recalibration_min_recall
             ),
             app_id=get("APP_ID", _app_id, d.app_id),
+            id_hash_key=get("ID_HASH_KEY", _id_hash_key, d.id_hash_key),
         )
 
 
@@ -276,6 +313,16 @@ def _topic_name(key: str, raw: str) -> str:
 def _app_id(key: str, raw: str) -> str:
     if any(ch.isspace() for ch in raw):
         raise SettingsError(f"{key}={raw!r} must not contain whitespace")
+    return raw
+
+
+def _id_hash_key(key: str, raw: str) -> str:
+    # The value is a secret: the message gives its length, never the value.
+    if len(raw) < MIN_KEY_CHARS:
+        raise SettingsError(
+            f"{key} has {len(raw)} characters; a key needs at least {MIN_KEY_CHARS} "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+        )
     return raw
 
 

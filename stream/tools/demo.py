@@ -134,6 +134,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     settings = replace(
         settings, registry_path=settings.registry_path.resolve(),
         partitions=partitions_per_topic(settings, options.workers, options.partitions),
+        id_hash_key=settings.run_id_hash_key(),  # one per run, before anything starts
     )  # fmt: skip
     print(ensure_trained_model(settings, out), flush=True)
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
@@ -141,7 +142,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     with embedded_services(settings) as urls:
         print(f"broker {urls.kafka_url}  redis {urls.redis_url}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url,
-                         registry=str(settings.registry_path),
+                         settings.run_id_hash_key(), registry=str(settings.registry_path),
                          partitions=str(settings.partitions))  # fmt: skip
         if options.shadow_version is not None:
             env["FRAUDSTREAM_SHADOW_VERSION"] = options.shadow_version

@@ -128,8 +128,12 @@ def partitions_per_topic(settings: Settings, workers: int, asked: int | None = N
     return workers if settings.kafka_url is None else settings.partitions
 
 
-def worker_env(kafka_url: str, redis_url: str, **settings: str) -> dict[str, str]:
-    """The environment that points a worker at these services."""
-    env = {"FRAUDSTREAM_KAFKA_URL": kafka_url, "FRAUDSTREAM_REDIS_URL": redis_url}
+def worker_env(
+    kafka_url: str, redis_url: str, id_hash_key: str, **settings: str
+) -> dict[str, str]:
+    """The environment that points a worker at these services, with the run's id hash key
+    (`Settings.run_id_hash_key`: every worker of a group must get the same)."""
+    env = {"FRAUDSTREAM_KAFKA_URL": kafka_url, "FRAUDSTREAM_REDIS_URL": redis_url,
+           "FRAUDSTREAM_ID_HASH_KEY": id_hash_key}  # fmt: skip
     env.update({f"FRAUDSTREAM_{name.upper()}": value for name, value in settings.items()})
     return env

@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.features.builder import build_features
+from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.features.transaction import Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
@@ -45,6 +46,7 @@ def setup_run(
     env = worker_env(
         broker.url,
         redis.url.replace("/0", f"/{next(REDIS_DATABASES)}"),
+        new_id_hash_key(),
         topic_transactions=topics["transactions"],
         topic_decisions=topics["decisions"],
         topic_labels=topics["labels"],
