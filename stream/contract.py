@@ -243,7 +243,8 @@ def mask_card_fields(raw: bytes, ids: IdPseudonyms) -> tuple[bytes, str]:
         return b"", "withheld"
     if not isinstance(record, dict):
         return b"", "withheld"
-    masked, pending = False, [record]
+    pending: list[dict[str, Any] | list[Any]] = [record]
+    masked = False
     while pending:  # a loop, not recursion: records may nest 1,024 deep
         node = pending.pop()
         for key, value in node.items() if isinstance(node, dict) else enumerate(node):

@@ -73,20 +73,27 @@ def collect(
     broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
 ) -> list[dict]:
     """Every record on `topic` once `expected` distinct ones arrived (or the deadline passed)."""
+    return [record for _, _, record in collect_messages(broker, topic, expected, timeout_s)]
+
+
+def collect_messages(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
+) -> list[tuple[bytes | None, bytes, dict]]:
+    """`collect`, with each record's key and value bytes as consumed."""
     consumer = KafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=500
     )
     consumer.assign([TopicPartition(topic, p) for p in range(4)])
     consumer.seek_to_beginning()
-    records: list[dict] = []
+    messages: list[tuple[bytes | None, bytes, dict]] = []
     deadline = time.monotonic() + timeout_s
-    while distinct(records) < expected and time.monotonic() < deadline:
+    while distinct([m[2] for m in messages]) < expected and time.monotonic() < deadline:
         for message in consumer:
-            records.append(json.loads(message.value))
+            messages.append((message.key, message.value, json.loads(message.value)))
     for message in consumer:  # anything beyond `expected` (duplicates) too
-        records.append(json.loads(message.value))
+        messages.append((message.key, message.value, json.loads(message.value)))
     consumer.close()
-    return records
+    return messages
 
 
 def distinct(records: list[dict]) -> int:

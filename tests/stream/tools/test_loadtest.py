@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.loadtest import LoadTestOptions, parse_ramp, run_loadtest
@@ -34,8 +35,9 @@ REPORT_KEYS = {
 def _settings(broker: EmbeddedBroker, redis: EmbeddedRedis, registry: Path) -> Settings:
     # Database 15: other integration tests use low numbers on the shared Redis.
     return Settings(
-        kafka_url=broker.url, redis_url=redis.url.replace("/0", "/15"), registry_path=registry
-    )
+        kafka_url=broker.url, redis_url=redis.url.replace("/0", "/15"), registry_path=registry,
+        id_hash_key=new_id_hash_key(),  # named services: the run's workers need one
+    )  # fmt: skip
 
 
 def _assert_every_transaction_counted(step: dict, with_latency: bool) -> None:
