@@ -11,10 +11,10 @@ merchant counts and the last-score fallback work on pseudonyms exactly as on raw
 Why keyed: card numbers are enumerable. A 16-digit number with a known 6-digit issuer
 prefix and its Luhn check digit leaves 10^9 candidates, about a second of one GPU's
 SHA-256 time, so a plain (even salted, if the salt sits beside it) hash of a card number
-is reversed by trying them all. Without the key a pseudonym reveals
-nothing; with it anyone can recompute a card's pseudonym, so the key is a secret like a
-database password. The kind ("card", "merchant") is hashed in, so a card and a merchant
-that share an id do not share a pseudonym.
+is reversed by trying them all. Without the key a pseudonym reveals nothing; with it
+anyone can recompute a card's pseudonym, so the key is a secret like a database password.
+The kind ("card", "merchant") is hashed in, so a card and a merchant that share an id do
+not share a pseudonym.
 
 Example:
     >>> ids = IdPseudonyms("an example key, never use it: 0123456789")
@@ -63,7 +63,7 @@ class IdPseudonyms:
     def _pseudonym(self, kind: str, value: str) -> str:
         mac = self._mac.copy()  # the key's inner and outer pads are hashed once, not per id
         mac.update(f"{kind}:{value}".encode())
-        return base64.urlsafe_b64encode(mac.digest()[:PSEUDONYM_BYTES])[:22].decode("ascii")
+        return base64.urlsafe_b64encode(mac.digest()[:PSEUDONYM_BYTES]).rstrip(b"=").decode()
 
     def card(self, card_id: str) -> str:
         """The pseudonym of a card id (a valid transaction's ids are UTF-8 encodable)."""

@@ -301,7 +301,7 @@ class DeadLetter:
         try:
             decoder = codecs.getincrementaldecoder("utf-8")()
             payload, encoding = decoder.decode(kept, final=not truncated), "utf-8"
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # kept bytes passed orjson, so UTF-8: a safety net only
             payload, encoding = base64.b64encode(kept).decode("ascii"), "base64"
         if len(error) > MAX_DEAD_LETTER_ERROR_CHARS:
             error = f"{error[:MAX_DEAD_LETTER_ERROR_CHARS - 3]}..."

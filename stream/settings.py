@@ -147,7 +147,8 @@ class Settings:
         """The card and merchant id pseudonyms a worker writes everywhere instead of the ids,
         under `run_id_hash_key`: a worker pointed at a Kafka or Redis refuses to start
         without the key, never falling back to raw ids nor to a key of its own (the workers
-        of a group must share one, or each would keep its own windows for the same card).
+        of a group must share one, or each would keep its own windows for the same card);
+        with no service named (tests, in-process runs) it gets a fresh key of its own.
         """
         return IdPseudonyms(self.run_id_hash_key())
 
