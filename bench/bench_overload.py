@@ -78,6 +78,7 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
         env = worker_env(
             urls.kafka_url, urls.redis_unix_url or urls.redis_url,
             signing_key_for(settings.registry_path, settings.signing_key),
+            settings.run_id_hash_key(),
             registry=str(settings.registry_path.resolve()), app_id=f"overload-{run_id}",
             partitions="1", **topics,
         )  # fmt: skip

@@ -14,6 +14,10 @@ input (a hostile record must cost one dead letter, never its batch):
 - a decoded mapping (the replay path) may hold what orjson never returns: integers too
   large for a float and strings with lone surrogates, which no UTF-8 topic or Redis key
   can carry; both are rejected naming the field.
+
+Error messages quote the offending value, except for `SECRET_FIELDS`: a card number must
+not reach the dead-letter topic through an error message, so those are described by type
+and length only.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ MAX_EVENT_TIME = 4_102_444_800.0
 MAX_AMOUNT = 1_000_000.0
 #: Largest raw record accepted, in bytes.
 MAX_PAYLOAD_BYTES = 16_384
+#: Fields whose values error messages never quote (a card id may be a card number).
+SECRET_FIELDS = frozenset({"card_id", "merchant_id"})
 
 
 class InvalidTransaction(ValueError):
@@ -102,6 +108,15 @@ def _shown(value: Any) -> str:
     return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
+def _described(field: str, value: Any) -> str:
+    """`value` for an error about `field`: quoted, unless the field is secret."""
+    if field not in SECRET_FIELDS or value is None:
+        return _shown(value)
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if value else "''"
+    return f"a value of type {type(value).__name__}"
+
+
 def _decode(payload: bytes | str | Mapping[str, Any] | None) -> Mapping[str, Any]:
     if payload is None:
         raise InvalidTransaction("tombstone: null value")
@@ -124,7 +139,7 @@ def _text(record: Mapping[str, Any], field: str, max_length: int = 128) -> str:
     value = record.get(field)
     if not isinstance(value, str) or not value:
         raise InvalidTransaction(
-            f"field {field!r} must be a non-empty string, got {_shown(value)}"
+            f"field {field!r} must be a non-empty string, got {_described(field, value)}"
         )
     if len(value) > max_length:
         raise InvalidTransaction(f"field {field!r} is longer than {max_length} characters")
@@ -133,8 +148,8 @@ def _text(record: Mapping[str, Any], field: str, max_length: int = 128) -> str:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidTransaction(
-                f"field {field!r} must be text encodable as UTF-8, got {_shown(value)} "
-                "(a lone surrogate)"
+                f"field {field!r} must be text encodable as UTF-8, got "
+                f"{_described(field, value)} (a lone surrogate)"
             ) from None
     return value
 

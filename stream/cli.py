@@ -22,7 +22,7 @@ from fraudstream.stream.offline.evaluation import (
     format_report,
 )
 from fraudstream.stream.offline.training import train_from_file
-from fraudstream.stream.settings import Settings
+from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
@@ -157,6 +157,11 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        settings.id_pseudonyms()
+    except SettingsError as error:
+        print(f"fraudstream worker refuses to start: {error}", file=sys.stderr)
+        return 2
     if settings.signing_key is None:
         print(
             "fraudstream worker needs FRAUDSTREAM_SIGNING_KEY, the key its model registry "
@@ -272,6 +277,8 @@ def _services(args: argparse.Namespace) -> int:
     with embedded_services(settings) as urls:
         print(f"export FRAUDSTREAM_KAFKA_URL={urls.kafka_url}")
         print(f"export FRAUDSTREAM_REDIS_URL={urls.redis_url}")
+        if settings.id_hash_key is None:  # workers refuse to start without one
+            print(f"export FRAUDSTREAM_ID_HASH_KEY={settings.run_id_hash_key()}")
         print("# services running; Ctrl-C stops them", flush=True)
         try:
             while True:

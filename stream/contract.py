@@ -12,25 +12,42 @@ A dead letter is bounded whatever the record: it keeps at most
 error, so it always fits far under the producer's 1 MB record limit (a letter that cannot
 be sent would stop its batch from ever being acked).
 
+A dead letter never holds a card or merchant id in clear (issue 10): `DeadLetter.of`
+replaces them by their pseudonyms in the raw record (`mask_card_fields`), withholds a raw
+record in which it cannot find them, and identifies the record by a keyed digest, not a
+plain hash (a plain hash of a record whose other bytes are known, or guessable, gives its
+card number away by trying them all). A decision's `card_id` is the card's pseudonym.
+
 Example:
-    >>> letter = DeadLetter.of(b"\\xff{oops", "not valid JSON", "validate", time=0.0)
-    >>> letter.raw, letter.raw_encoding, letter.raw_size, letter.raw_truncated
-    ('/3tvb3Bz', 'base64', 6, False)
+    >>> ids = IdPseudonyms("an example key, never use it: 0123456789")
+    >>> letter = DeadLetter.of(b'{"card_id": "4111111111111111", "amount": -1}',
+    ...                        "field 'amount' must be in (0, 1e+06], got -1", "validate",
+    ...                        ids, time=0.0)
+    >>> letter.raw, letter.raw_masking, letter.raw_size
+    ('{"card_id":"eGxG8awbs4cy8OX7eH0mKA","amount":-1}', 'masked', 45)
+    >>> letter.raw_hmac_sha256 == ids.record_digest(
+    ...     b'{"card_id": "4111111111111111", "amount": -1}')
+    True
     >>> DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
     True
+    >>> withheld = DeadLetter.of(b"\\xff{oops", "not valid JSON", "validate", ids, time=0.0)
+    >>> withheld.raw, withheld.raw_masking, withheld.raw_size
+    ('', 'withheld', 6)
 """
 
 from __future__ import annotations
 
 import base64
 import codecs
-import hashlib
 import time as clock
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from fraudstream.features.pseudonyms import IdPseudonyms
+from fraudstream.features.transaction import SECRET_FIELDS
 
 #: What a decision can say, in rising order of severity.
 OUTCOMES = ("approve", "review", "decline")
@@ -42,6 +59,11 @@ DEAD_LETTER_STAGES = ("validate", "decide", "labels")
 MAX_DEAD_LETTER_RAW_BYTES = 65_536
 #: Characters of `error` a dead letter keeps (messages quote field values).
 MAX_DEAD_LETTER_ERROR_CHARS = 2_000
+#: What a card or merchant id that is not a string becomes (a string becomes its pseudonym).
+MASK = "***"
+#: `DeadLetter.raw_masking`: raw kept byte for byte (no id field in it), kept with the ids
+#: replaced (re-encoded as compact JSON), or withheld (`raw` empty).
+RAW_MASKINGS = ("none", "masked", "withheld")
 
 
 class InvalidRecord(ValueError):
@@ -205,54 +227,99 @@ def _decoded_raw(raw: str, encoding: str) -> bytes:
     return base64.b64decode(raw) if encoding == "base64" else raw.encode("utf-8")
 
 
+def mask_card_fields(raw: bytes, ids: IdPseudonyms) -> tuple[bytes, str]:
+    """`raw` safe to keep in a dead letter, and which of `RAW_MASKINGS` made it so.
+
+    Only a JSON object says where its ids are: its bytes are kept as they are when no key
+    of `SECRET_FIELDS` (card and merchant ids) appears at any depth, else re-encoded with
+    each such value replaced: a string by its pseudonym (so the letter names the card as
+    decisions and Redis do), anything else by `MASK`. Anything else (not JSON, NaN, invalid
+    UTF-8, a bare number that may itself be a card number, a record nested deeper than
+    orjson writes) is withheld: b"".
+    """
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return b"", "withheld"
+    if not isinstance(record, dict):
+        return b"", "withheld"
+    pending: list[dict[str, Any] | list[Any]] = [record]
+    masked = False
+    while pending:  # a loop, not recursion: records may nest 1,024 deep
+        node = pending.pop()
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(node, dict) and key in SECRET_FIELDS:
+                node[key] = ids.of_field(key, value) if isinstance(value, str) else MASK
+                masked = True
+            elif isinstance(value, dict | list):
+                pending.append(value)
+    if not masked:
+        return raw, "none"
+    try:
+        return orjson.dumps(record), "masked"
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254)
+        return b"", "withheld"
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not be decided, as the dead-letter topic carries it.
 
-    `raw` holds the record's bytes as text when they are UTF-8 (`raw_encoding` "utf-8"),
-    else base64 ("base64"): all of them, or the first `MAX_DEAD_LETTER_RAW_BYTES` when
-    `raw_truncated` (text cut there drops a character split by the cut). `raw_size` and
-    `raw_sha256` (hex) describe the whole record as consumed, so a truncated letter still
-    identifies it. `error` says what was wrong (at most `MAX_DEAD_LETTER_ERROR_CHARS`),
-    `stage` where (one of `DEAD_LETTER_STAGES`), `time` when (epoch seconds, wall clock of
-    the worker).
+    `raw` holds the record's bytes, card and merchant ids masked (`raw_masking`, see
+    `mask_card_fields`), as text (`raw_encoding` "utf-8"; "base64" only in letters written
+    before masking, which kept non-UTF-8 records): all of them, or the first
+    `MAX_DEAD_LETTER_RAW_BYTES` when `raw_truncated` (a cut drops a character it splits).
+    `raw_size` and `raw_hmac_sha256` (hex, keyed like the pseudonyms) describe the whole
+    record as consumed, so a truncated, masked or withheld letter still identifies it to
+    whoever holds the key. `error` says what was wrong (at most
+    `MAX_DEAD_LETTER_ERROR_CHARS`), `stage` where (one of `DEAD_LETTER_STAGES`), `time` when
+    (epoch seconds, wall clock of the worker).
     """
 
     raw: str
     raw_encoding: str
     raw_truncated: bool
     raw_size: int
-    raw_sha256: str
+    raw_hmac_sha256: str
+    raw_masking: str
     error: str
     stage: str
     time: float
 
     @classmethod
-    def of(cls, raw: bytes, error: str, stage: str, time: float | None = None) -> DeadLetter:
-        """The dead letter of `raw` bytes, stamped now unless `time` is given."""
-        kept = raw[:MAX_DEAD_LETTER_RAW_BYTES]
-        truncated = len(kept) < len(raw)
+    def of(
+        cls, raw: bytes, error: str, stage: str, ids: IdPseudonyms, time: float | None = None
+    ) -> DeadLetter:
+        """The dead letter of `raw` bytes, its ids masked with `ids`, stamped now unless
+        `time` is given.
+
+        `error` must not quote a card or merchant id (the contract's messages do not).
+        """
+        shown, masking = mask_card_fields(raw, ids)
+        kept = shown[:MAX_DEAD_LETTER_RAW_BYTES]
+        truncated = len(kept) < len(shown)
         try:
             decoder = codecs.getincrementaldecoder("utf-8")()
             payload, encoding = decoder.decode(kept, final=not truncated), "utf-8"
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # kept bytes passed orjson, so UTF-8: a safety net only
             payload, encoding = base64.b64encode(kept).decode("ascii"), "base64"
         if len(error) > MAX_DEAD_LETTER_ERROR_CHARS:
             error = f"{error[:MAX_DEAD_LETTER_ERROR_CHARS - 3]}..."
         # An exception's message may hold a lone surrogate, which no JSON encoder writes.
         error = error.encode("utf-8", "backslashreplace").decode("utf-8")
-        return cls(payload, encoding, truncated, len(raw), hashlib.sha256(raw).hexdigest(),
+        return cls(payload, encoding, truncated, len(raw), ids.record_digest(raw), masking,
                    error, stage, clock.time() if time is None else time)  # fmt: skip
 
     def raw_bytes(self) -> bytes:
-        """The record as it was consumed, or its first bytes when `raw_truncated`."""
+        """The record as kept (masked, or empty when withheld), or its first bytes when
+        `raw_truncated`."""
         return _decoded_raw(self.raw, self.raw_encoding)
 
     def to_dict(self) -> dict[str, Any]:
         return {"raw": self.raw, "raw_encoding": self.raw_encoding,
                 "raw_truncated": self.raw_truncated, "raw_size": self.raw_size,
-                "raw_sha256": self.raw_sha256, "error": self.error, "stage": self.stage,
-                "time": self.time}  # fmt: skip
+                "raw_hmac_sha256": self.raw_hmac_sha256, "raw_masking": self.raw_masking,
+                "error": self.error, "stage": self.stage, "time": self.time}  # fmt: skip
 
     def to_json_bytes(self) -> bytes:
         """The record's value on the dead-letter topic (compact JSON, UTF-8)."""
@@ -262,8 +329,9 @@ class DeadLetter:
     def from_dict(cls, raw: Mapping[str, Any]) -> DeadLetter:
         """Inverse of `to_dict`; raises `InvalidRecord` naming a missing field.
 
-        A letter written before `raw_truncated`, `raw_size` and `raw_sha256` existed kept
-        the whole record: they are then computed from `raw`.
+        A letter written before masking kept the record unmasked ("none") and identified it
+        by a plain `raw_sha256`, or by nothing before `raw_size` existed (it then kept the
+        whole record): its `raw_hmac_sha256` reads back empty, its size is computed.
         """
 
         def get(name: str) -> Any:
@@ -273,13 +341,13 @@ class DeadLetter:
         if encoding not in ("utf-8", "base64"):
             raise InvalidRecord(f"raw_encoding must be 'utf-8' or 'base64', got {encoding!r}")
         text = str(get("raw"))
-        if "raw_size" in raw and "raw_sha256" in raw:
-            size, digest = int(raw["raw_size"]), str(raw["raw_sha256"])
-        else:
-            whole = _decoded_raw(text, encoding)
-            size, digest = len(whole), hashlib.sha256(whole).hexdigest()
-        return cls(text, encoding, bool(raw.get("raw_truncated", False)), size, digest,
-                   str(get("error")), str(get("stage")), float(get("time")))  # fmt: skip
+        size = int(raw["raw_size"]) if "raw_size" in raw else len(_decoded_raw(text, encoding))
+        masking = str(raw.get("raw_masking", "none"))
+        if masking not in RAW_MASKINGS:
+            raise InvalidRecord(f"raw_masking must be one of {RAW_MASKINGS}, got {masking!r}")
+        return cls(text, encoding, bool(raw.get("raw_truncated", False)), size,
+                   str(raw.get("raw_hmac_sha256", "")), masking, str(get("error")),
+                   str(get("stage")), float(get("time")))  # fmt: skip
 
     @classmethod
     def from_json_bytes(cls, value: bytes | str) -> DeadLetter:

@@ -55,6 +55,11 @@ Variables (default in brackets):
 ``FRAUDSTREAM_SIGNING_KEY``         secret (any string of >= 16 bytes) that signs model versions
                                     and threshold pairs; a worker refuses to start without it
                                     [unset: training keeps one in ``<registry>.signing-key``]
+``FRAUDSTREAM_ID_HASH_KEY``         secret key (>= 32 characters) of the card and merchant id
+                                    pseudonyms (features/pseudonyms.py), the same for every
+                                    worker of a group; with a Kafka or Redis URL set, workers
+                                    refuse to start without it [unset: a run on embedded
+                                    services makes one]
 =================================== ==========================================================
 """
 
@@ -81,6 +86,7 @@ from fraudstream.stream.transport import (
     redact_url,
     redis_url_with_ca_file,
 )
+from fraudstream.features.pseudonyms import MIN_KEY_CHARS, IdPseudonyms, new_id_hash_key
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 
@@ -147,6 +153,8 @@ class Settings:
     recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
     signing_key: SigningKey | None = None
+    #: A secret: left out of the repr, so printing settings never shows it.
+    id_hash_key: str | None = field(default=None, repr=False)
 
     @property
     def topics(self) -> tuple[str, str, str, str]:
@@ -172,6 +180,35 @@ class Settings:
     def threshold_constraints(self) -> Constraints:
         """The FPR cap an offline threshold pair must meet (online recalibration adds recall)."""
         return Constraints(max_fpr=self.max_fpr)
+
+    def id_pseudonyms(self) -> IdPseudonyms:
+        """The card and merchant id pseudonyms a worker writes everywhere instead of the ids,
+        under `run_id_hash_key`: a worker pointed at a Kafka or Redis refuses to start
+        without the key, never falling back to raw ids nor to a key of its own (the workers
+        of a group must share one, or each would keep its own windows for the same card);
+        with no service named (tests, in-process runs) it gets a fresh key of its own.
+        """
+        return IdPseudonyms(self.run_id_hash_key())
+
+    def run_id_hash_key(self) -> str:
+        """The configured id hash key, else a fresh random one when no service is named
+        (all embedded: their data dies with the run, as the key does).
+
+        Raises :class:`SettingsError` naming ``FRAUDSTREAM_ID_HASH_KEY`` when it is unset
+        and ``FRAUDSTREAM_KAFKA_URL`` or ``FRAUDSTREAM_REDIS_URL`` is set: pseudonyms kept
+        in those services must stay the same across workers and restarts.
+        """
+        if self.id_hash_key is not None:
+            return self.id_hash_key
+        if self.kafka_url is None and self.redis_url is None:
+            return new_id_hash_key()
+        raise SettingsError(
+            f"{ENV_PREFIX}ID_HASH_KEY is not set: workers pseudonymise card and merchant ids "
+            "with this secret key before they reach Redis, decisions, the dead-letter topic, "
+            "metrics or logs. Make one (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'), keep it secret, and give every worker of "
+            "the group the same"
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -246,6 +283,7 @@ class Settings:
             ),
             app_id=get("APP_ID", _app_id, d.app_id),
             signing_key=get("SIGNING_KEY", _signing_key, d.signing_key),
+            id_hash_key=get("ID_HASH_KEY", _id_hash_key, d.id_hash_key),
         )
 
 
@@ -337,6 +375,14 @@ def _signing_key(key: str, raw: str) -> SigningKey:
         return SigningKey(raw)
     except ValueError as error:  # the message must not echo the secret
         raise SettingsError(f"{key}: {error}") from None
+def _id_hash_key(key: str, raw: str) -> str:
+    # The value is a secret: the message gives its length, never the value.
+    if len(raw) < MIN_KEY_CHARS:
+        raise SettingsError(
+            f"{key} has {len(raw)} characters; a key needs at least {MIN_KEY_CHARS} "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+        )
+    return raw
 
 
 def _kafka_url(key: str, raw: str) -> str:

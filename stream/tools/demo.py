@@ -139,6 +139,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     settings = replace(
         settings, registry_path=settings.registry_path.resolve(),
         partitions=partitions_per_topic(settings, options.workers, options.partitions),
+        id_hash_key=settings.run_id_hash_key(),  # one per run, before anything starts
     )  # fmt: skip
     trained, signing_key = ensure_trained_model(settings, out)
     print(trained, flush=True)
@@ -147,7 +148,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     with embedded_services(settings) as urls:
         print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
-                         registry=str(settings.registry_path),
+                         settings.run_id_hash_key(), registry=str(settings.registry_path),
                          partitions=str(settings.partitions))  # fmt: skip
         if options.shadow_version is not None:
             env["FRAUDSTREAM_SHADOW_VERSION"] = options.shadow_version

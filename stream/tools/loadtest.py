@@ -149,8 +149,9 @@ def run_loadtest(settings: Settings, options: LoadTestOptions) -> dict[str, Any]
     """
     rates = options.rates()
     settings = replace(
-        settings, partitions=partitions_per_topic(settings, options.workers, options.partitions)
-    )
+        settings, partitions=partitions_per_topic(settings, options.workers, options.partitions),
+        id_hash_key=settings.run_id_hash_key(),  # one per run, before anything starts
+    )  # fmt: skip
     run_id = uuid.uuid4().hex[:8]
     if options.out is not None:
         run_dir = options.out.parent / f"{options.out.stem}-run"
@@ -252,6 +253,7 @@ def _run_system(
     create_topics(bootstrap, topics.values(), settings.partitions, security=urls.kafka_security)
     env = worker_env(
         urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
+        settings.run_id_hash_key(),
         registry=str(settings.registry_path), app_id=f"loadtest-{run_id}-{system}",
         partitions=str(settings.partitions), **topics,
     )  # fmt: skip

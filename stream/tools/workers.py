@@ -130,11 +130,13 @@ def partitions_per_topic(settings: Settings, workers: int, asked: int | None = N
 
 
 def worker_env(
-    kafka_url: str, redis_url: str, signing_key: SigningKey, **settings: str
+    kafka_url: str, redis_url: str, signing_key: SigningKey, id_hash_key: str, **settings: str
 ) -> dict[str, str]:
-    """The environment that points a worker at these services and gives it the key its
-    registry is signed with (a worker refuses to start without one)."""
+    """The environment that points a worker at these services, with the key its registry is
+    signed with and the run's id hash key (`Settings.run_id_hash_key`: every worker of a
+    group must get the same); a worker refuses to start without either."""
     env = {"FRAUDSTREAM_KAFKA_URL": kafka_url, "FRAUDSTREAM_REDIS_URL": redis_url,
-           "FRAUDSTREAM_SIGNING_KEY": signing_key.secret}  # fmt: skip
+           "FRAUDSTREAM_SIGNING_KEY": signing_key.secret,
+           "FRAUDSTREAM_ID_HASH_KEY": id_hash_key}  # fmt: skip
     env.update({f"FRAUDSTREAM_{name.upper()}": value for name, value in settings.items()})
     return env

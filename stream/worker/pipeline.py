@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.definitions import MerchantCounts, feature_vector
+from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
 from fraudstream.models.ensemble import EnsembleResult, combine, combine_batch
@@ -74,12 +75,12 @@ class BatchOutcome:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-def dead_letter(raw: bytes | None, error: str, stage: str) -> DeadLetter:
-    """The dead letter of `raw`: its bytes (text when they decode), why, where, now.
+def dead_letter(raw: bytes | None, error: str, stage: str, ids: IdPseudonyms) -> DeadLetter:
+    """The dead letter of `raw`: its bytes with ids masked (`DeadLetter.of`), why, where, now.
 
     A tombstone (None) has no bytes; its letter's `raw` is empty and `error` says why.
     """
-    return DeadLetter.of(b"" if raw is None else raw, error, stage)
+    return DeadLetter.of(b"" if raw is None else raw, error, stage, ids)
 
 
 def unexpected(error: Exception) -> str:
@@ -103,7 +104,8 @@ class DecisionPipeline:
 
     `feature_store` gives the feature rows, `score_store` keeps each decision's score for the
     late labels; both are Redis in the worker (features/store.py) and may be the in-memory
-    ones (features/memory_store.py) anywhere else.
+    ones (features/memory_store.py) anywhere else. Right after parsing, `ids` replaces card
+    and merchant ids by their pseudonyms: nothing downstream sees a raw one.
     """
 
     def __init__(
@@ -117,7 +119,10 @@ class DecisionPipeline:
         fallback_policy: str = "neutral",
         scorers: Sequence[Scorer] | None = None,
         stand_in_after_s: float | None = None,
+        *,
+        ids: IdPseudonyms,
     ) -> None:
+        self.ids = ids
         self.feature_store = feature_store
         self.score_store = score_store
         self.models = models
@@ -164,12 +169,13 @@ class DecisionPipeline:
         valid: list[tuple[Transaction, IncomingRecord]] = []
         for record in records:
             try:
-                valid.append((parse_transaction(record.value), record))
+                valid.append((self.ids.transaction(parse_transaction(record.value)), record))
             except InvalidTransaction as error:
-                outcome.dead_letters.append(dead_letter(record.value, str(error), "validate"))
+                outcome.dead_letters.append(dead_letter(record.value, str(error), "validate",
+                                                        self.ids))  # fmt: skip
             except Exception as error:  # a parser bug must not take the batch with it
                 outcome.dead_letters.append(dead_letter(record.value, unexpected(error),
-                                                        "validate"))  # fmt: skip
+                                                        "validate", self.ids))  # fmt: skip
         validate_s = time.perf_counter() - started
         if valid:
             await self._decide_isolating_failures(valid, validate_s, taken_at, outcome)
@@ -191,7 +197,7 @@ class DecisionPipeline:
         except Exception as error:
             if len(valid) == 1:
                 outcome.dead_letters.append(
-                    dead_letter(valid[0][1].value, unexpected(error), "decide")
+                    dead_letter(valid[0][1].value, unexpected(error), "decide", self.ids)
                 )
                 return
             for one in valid:

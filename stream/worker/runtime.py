@@ -101,6 +101,8 @@ class WorkerRuntime:
             )
         self.signing_key = settings.signing_key
         self.settings = settings
+        #: SettingsError naming FRAUDSTREAM_ID_HASH_KEY if unset for named services.
+        self.ids = settings.id_pseudonyms()
         self.redis_url = redis_url
         self.metrics = metrics
         self.pipeline: DecisionPipeline | None = None
@@ -140,6 +142,7 @@ class WorkerRuntime:
                 settings.model_timeout_s,
                 settings.fallback_policy,
                 stand_in_after_s=settings.stand_in_after_s,
+                ids=self.ids,
             )
             self.metrics.set_model_version(models.version)
             self._use_shadow()
@@ -221,7 +224,7 @@ class WorkerRuntime:
             try:
                 parsed.append(parse_label(value))
             except InvalidTransaction as error:
-                letters.append(dead_letter(value, str(error), "labels"))
+                letters.append(dead_letter(value, str(error), "labels", self.ids))
         frauds = sum(label.is_fraud for label in parsed)
         self.metrics.observe_labels(frauds, len(parsed) - frauds)
         try:
@@ -230,7 +233,7 @@ class WorkerRuntime:
                 await self.keeper.learn(parsed)
         except FeatureStoreError as error:
             letters += [
-                dead_letter(json.dumps(label.to_dict()).encode(), str(error), "labels")
+                dead_letter(json.dumps(label.to_dict()).encode(), str(error), "labels", self.ids)
                 for label in parsed
             ]
         except SharedThresholdError as error:

@@ -66,7 +66,7 @@ def nested(depth: int) -> list[Any]:
         ({**A_TRANSACTION, "amount": 10**400}, "'amount' must be finite, got an integer of"),
         ({**A_TRANSACTION, "lat": -(10**5_000)}, "'lat' must be finite, got an integer of"),
         ({**A_TRANSACTION, "txn_id": 10**5_000}, "'txn_id' must be a non-empty string"),
-        ({**A_TRANSACTION, "card_id": nested(5_000)}, "nested too deep to print"),
+        ({**A_TRANSACTION, "txn_id": nested(5_000)}, "nested too deep to print"),
         ({**A_TRANSACTION, "txn_id": "t\ud800"}, r"'txn_id' must be text encodable as UTF-8"),
         ({**A_TRANSACTION, "merchant_id": "\udfff"}, r"a lone surrogate\)$"),
     ],
@@ -85,6 +85,26 @@ def test_hostile_records_are_rejected_with_a_message_that_says_why(
         parse_transaction(payload)
     assert len(str(caught.value)) < 200  # quotes no giant value into the dead letter
     str(caught.value).encode("utf-8")  # and can be written to a topic
+
+
+@pytest.mark.parametrize("field", ["card_id", "merchant_id"])
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        (4111111111111111, "a value of type int"),
+        (["4111111111111111"], "a value of type list"),
+        ("4111111111111111\ud800", "a string of 17 characters (a lone surrogate)"),
+        ("4111111111111111" * 9, None),  # too long: the message names the limit only
+    ],
+)  # fmt: skip
+def test_an_error_about_a_card_or_merchant_id_never_quotes_it(
+    field: str, value: object, described: str | None
+) -> None:
+    with pytest.raises(InvalidTransaction) as caught:
+        parse_transaction({**A_TRANSACTION, field: value})
+    message = str(caught.value)
+    assert "4111" not in message and field in message
+    assert described is None or message.endswith(f"got {described}")
 
 
 def test_a_tombstone_label_is_rejected_like_a_tombstone_transaction() -> None:

@@ -200,3 +200,14 @@ def test_evaluate_refuses_a_stream_that_ends_before_the_validation_split(
     assert "give a longer stream" in error
     with pytest.raises(evaluation.NoHeldOutTransactions, match="after the validation split"):
         evaluate_from_file(short, default_registry, CostModel())
+
+
+def test_a_worker_pointed_at_services_refuses_to_start_without_the_id_hash_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_URL", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("FRAUDSTREAM_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["worker"]) == 2
+    error = capsys.readouterr().err
+    assert "refuses to start: FRAUDSTREAM_ID_HASH_KEY is not set" in error
+    assert "secrets.token_urlsafe" in error  # and says how to make one

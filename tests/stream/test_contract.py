@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
+from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.models.registry import load_version
 from fraudstream.stream.contract import (
+    MASK,
     MAX_DEAD_LETTER_RAW_BYTES,
     DeadLetter,
     Decision,
@@ -32,6 +34,7 @@ from fraudstream.thresholds.pair import ThresholdPair
 from tests.support.decisions import a_decision
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+IDS = IdPseudonyms(new_id_hash_key())
 
 A_DECISION = {
     "txn_id": "t-1",
@@ -98,54 +101,102 @@ def test_a_missing_field_is_named() -> None:
         DeadLetter.from_dict({"raw": "x", "raw_encoding": "utf-8", "error": "e", "time": 1.0})
 
 
-def test_dead_letters_keep_the_raw_bytes_as_text_or_base64() -> None:
-    text = dead_letter(b'{"txn_id": "x1"}', "field 'card_id' ...", "validate")
-    binary = DeadLetter.of(b"\xff\xfe garbage", "not valid JSON", "validate", time=12.5)
-    assert (text.raw, text.raw_encoding) == ('{"txn_id": "x1"}', "utf-8")
-    assert binary.to_dict() == {"raw": "//4gZ2FyYmFnZQ==", "raw_encoding": "base64",
-                                "raw_truncated": False, "raw_size": 10,
-                                "raw_sha256": hashlib.sha256(b"\xff\xfe garbage").hexdigest(),
-                                "error": "not valid JSON", "stage": "validate",
-                                "time": 12.5}  # fmt: skip
-    for letter in (text, binary):
-        assert DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
-    assert binary.raw_bytes() == b"\xff\xfe garbage"
-    assert abs(text.time - time.time()) < 60
+def test_a_record_without_card_fields_is_kept_byte_for_byte() -> None:
+    raw = b'{"txn_id": "x1",  "amount": 1.50}'
+    letter = dead_letter(raw, "field 'card_id' must be a non-empty string, got None",
+                         "validate", IDS)  # fmt: skip
+    assert (letter.raw, letter.raw_encoding, letter.raw_masking) == (raw.decode(), "utf-8", "none")
+    assert DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
+    assert abs(letter.time - time.time()) < 60
+
+
+def test_ids_are_replaced_by_their_pseudonyms_at_any_depth_and_other_values_masked() -> None:
+    record = {"txn_id": "t1", "card_id": "4111111111111111", "amount": -1,
+              "items": [{"merchant_id": "m-secret", "qty": 2}, {"card_id": [4012888888881881]}]}
+    raw = json.dumps(record).replace('"card_id"', '"card\\u005fid"', 1).encode()  # escaped
+    letter = DeadLetter.of(raw, "field 'amount' must be in (0, 1e+06], got -1", "validate", IDS)
+    assert letter.raw_masking == "masked"
+    assert json.loads(letter.raw) == {
+        "txn_id": "t1", "card_id": IDS.card("4111111111111111"), "amount": -1,
+        "items": [{"merchant_id": IDS.merchant("m-secret"), "qty": 2}, {"card_id": MASK}],
+    }  # fmt: skip
+    wire = letter.to_json_bytes()
+    assert not any(secret in wire for secret in (b"4111111111111111", b"m-secret", b"40128888"))
+    assert DeadLetter.from_json_bytes(wire) == letter
+
+
+def test_the_record_is_identified_by_a_keyed_digest_never_a_plain_hash() -> None:
+    raw = b'{"card_id": "4111111111111111", "amount": -1}'  # all but the card is visible
+    letter = DeadLetter.of(raw, "field 'amount' must be in (0, 1e+06], got -1", "validate", IDS)
+    other_key = DeadLetter.of(raw, letter.error, "validate", IdPseudonyms(new_id_hash_key()))
+    assert (letter.raw_size, letter.raw_hmac_sha256) == (len(raw), IDS.record_digest(raw))
+    assert other_key.raw_hmac_sha256 != letter.raw_hmac_sha256
+    assert hashlib.sha256(raw).hexdigest() not in letter.to_json_bytes().decode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"card_id": "4111111111111111", "amount": NaN}',  # not JSON: no field can be found
+        b'"4111111111111111"',  # JSON, but not an object: the value may be the card number
+        b"4111111111111111",
+        b'[{"card_id": "4111111111111111"}]',
+        b'{"card_id": "4111111111111111", "note": "\xff"}',
+        b"\xff\xfe 4111111111111111",
+        b"",  # a tombstone
+        b'{"deep": ' + b"[" * 300 + b'{"card_id": "4111111111111111"}' + b"]" * 300 + b"}",
+    ],
+    ids=["nan", "json-string", "json-number", "json-array", "invalid-utf8", "binary",
+         "tombstone", "deeper-than-orjson-writes"],
+)  # fmt: skip
+def test_a_record_whose_ids_cannot_be_found_is_withheld_but_identified(raw: bytes) -> None:
+    letter = DeadLetter.of(raw, "not valid JSON", "validate", IDS, time=12.5)
+    assert (letter.raw, letter.raw_masking, letter.raw_truncated) == ("", "withheld", False)
+    assert (letter.raw_size, letter.raw_hmac_sha256) == (len(raw), IDS.record_digest(raw))
+    assert b"4111111111111111" not in letter.to_json_bytes()
+    assert DeadLetter.from_json_bytes(letter.to_json_bytes()) == letter
+
+
+def test_letters_written_before_masking_read_back_as_they_were_kept() -> None:
+    old = {"raw": "//4gZ2FyYmFnZQ==", "raw_encoding": "base64", "raw_truncated": False,
+           "raw_size": 10, "raw_sha256": hashlib.sha256(b"\xff\xfe garbage").hexdigest(),
+           "error": "not valid JSON", "stage": "validate", "time": 12.5}  # fmt: skip
+    letter = DeadLetter.from_dict(old)
+    assert (letter.raw_bytes(), letter.raw_size) == (b"\xff\xfe garbage", 10)
+    assert (letter.raw_masking, letter.raw_hmac_sha256) == ("none", "")
+    older = DeadLetter.from_dict({"raw": "{oops", "raw_encoding": "utf-8", "error": "e",
+                                  "stage": "validate", "time": 1.0})  # fmt: skip
+    assert (older.raw_truncated, older.raw_size) == (False, 5)
+    with pytest.raises(InvalidRecord, match="raw_masking must be one of"):
+        DeadLetter.from_dict({**old, "raw_masking": "some"})
 
 
 def test_a_huge_binary_record_makes_a_small_letter_that_still_identifies_it() -> None:
     payload = bytes(range(256)) * 3_516  # 900 KB, not UTF-8: base64 would make it 1.2 MB
-    letter = DeadLetter.of(payload, "payload of 900096 bytes exceeds the limit", "validate")
+    letter = DeadLetter.of(payload, "payload of 900096 bytes exceeds the limit", "validate", IDS)
     wire = letter.to_json_bytes()
     assert len(wire) < 100_000
-    assert (letter.raw_encoding, letter.raw_truncated) == ("base64", True)
-    assert letter.raw_size == len(payload)
-    assert letter.raw_sha256 == hashlib.sha256(payload).hexdigest()
-    assert letter.raw_bytes() == payload[:MAX_DEAD_LETTER_RAW_BYTES]
+    assert (letter.raw, letter.raw_masking) == ("", "withheld")
+    assert (letter.raw_size, letter.raw_hmac_sha256) == (len(payload), IDS.record_digest(payload))
     assert DeadLetter.from_json_bytes(wire) == letter
 
 
-def test_huge_text_is_cut_on_a_character_boundary_and_stays_text() -> None:
-    payload = b"a" + "é".encode() * 600_000  # 2-byte characters: the cut splits one
-    letter = DeadLetter.of(payload, "too big", "validate")
+def test_a_huge_record_is_masked_then_cut_on_a_character_boundary() -> None:
+    payload = json.dumps({"card_id": "4111111111111111", "note": "a" + "é" * 600_000},
+                         ensure_ascii=False).encode()  # 2-byte characters: the cut splits one
+    letter = DeadLetter.of(payload, "too big", "validate", IDS)
     assert (letter.raw_encoding, letter.raw_truncated) == ("utf-8", True)
     kept = letter.raw_bytes()
-    assert payload.startswith(kept) and len(kept) == MAX_DEAD_LETTER_RAW_BYTES - 1
+    assert kept.startswith(f'{{"card_id":"{IDS.card("4111111111111111")}","note":"aé'.encode())
+    assert len(kept) == MAX_DEAD_LETTER_RAW_BYTES - 1  # one byte of a split "é" dropped
     assert letter.raw_size == len(payload)
+    assert len(letter.to_json_bytes()) < 100_000
 
 
 def test_a_letter_with_a_lone_surrogate_or_a_huge_error_can_still_be_sent() -> None:
-    letter = DeadLetter.of(b"{}", "RuntimeError: bad id '\ud800'" + "x" * 100_000, "decide")
+    letter = DeadLetter.of(b"{}", "RuntimeError: bad id '\ud800'" + "x" * 100_000, "decide", IDS)
     assert len(letter.to_json_bytes()) < 3_000
     assert letter.error.startswith("RuntimeError: bad id '\\ud800'")
-
-
-def test_a_letter_written_before_the_size_and_digest_fields_reads_back_whole() -> None:
-    old = {"raw": "{oops", "raw_encoding": "utf-8", "error": "e", "stage": "validate",
-           "time": 1.0}  # fmt: skip
-    letter = DeadLetter.from_dict(old)
-    assert (letter.raw_truncated, letter.raw_size) == (False, 5)
-    assert letter.raw_sha256 == hashlib.sha256(b"{oops").hexdigest()
 
 
 def test_the_first_copy_of_a_redelivered_decision_counts() -> None:
@@ -155,7 +206,7 @@ def test_the_first_copy_of_a_redelivered_decision_counts() -> None:
 
 def test_the_readme_documents_every_field_of_both_contracts() -> None:
     assert documented_fields("`decisions` topic") == [*A_DECISION, "shadow"]
-    letter = DeadLetter.of(b"x", "e", "validate")
+    letter = DeadLetter.of(b"x", "e", "validate", IDS)
     assert documented_fields("Dead-letter topic") == list(letter.to_dict())
 
 
@@ -165,7 +216,7 @@ def test_a_decision_made_by_the_pipeline_has_exactly_the_documented_fields(
     models = load_version(trained_registry)
     pipeline = DecisionPipeline(InMemoryFeatureStore(), InMemoryScoreStore(), models,
                                 models.metadata["weights"], ThresholdPair("test", 0.2, 0.8),
-                                timeout_s=5.0)  # fmt: skip
+                                timeout_s=5.0, ids=IDS)  # fmt: skip
     stream = generate_stream(GeneratorConfig(transactions=100, seed=3))
     batch = [
         IncomingRecord(json.dumps(txn.to_dict()).encode(), time.time())

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from fraudstream.models.signing import SigningKey
+from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
+
+KEY = "k" * 32
 
 
 def test_empty_environment_gives_documented_defaults() -> None:
@@ -54,6 +57,7 @@ def test_every_variable_is_read() -> None:
             "FRAUDSTREAM_METRICS_PORT": "9100",
             "FRAUDSTREAM_METRICS_HOST": "0.0.0.0",
             "FRAUDSTREAM_APP_ID": "fraud-eu",
+            "FRAUDSTREAM_ID_HASH_KEY": KEY,
         }
     )
     assert settings == Settings(
@@ -76,6 +80,7 @@ def test_every_variable_is_read() -> None:
         metrics_port=9100,
         metrics_host="0.0.0.0",
         app_id="fraud-eu",
+        id_hash_key=KEY,
     )
 
 
@@ -118,6 +123,7 @@ def test_other_variables_are_ignored() -> None:
         ("FRAUDSTREAM_REDIS_URL", "localhost:6379"),
         ("FRAUDSTREAM_TOPIC_DLQ", "bad topic"),
         ("FRAUDSTREAM_APP_ID", "two words"),
+        ("FRAUDSTREAM_ID_HASH_KEY", "too-short-to-be-a-secret"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_the_variable(variable: str, value: str) -> None:
@@ -235,3 +241,29 @@ def test_security_settings_that_do_not_fit_together_name_what_to_fix_not_the_pas
     with pytest.raises(SettingsError, match=named) as raised:
         Settings.from_env({**SASL, **change})
     assert PASSWORD not in str(raised.value)
+def test_the_id_hash_key_is_never_shown_even_in_an_error() -> None:
+    secret = "s3cret-" * 5
+    assert secret not in repr(Settings(id_hash_key=secret))
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"FRAUDSTREAM_ID_HASH_KEY": secret[:20]})
+    assert secret[:20] not in str(caught.value) and "20 characters" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "named", [{"FRAUDSTREAM_KAFKA_URL": "kafka://k:9092"}, {"FRAUDSTREAM_REDIS_URL": "redis://r"}]
+)
+def test_named_services_need_the_id_hash_key(named: dict[str, str]) -> None:
+    settings = Settings.from_env(named)
+    for make in (settings.id_pseudonyms, settings.run_id_hash_key):
+        with pytest.raises(SettingsError, match="FRAUDSTREAM_ID_HASH_KEY is not set"):
+            make()
+    keyed = Settings.from_env({**named, "FRAUDSTREAM_ID_HASH_KEY": KEY})
+    assert keyed.run_id_hash_key() == KEY
+    assert keyed.id_pseudonyms().card("c1") == IdPseudonyms(KEY).card("c1")
+
+
+def test_with_every_service_embedded_each_run_makes_its_own_key() -> None:
+    settings = Settings()
+    first, second = settings.run_id_hash_key(), settings.run_id_hash_key()
+    assert first != second and len(first) >= 32
+    assert settings.id_pseudonyms().card("c1") != settings.id_pseudonyms().card("c1")

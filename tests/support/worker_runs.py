@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.features.builder import build_features
+from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.features.transaction import Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
@@ -47,6 +48,7 @@ def setup_run(
         broker.url,
         redis.url.replace("/0", f"/{next(REDIS_DATABASES)}"),
         TEST_SIGNING_KEY,
+        new_id_hash_key(),
         topic_transactions=topics["transactions"],
         topic_decisions=topics["decisions"],
         topic_labels=topics["labels"],
@@ -73,20 +75,27 @@ def collect(
     broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
 ) -> list[dict]:
     """Every record on `topic` once `expected` distinct ones arrived (or the deadline passed)."""
+    return [record for _, _, record in collect_messages(broker, topic, expected, timeout_s)]
+
+
+def collect_messages(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout_s: float = 90.0
+) -> list[tuple[bytes | None, bytes, dict]]:
+    """`collect`, with each record's key and value bytes as consumed."""
     consumer = KafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=500
     )
     consumer.assign([TopicPartition(topic, p) for p in range(4)])
     consumer.seek_to_beginning()
-    records: list[dict] = []
+    messages: list[tuple[bytes | None, bytes, dict]] = []
     deadline = time.monotonic() + timeout_s
-    while distinct(records) < expected and time.monotonic() < deadline:
+    while distinct([m[2] for m in messages]) < expected and time.monotonic() < deadline:
         for message in consumer:
-            records.append(json.loads(message.value))
+            messages.append((message.key, message.value, json.loads(message.value)))
     for message in consumer:  # anything beyond `expected` (duplicates) too
-        records.append(json.loads(message.value))
+        messages.append((message.key, message.value, json.loads(message.value)))
     consumer.close()
-    return records
+    return messages
 
 
 def distinct(records: list[dict]) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.loadtest import LoadTestOptions, parse_ramp, run_loadtest
@@ -37,6 +38,7 @@ def _settings(broker: EmbeddedBroker, redis: EmbeddedRedis, registry: Path) -> S
     return Settings(
         kafka_url=broker.url, redis_url=redis.url.replace("/0", "/15"), registry_path=registry,
         signing_key=TEST_SIGNING_KEY,
+        id_hash_key=new_id_hash_key(),  # named services: the run's workers need one
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from faust.sensors.prometheus import PrometheusMonitor
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.stream.contract import DeadLetter, Decision
 from fraudstream.stream.worker.metrics import (
     DEAD_LETTER_CLASSES,
@@ -32,6 +33,7 @@ from tests.support.decisions import a_decision
 from tests.support.promtool import needs_promtool, promtool
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+IDS = IdPseudonyms(new_id_hash_key())
 
 
 STAGE_MS = {"validate": 0.2, "features": 3.0, "xgboost": 4.0, "isolation_forest": 2.0,
@@ -72,9 +74,10 @@ def a_batch() -> BatchOutcome:
             ),  # fmt: skip
         ],
         dead_letters=[
-            DeadLetter.of(b"{", "not valid JSON: Expecting value: line 1 column 1", "validate"),
-            DeadLetter.of(b"{}", "field 'amount' must be a number, got None", "validate"),
-            DeadLetter.of(b"{}", "KeyError: 'weights'", "decide"),
+            DeadLetter.of(b"{", "not valid JSON: Expecting value: line 1 column 1", "validate",
+                          IDS),
+            DeadLetter.of(b"{}", "field 'amount' must be a number, got None", "validate", IDS),
+            DeadLetter.of(b"{}", "KeyError: 'weights'", "decide", IDS),
         ],
         feature_store_errors=1,
         fallbacks=[("xgboost", "timeout after 50 ms")],
@@ -167,7 +170,8 @@ def test_gauges_hold_only_the_live_versions(metrics: WorkerMetrics) -> None:
         ("expected a JSON object, got list", "wrong_type"),
         ("field 'card_id' must be a non-empty string, got None", "missing_field"),
         ("field 'card_id' must be a non-empty string, got ''", "missing_field"),
-        ("field 'card_id' must be a non-empty string, got 17", "wrong_type"),
+        ("field 'card_id' must be a non-empty string, got a value of type int", "wrong_type"),
+        ("field 'txn_id' must be a non-empty string, got 17", "wrong_type"),
         ("field 'amount' must be a number, got '12.5'", "wrong_type"),
         ("field 'is_fraud' must be a boolean, got 'yes'", "wrong_type"),
         ("field 'amount' must be finite, got nan", "out_of_range"),
@@ -178,8 +182,10 @@ def test_gauges_hold_only_the_live_versions(metrics: WorkerMetrics) -> None:
         ("'currency' must be ISO 4217 (3 letters) and 'country' ...", "invalid_value"),
         ("'lat' and 'lon' must be given together or not at all", "missing_field"),
         ("tombstone: null value", "tombstone"),
-        ("field 'card_id' must be text encodable as UTF-8, got '\\ud800' (a lone surrogate)",
+        ("field 'txn_id' must be text encodable as UTF-8, got '\\ud800' (a lone surrogate)",
          "invalid_text"),
+        ("field 'card_id' must be text encodable as UTF-8, got a string of 2 characters "
+         "(a lone surrogate)", "invalid_text"),
         ("KeyError: 'weights'", "internal"),
         ("something nobody anticipated", "other"),
     ],

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from fraudstream.features.definitions import FEATURE_NAMES
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
+from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.features.store import RedisFeatureStore, redis_stores
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import Label, Transaction
@@ -173,7 +174,8 @@ async def close(pipeline: DecisionPipeline) -> None:
 
 def make_pipeline(stores: Stores, registry: Path, **overrides: object) -> DecisionPipeline:
     models = load_version(registry)
-    options: dict[str, object] = {"timeout_s": 0.05, "fallback_policy": "neutral"} | overrides
+    options: dict[str, object] = {"timeout_s": 0.05, "fallback_policy": "neutral",
+                                  "ids": IdPseudonyms(new_id_hash_key())} | overrides  # fmt: skip
     feature_store, score_store = stores
     return DecisionPipeline(
         feature_store,
@@ -401,7 +403,7 @@ def test_each_hostile_record_costs_one_small_dead_letter_and_its_batch_mates_are
             assert len(letter.to_json_bytes()) < 100_000
         tombstone, *_, huge = outcome.dead_letters
         assert (tombstone.raw, tombstone.raw_size) == ("", 0)
-        assert huge.raw_truncated and huge.raw_encoding == "base64"
+        assert (huge.raw, huge.raw_masking) == ("", "withheld")  # not JSON: ids unfindable
 
     asyncio.run(run())
 
@@ -424,7 +426,11 @@ def test_a_record_that_breaks_deciding_is_dead_lettered_alone(trained_registry: 
         [letter] = outcome.dead_letters
         assert letter.stage == "decide"
         assert letter.error == f"RuntimeError: cannot featurize {poison}"
-        assert letter.raw_bytes() == poisoned.value
+        assert letter.raw_masking == "masked"
+        record = json.loads(poisoned.value or b"")
+        assert json.loads(letter.raw) == {**record, "card_id": pipeline.ids.card(record["card_id"]),
+                                          "merchant_id": pipeline.ids.merchant(
+                                              record["merchant_id"])}  # fmt: skip
 
     asyncio.run(run())
 
