@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.features.pseudonyms import MIN_KEY_CHARS, IdPseudonyms, new_id_hash_key
 from fraudstream.models.signing import SigningKey
 from fraudstream.stream.transport import (
     PLAINTEXT,
@@ -86,7 +87,6 @@ from fraudstream.stream.transport import (
     redact_url,
     redis_url_with_ca_file,
 )
-from fraudstream.features.pseudonyms import MIN_KEY_CHARS, IdPseudonyms, new_id_hash_key
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.models.registry import RegistryError, list_versions, load_version, verify_version
 from fraudstream.models.signing import SigningKey, key_file_for, signing_key_for
 from fraudstream.stream import cli
@@ -116,6 +117,7 @@ def test_worker_refuses_to_start_without_the_signing_key_or_with_another(
     monkeypatch.setenv("FRAUDSTREAM_KAFKA_URL", "kafka://127.0.0.1:9")
     monkeypatch.setenv("FRAUDSTREAM_REDIS_URL", "redis://127.0.0.1:9/0")
     monkeypatch.setenv("FRAUDSTREAM_REGISTRY", str(default_registry))
+    monkeypatch.setenv("FRAUDSTREAM_ID_HASH_KEY", new_id_hash_key())
     assert main(["worker"]) == 2
     assert "fraudstream worker needs FRAUDSTREAM_SIGNING_KEY" in capsys.readouterr().err
     monkeypatch.setenv("FRAUDSTREAM_SIGNING_KEY", SigningKey.generate().secret)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudstream.models.signing import SigningKey
 from fraudstream.features.pseudonyms import IdPseudonyms
+from fraudstream.models.signing import SigningKey
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel

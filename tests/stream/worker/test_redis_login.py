@@ -17,6 +17,7 @@ from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.pipeline import IncomingRecord
 from fraudstream.stream.worker.runtime import WorkerRuntime
+from tests.support.signing import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,8 @@ def test_a_wrong_redis_password_gives_degraded_decisions_and_a_log_naming_the_ca
     records = [IncomingRecord(json.dumps(t.to_dict()).encode(), t.event_time)
                for t in stream.transactions[:10]]  # fmt: skip
     label = Label(stream.transactions[0].txn_id, True, "card_testing", 1.8e9)
-    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="login")
+    settings = Settings(registry_path=trained_registry, dynamic_threshold=True, app_id="login",
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     metrics = WorkerMetrics()
 
     async def scenario(url: str) -> None:
