@@ -34,6 +34,7 @@ class InMemoryFeatureStore:
     def __init__(self) -> None:
         self._state = PointInTimeState()
         self._merchant_of: dict[str, str] = {}
+        self._digest_of: dict[str, str] = {}
         self.resets = 0  # process memory is never wiped under a running store
         self.partial_history_until: float | None = None
 
@@ -45,6 +46,13 @@ class InMemoryFeatureStore:
             vectors.append(self._state.features_then_record(txn))
             self._merchant_of[txn.txn_id] = txn.merchant_id
         return vectors
+
+    async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
+        conflicting = []
+        for txn in transactions:
+            digest = self._digest_of.setdefault(txn.txn_id, txn.digest())
+            conflicting.append(digest != txn.digest())
+        return conflicting
 
     async def record_labels(self, labels: Sequence[Label]) -> int:
         matched = 0

@@ -6,7 +6,8 @@ one slot):
 - `fs:{card:<id>}:events` hash, txn_id -> the encoded `CardEvent`
 - `fs:{merchant:<id>}:txns`   sorted set, member txn_id, score event_time
 - `fs:{merchant:<id>}:frauds` sorted set, member txn_id, score label_time
-- `fs:{txn:<id>}:merchant`    string, so a late label finds its merchant
+- `fs:{txn:<id>}:seen`        "<content digest> <merchant id>": a late label finds its
+                              merchant, a reused txn_id with other content is caught
 - `fs:{txn:<id>}:score`       "event_time,score", so a late label finds the decision's score
 - `fs:generation`             a token set by the first worker to write; if it vanishes,
                               Redis lost its data (restarted empty): see `RedisFeatureStore`
@@ -159,8 +160,12 @@ def _merchant_keys(merchant_id: str) -> list[str]:
     return [f"fs:{{merchant:{merchant_id}}}:txns", f"fs:{{merchant:{merchant_id}}}:frauds"]
 
 
-def _txn_merchant_key(txn_id: str) -> str:
-    return f"fs:{{txn:{txn_id}}}:merchant"
+def _txn_seen_key(txn_id: str) -> str:
+    return f"fs:{{txn:{txn_id}}}:seen"
+
+
+def _seen_value(txn: Transaction) -> str:
+    return f"{txn.digest()} {txn.merchant_id}"
 
 
 def _txn_score_key(txn_id: str) -> str:
@@ -286,7 +291,7 @@ class RedisFeatureStore:
                     txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS, MERCHANT_RATE_WINDOW_SECONDS,
                     RETENTION_SECONDS, KEY_TTL_SECONDS,
                 )  # fmt: skip
-                pipe.set(_txn_merchant_key(txn.txn_id), txn.merchant_id, ex=KEY_TTL_SECONDS)
+                pipe.set(_txn_seen_key(txn.txn_id), _seen_value(txn), ex=KEY_TTL_SECONDS)
 
         try:
             generation, *replies = await self._scripts.run(queue)
@@ -354,6 +359,27 @@ class RedisFeatureStore:
         history.add(CardEvent.from_transaction(txn))
         return prior
 
+    async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
+        """Claim each `txn_id` for its content (`SET NX`, then read who holds it).
+
+        One round trip for the batch; a `txn_id` twice in one batch is compared too.
+        """
+        self.gate.check()
+        values = [_seen_value(txn) for txn in transactions]
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for txn, value in zip(transactions, values, strict=True):
+                    pipe.set(_txn_seen_key(txn.txn_id), value, nx=True, ex=KEY_TTL_SECONDS)
+                    pipe.get(_txn_seen_key(txn.txn_id))
+                replies = await pipe.execute()
+        except aioredis.RedisError as error:
+            self.gate.failed(error)
+            raise FeatureStoreError(f"feature store unavailable: {error}") from error
+        return [
+            holder is not None and holder.decode().split(" ", 1)[0] != value.split(" ", 1)[0]
+            for holder, value in zip(replies[1::2], values, strict=True)
+        ]
+
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.
 
@@ -365,17 +391,14 @@ class RedisFeatureStore:
             return 0
         self.gate.check()
         try:
-            merchants = await self._client.mget(
-                [_txn_merchant_key(label.txn_id) for label in frauds]
-            )
+            merchants = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
             async with self._client.pipeline(transaction=False) as pipe:
                 matched = 0
                 for label, merchant in zip(frauds, merchants, strict=True):
                     if merchant is None:
                         continue
-                    key = _merchant_keys(
-                        merchant.decode() if isinstance(merchant, bytes) else merchant
-                    )[1]
+                    seen = merchant.decode() if isinstance(merchant, bytes) else merchant
+                    key = _merchant_keys(seen.split(" ", 1)[1])[1]
                     pipe.zadd(key, {label.txn_id: label.label_time}, nx=True)
                     pipe.zremrangebyscore(key, "-inf", f"({label.label_time - RETENTION_SECONDS}")
                     pipe.expire(key, KEY_TTL_SECONDS)

@@ -51,6 +51,15 @@ class FeatureStore(Protocol):
         """
         ...
 
+    async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
+        """Remember each `txn_id`'s content; True for a conflicting duplicate.
+
+        A conflicting duplicate reuses a `txn_id` already claimed with other content (an
+        identical redelivery is not one): it must not be decided or recorded. Raises
+        `FeatureStoreError`.
+        """
+        ...
+
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.
 

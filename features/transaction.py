@@ -22,6 +22,7 @@ and length only.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class Transaction:
             record["lat"] = self.lat
             record["lon"] = self.lon
         return record
+
+    def digest(self) -> str:
+        """128 bits of its content: equal for a redelivery, different for a reused txn_id."""
+        canonical = orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from fraudstream.features.transaction import SECRET_FIELDS
 #: What a decision can say, in rising order of severity.
 OUTCOMES = ("approve", "review", "decline")
 #: Where a record was dead-lettered: parsing a transaction, deciding a batch, or a label.
-DEAD_LETTER_STAGES = ("validate", "decide", "labels")
+DEAD_LETTER_STAGES = ("validate", "deduplicate", "decide", "labels")
 #: Raw bytes a dead letter keeps: 64 KiB, four times the largest valid transaction. As
 #: base64 a letter stays under 100 KB; as JSON-escaped text (6 bytes per control
 #: character at worst) under 400 KB.

@@ -53,7 +53,7 @@ LATENCY_BUCKETS = (
 FALLBACK_REASONS = ("timeout", "error")
 DEAD_LETTER_CLASSES = (
     "tombstone", "oversized", "invalid_json", "missing_field", "wrong_type", "out_of_range",
-    "invalid_value", "invalid_text", "internal", "other",
+    "invalid_value", "invalid_text", "conflicting_duplicate", "internal", "other",
 )  # fmt: skip
 
 # First match wins; patterns follow the messages of features.transaction.InvalidTransaction.
@@ -68,6 +68,7 @@ _DEAD_LETTER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("out_of_range", r"must (lie in|be in|be finite)|between"),
         ("invalid_value", r"must be one of|must be ISO"),
         ("invalid_text", r"must be text encodable as UTF-8"),
+        ("conflicting_duplicate", r"^conflicting_duplicate: "),
         ("internal", r"^[A-Z]\w*(Error|Exception)\b"),  # "KeyError: ..." from stage decide
     )
 )

@@ -160,8 +160,9 @@ class DecisionPipeline:
     async def process(self, records: Sequence[IncomingRecord]) -> BatchOutcome:
         """Decisions and dead letters for one micro-batch; never raises.
 
-        A record that fails validation is dead-lettered at stage `validate`; a record that
-        makes deciding fail (a bug, not bad input) at stage `decide`, by itself. The
+        A record that fails validation is dead-lettered at stage `validate`, one that reuses
+        a `txn_id` with other content at stage `deduplicate`; a record that makes deciding
+        fail (a bug, not bad input) at stage `decide`, by itself. The
         feature store failing is not such a failure: the batch is decided degraded.
         """
         outcome = BatchOutcome()
@@ -176,10 +177,36 @@ class DecisionPipeline:
             except Exception as error:  # a parser bug must not take the batch with it
                 outcome.dead_letters.append(dead_letter(record.value, unexpected(error),
                                                         "validate", self.ids))  # fmt: skip
+        if valid:
+            valid = await self._without_conflicting_duplicates(valid, outcome)
         validate_s = time.perf_counter() - started
         if valid:
             await self._decide_isolating_failures(valid, validate_s, taken_at, outcome)
         return outcome
+
+    async def _without_conflicting_duplicates(
+        self, valid: list[tuple[Transaction, IncomingRecord]], outcome: BatchOutcome
+    ) -> list[tuple[Transaction, IncomingRecord]]:
+        """Dead-letter records that reuse a decided `txn_id` with other content.
+
+        Consumers keep the first decision per `txn_id`, so deciding such a record again
+        would hide it downstream. With the store down nothing can be compared: the batch
+        goes on, decided degraded like any batch without Redis.
+        """
+        try:
+            conflicting = await self.feature_store.claim([txn for txn, _ in valid])
+        except FeatureStoreError:
+            return valid
+        kept = []
+        for (txn, record), conflict in zip(valid, conflicting, strict=True):
+            if conflict:
+                error = (f"conflicting_duplicate: txn_id {txn.txn_id!r} was already seen with "
+                         "other content; only the first is decided")  # fmt: skip
+                outcome.dead_letters.append(dead_letter(record.value, error, "deduplicate",
+                                                        self.ids))  # fmt: skip
+            else:
+                kept.append((txn, record))
+        return kept
 
     async def _decide_isolating_failures(
         self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,

@@ -269,3 +269,29 @@ def test_a_window_full_to_the_cap_evicted_at_once_is_no_script_failure(
     row, left = asyncio.run(run())
     assert left == 1
     assert row[FEATURE_NAMES.index("count_30d")] == 0
+
+
+def test_a_txn_id_reused_with_other_content_is_caught_an_identical_one_is_not(
+    redis_server: EmbeddedRedis,
+) -> None:
+    transactions, _ = random_history(seed=25, count=3)
+    first, other = transactions[0], transactions[1]
+    reused = replace(first, amount=first.amount + 1.0)
+    elsewhere = replace(first, card_id="another-card")
+
+    async def run() -> tuple[list[bool], list[bool], int]:
+        await flush(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url)
+        try:
+            in_one_batch = await store.claim([first, other, first, reused])
+            later = await store.claim([first, reused, elsewhere])
+            await store.record_and_featurize([first, other])
+            matched = await store.record_labels([Label(first.txn_id, True, "x", T0 + DAY)])
+            return in_one_batch, later, matched
+        finally:
+            await store.close()
+
+    in_one_batch, later, matched = asyncio.run(run())
+    assert in_one_batch == [False, False, False, True]
+    assert later == [False, True, True]
+    assert matched == 1, "a late label still finds the transaction's merchant"

@@ -28,9 +28,11 @@ from fraudstream.stream.contract import Decision
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis
 from fraudstream.stream.tools.shadow_report import compare_shadow
+from fraudstream.stream.worker.metrics import classify_dead_letter
 from fraudstream.stream.worker.pipeline import (
     EXPLAIN_WITH_SCORES_MAX_ROWS,
     TOP_REASONS,
+    BatchOutcome,
     DecisionPipeline,
     IncomingRecord,
     ShadowCandidate,
@@ -494,3 +496,29 @@ def test_a_feature_store_reset_is_counted_once_with_the_decisions_it_may_have_cu
     resets, partial = asyncio.run(run())
     assert resets == [0, 1, 0], "a reset is counted in the batch that found it, once"
     assert partial == [0, 10, 10]
+
+
+def test_a_reused_txn_id_with_other_content_is_dead_lettered_a_redelivery_decided_again(
+    trained_registry: Path,
+) -> None:
+    async def run() -> tuple[BatchOutcome, BatchOutcome]:
+        pipeline = make_pipeline(in_memory(), trained_registry)
+        batch = records(5, seed=13)
+        first = await pipeline.process(batch)
+        assert batch[0].value is not None
+        changed = json.loads(batch[0].value)
+        changed["amount"] += 1.0
+        again = await pipeline.process(
+            [batch[0], IncomingRecord(json.dumps(changed).encode(), batch[0].produced_at)]
+        )
+        await close(pipeline)
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert len(first.decisions) == 5
+    assert [d.txn_id for d in again.decisions] == [first.decisions[0].txn_id]
+    assert again.decisions[0].score == first.decisions[0].score, "idempotent redelivery"
+    [letter] = again.dead_letters
+    assert letter.stage == "deduplicate"
+    assert letter.error.startswith("conflicting_duplicate: ")
+    assert classify_dead_letter(letter.error) == "conflicting_duplicate"
