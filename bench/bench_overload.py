@@ -34,7 +34,12 @@ from fraudstream.stream.tools.loadtest_traffic import (
 )
 from fraudstream.stream.tools.services import create_topics, embedded_services, kafka_bootstrap
 from fraudstream.stream.tools.topic_reader import TopicReader
-from fraudstream.stream.tools.workers import start_workers, stop_workers, worker_env
+from fraudstream.stream.tools.workers import (
+    REPLAYED_HISTORY,
+    start_workers,
+    stop_workers,
+    worker_env,
+)
 
 #: A backlog at most this many seconds of the low rate counts as cleared (records in flight).
 CLEARED_S = 0.2
@@ -80,7 +85,7 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
             signing_key_for(settings.registry_path, settings.signing_key),
             settings.run_id_hash_key(),
             registry=str(settings.registry_path.resolve()), app_id=f"overload-{run_id}",
-            partitions="1", **topics,
+            partitions="1", max_event_skew_s=REPLAYED_HISTORY, **topics,
         )  # fmt: skip
         workers = start_workers(1, env, Path(tempfile.mkdtemp(prefix="fraudstream-overload-")))
         clock = DecisionClock(bootstrap, topics["topic_decisions"], 1)

@@ -279,6 +279,9 @@ def _services(args: argparse.Namespace) -> int:
         print(f"export FRAUDSTREAM_REDIS_URL={urls.redis_url}")
         if settings.id_hash_key is None:  # workers refuse to start without one
             print(f"export FRAUDSTREAM_ID_HASH_KEY={settings.run_id_hash_key()}")
+        # `fraudstream replay` sends a month of history in minutes: its event times are far
+        # from the broker's clock, which a production worker refuses (± 1 day by default).
+        print("export FRAUDSTREAM_MAX_EVENT_SKEW_S=0  # replayed history: no clock check")
         print("# services running; Ctrl-C stops them", flush=True)
         try:
             while True:

@@ -33,6 +33,9 @@ Variables (default in brackets):
 ``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
 ``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
+``FRAUDSTREAM_MAX_EVENT_SKEW_S``    a transaction whose ``event_time`` is further than this from
+                                    its broker timestamp goes to the DLQ; 0 = no check (replays of
+                                    history, which the demo and load test run) [86400: ± 1 day]
 ``FRAUDSTREAM_STAND_IN_AFTER_MS``   a record older than this when taken (a backlog) is decided
                                     by XGBoost alone, marked ``stand_in``; 0 = never [100]
 ``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [unset: the registry version's]
@@ -137,6 +140,7 @@ class Settings:
     model_timeout_ms: float = 50.0
     fallback_policy: FallbackPolicy = "neutral"
     stand_in_after_ms: float = 100.0
+    max_event_skew_s: float = 86_400.0
     weight_xgboost: float | None = None
     weight_isolation_forest: float | None = None
     cost_fn: float = 5000.0
@@ -165,6 +169,11 @@ class Settings:
     def model_timeout_s(self) -> float:
         """The model budget in seconds, as ``asyncio.wait_for`` wants it."""
         return self.model_timeout_ms / 1000.0
+
+    @property
+    def event_skew_limit_s(self) -> float | None:
+        """The allowed |event_time - broker timestamp|, or None when not checked (0)."""
+        return self.max_event_skew_s if self.max_event_skew_s > 0 else None
 
     @property
     def stand_in_after_s(self) -> float | None:
@@ -263,6 +272,7 @@ class Settings:
             model_timeout_ms=get("MODEL_TIMEOUT_MS", _positive_float, d.model_timeout_ms),
             fallback_policy=get("FALLBACK_POLICY", _fallback_policy, d.fallback_policy),
             stand_in_after_ms=get("STAND_IN_AFTER_MS", _non_negative_float, d.stand_in_after_ms),
+            max_event_skew_s=get("MAX_EVENT_SKEW_S", _non_negative_float, d.max_event_skew_s),
             weight_xgboost=weight_xgboost,
             weight_isolation_forest=weight_iforest,
             cost_fn=get("COST_FN", _non_negative_float, d.cost_fn),

@@ -38,6 +38,7 @@ from fraudstream.stream.tools.services import ServiceUrls, embedded_services, ka
 from fraudstream.stream.tools.shadow_report import compare_shadow
 from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.tools.workers import (
+    REPLAYED_HISTORY,
     WorkerProcess,
     partitions_per_topic,
     start_workers,
@@ -149,7 +150,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
                          settings.run_id_hash_key(), registry=str(settings.registry_path),
-                         partitions=str(settings.partitions))  # fmt: skip
+                         partitions=str(settings.partitions),
+                         max_event_skew_s=REPLAYED_HISTORY)  # fmt: skip
         if options.shadow_version is not None:
             env["FRAUDSTREAM_SHADOW_VERSION"] = options.shadow_version
         workers = start_workers(options.workers, env, out / "workers")

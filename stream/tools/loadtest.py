@@ -70,6 +70,7 @@ from fraudstream.stream.tools.services import (
     kafka_bootstrap,
 )
 from fraudstream.stream.tools.workers import (
+    REPLAYED_HISTORY,
     WorkerProcess,
     partitions_per_topic,
     start_workers,
@@ -255,7 +256,7 @@ def _run_system(
         urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
         settings.run_id_hash_key(),
         registry=str(settings.registry_path), app_id=f"loadtest-{run_id}-{system}",
-        partitions=str(settings.partitions), **topics,
+        partitions=str(settings.partitions), max_event_skew_s=REPLAYED_HISTORY, **topics,
     )  # fmt: skip
     folder, timeout = run_dir / system, options.session_timeout_s
     if system == "pipeline":

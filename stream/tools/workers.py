@@ -129,6 +129,11 @@ def partitions_per_topic(settings: Settings, workers: int, asked: int | None = N
     return workers if settings.kafka_url is None else settings.partitions
 
 
+#: `FRAUDSTREAM_MAX_EVENT_SKEW_S` for workers fed generated history at many times its pace
+#: (the demo, load test and tests): no event-time check against the broker's clock.
+REPLAYED_HISTORY = "0"
+
+
 def worker_env(
     kafka_url: str, redis_url: str, signing_key: SigningKey, id_hash_key: str, **settings: str
 ) -> dict[str, str]:

@@ -65,7 +65,7 @@ _DEAD_LETTER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("invalid_json", r"^not valid JSON"),
         ("missing_field", r"got (None|'')$|must be given together"),
         ("wrong_type", r"^expected a JSON object|must be an? (non-empty string|number|boolean)"),
-        ("out_of_range", r"must (lie in|be in|be finite)|between"),
+        ("out_of_range", r"must (lie in|lie within|be in|be finite)|between"),
         ("invalid_value", r"must be one of|must be ISO"),
         ("invalid_text", r"must be text encodable as UTF-8"),
         ("conflicting_duplicate", r"^conflicting_duplicate: "),

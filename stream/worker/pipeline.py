@@ -121,8 +121,13 @@ class DecisionPipeline:
         stand_in_after_s: float | None = None,
         *,
         ids: IdPseudonyms,
+        max_event_skew_s: float | None = None,
     ) -> None:
         self.ids = ids
+        #: A transaction whose event_time is further than this from its broker timestamp
+        #: is dead-lettered (None: not checked): one dated years ahead would evict its card's
+        #: window, one back-dated would be scored without history.
+        self.max_event_skew_s = max_event_skew_s
         self.feature_store = feature_store
         self.score_store = score_store
         self.models = models
@@ -170,7 +175,9 @@ class DecisionPipeline:
         valid: list[tuple[Transaction, IncomingRecord]] = []
         for record in records:
             try:
-                valid.append((self.ids.transaction(parse_transaction(record.value)), record))
+                txn = self.ids.transaction(parse_transaction(record.value))
+                self._check_event_time(txn, record)
+                valid.append((txn, record))
             except InvalidTransaction as error:
                 outcome.dead_letters.append(dead_letter(record.value, str(error), "validate",
                                                         self.ids))  # fmt: skip
@@ -183,6 +190,16 @@ class DecisionPipeline:
         if valid:
             await self._decide_isolating_failures(valid, validate_s, taken_at, outcome)
         return outcome
+
+    def _check_event_time(self, txn: Transaction, record: IncomingRecord) -> None:
+        """Raise `InvalidTransaction` when `event_time` is too far from the broker's clock."""
+        limit = self.max_event_skew_s
+        if limit is not None and abs(skew := txn.event_time - record.produced_at) > limit:
+            raise InvalidTransaction(
+                f"field 'event_time' must lie within ± {limit / 3600:g} h of the broker "
+                f"timestamp, got {abs(skew) / 3600:,.1f} h {'after' if skew > 0 else 'before'} "
+                "it (FRAUDSTREAM_MAX_EVENT_SKEW_S)"
+            )
 
     async def _without_conflicting_duplicates(
         self, valid: list[tuple[Transaction, IncomingRecord]], outcome: BatchOutcome

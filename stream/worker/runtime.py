@@ -142,6 +142,7 @@ class WorkerRuntime:
                 settings.model_timeout_s,
                 settings.fallback_policy,
                 stand_in_after_s=settings.stand_in_after_s,
+                max_event_skew_s=settings.event_skew_limit_s,
                 ids=self.ids,
             )
             self.metrics.set_model_version(models.version)

@@ -33,6 +33,14 @@ def test_empty_environment_gives_documented_defaults() -> None:
     assert settings.metrics_host == "127.0.0.1"  # this machine only, unless asked
     assert settings.kafka_security == KafkaSecurity("PLAINTEXT")
     assert settings.app_id == "fraudstream"
+    assert settings.event_skew_limit_s == 86_400.0  # ± 1 day
+
+
+def test_event_time_skew_zero_turns_the_check_off() -> None:
+    assert Settings.from_env({"FRAUDSTREAM_MAX_EVENT_SKEW_S": "0"}).event_skew_limit_s is None
+    assert Settings.from_env({"FRAUDSTREAM_MAX_EVENT_SKEW_S": "3600"}).event_skew_limit_s == 3600
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_MAX_EVENT_SKEW_S"):
+        Settings.from_env({"FRAUDSTREAM_MAX_EVENT_SKEW_S": "-1"})
 
 
 def test_every_variable_is_read() -> None:

@@ -23,7 +23,7 @@ from fraudstream.features.pseudonyms import new_id_hash_key
 from fraudstream.features.transaction import Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
-from fraudstream.stream.tools.workers import WorkerProcess, worker_env
+from fraudstream.stream.tools.workers import REPLAYED_HISTORY, WorkerProcess, worker_env
 from tests.support.signing import TEST_SIGNING_KEY
 
 #: One Redis database per test: the streams reuse txn and card ids across seeds.
@@ -55,6 +55,7 @@ def setup_run(
         topic_dlq=topics["dlq"],
         app_id=f"fraudstream-{run_id}",
         registry=str(registry),
+        max_event_skew_s=REPLAYED_HISTORY,
     )
     return env, topics
 

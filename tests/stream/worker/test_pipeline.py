@@ -522,3 +522,27 @@ def test_a_reused_txn_id_with_other_content_is_dead_lettered_a_redelivery_decide
     assert letter.stage == "deduplicate"
     assert letter.error.startswith("conflicting_duplicate: ")
     assert classify_dead_letter(letter.error) == "conflicting_duplicate"
+
+
+def test_an_event_time_far_from_the_broker_clock_is_dead_lettered(trained_registry: Path) -> None:
+    batch = records(3, seed=14)
+    event_times = [json.loads(r.value or b"")["event_time"] for r in batch]
+    offsets_h = [1.0, 30.0, -30.0]  # broker timestamp minus event time
+    stamped = [
+        IncomingRecord(r.value, t + h * 3600) for r, t, h in zip(batch, event_times, offsets_h)
+    ]
+
+    async def run() -> BatchOutcome:
+        pipeline = make_pipeline(in_memory(), trained_registry, max_event_skew_s=86_400.0)
+        outcome = await pipeline.process(stamped)
+        await close(pipeline)
+        return outcome
+
+    outcome = asyncio.run(run())
+    assert len(outcome.decisions) == 1
+    errors = sorted(letter.error for letter in outcome.dead_letters)
+    assert [e.split(", got ")[1].split(" it")[0] for e in errors] == [
+        "30.0 h after", "30.0 h before"
+    ]
+    assert all(e.startswith("field 'event_time' must lie within ± 24 h") for e in errors)
+    assert {classify_dead_letter(e) for e in errors} == {"out_of_range"}
