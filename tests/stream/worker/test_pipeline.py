@@ -529,7 +529,8 @@ def test_an_event_time_far_from_the_broker_clock_is_dead_lettered(trained_regist
     event_times = [json.loads(r.value or b"")["event_time"] for r in batch]
     offsets_h = [1.0, 30.0, -30.0]  # broker timestamp minus event time
     stamped = [
-        IncomingRecord(r.value, t + h * 3600) for r, t, h in zip(batch, event_times, offsets_h)
+        IncomingRecord(r.value, t + h * 3600)
+        for r, t, h in zip(batch, event_times, offsets_h, strict=True)
     ]
 
     async def run() -> BatchOutcome:
