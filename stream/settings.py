@@ -33,6 +33,10 @@ Variables (default in brackets):
 ``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
 ``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
+``FRAUDSTREAM_OFFSET_RESET_POLICY`` what a worker does when a partition's log ends before its
+                                    position (the broker lost records): ``earliest`` reads
+                                    the partition again from its start (decisions may repeat),
+                                    ``stop`` stops the worker for an operator [``earliest``]
 ``FRAUDSTREAM_MAX_EVENT_SKEW_S``    a transaction whose ``event_time`` is further than this from
                                     its broker timestamp goes to the DLQ; 0 = no check (replays of
                                     history, which the demo and load test run) [86400: ± 1 day]
@@ -104,6 +108,8 @@ PRODUCER_LINGER_MS = 20
 
 FallbackPolicy = Literal["neutral", "last_score"]
 _FALLBACK_POLICIES: tuple[str, ...] = ("neutral", "last_score")
+OffsetResetPolicy = Literal["earliest", "stop"]
+_OFFSET_RESET_POLICIES: tuple[str, ...] = ("earliest", "stop")
 _KAFKA_SCHEMES = ("kafka://", "aiokafka://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -141,6 +147,7 @@ class Settings:
     fallback_policy: FallbackPolicy = "neutral"
     stand_in_after_ms: float = 100.0
     max_event_skew_s: float = 86_400.0
+    offset_reset_policy: OffsetResetPolicy = "earliest"
     weight_xgboost: float | None = None
     weight_isolation_forest: float | None = None
     cost_fn: float = 5000.0
@@ -273,6 +280,9 @@ class Settings:
             fallback_policy=get("FALLBACK_POLICY", _fallback_policy, d.fallback_policy),
             stand_in_after_ms=get("STAND_IN_AFTER_MS", _non_negative_float, d.stand_in_after_ms),
             max_event_skew_s=get("MAX_EVENT_SKEW_S", _non_negative_float, d.max_event_skew_s),
+            offset_reset_policy=get(
+                "OFFSET_RESET_POLICY", _offset_reset_policy, d.offset_reset_policy
+            ),
             weight_xgboost=weight_xgboost,
             weight_isolation_forest=weight_iforest,
             cost_fn=get("COST_FN", _non_negative_float, d.cost_fn),
@@ -355,6 +365,13 @@ def _port(key: str, raw: str) -> int:
     if not 0 <= value <= 65535:
         raise SettingsError(f"{key}={raw!r} must be a TCP port 0..65535 (0 = any free port)")
     return value
+
+
+def _offset_reset_policy(key: str, raw: str) -> OffsetResetPolicy:
+    value = raw.lower()
+    if value not in _OFFSET_RESET_POLICIES:
+        raise SettingsError(f"{key}={raw!r} must be one of {', '.join(_OFFSET_RESET_POLICIES)}")
+    return cast(OffsetResetPolicy, value)
 
 
 def _fallback_policy(key: str, raw: str) -> FallbackPolicy:

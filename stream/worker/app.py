@@ -139,8 +139,11 @@ def add_timers(
     @app.timer(interval=1.0)
     async def report_consumer_lag() -> None:
         metrics.clear_lag()
-        for partition, lag in (await partition_lags(app, settings.topic_transactions)).items():
-            metrics.set_lag(partition, lag)
+        for tp, position, highwater in await partition_positions(app, settings.topic_transactions):
+            if highwater < position:
+                await follow_lost_log(app, settings, metrics, tp, position, highwater)
+            else:
+                metrics.set_lag(tp.partition, highwater - position)
 
 
 def add_rebalance_hooks(
@@ -196,15 +199,46 @@ async def ack_all(stream: Any, events: Sequence[Any]) -> None:
         await stream.ack(event)
 
 
-async def partition_lags(app: faust.App, topic: str) -> dict[int, int]:
-    """Records behind the high-water mark, per owned partition of `topic` with both known."""
-    lags = {}
+async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int, int]]:
+    """(partition, position, high-water mark) of each owned partition of `topic` with both."""
+    positions = []
     for tp in app.consumer.assignment():
         if tp.topic == topic:
             position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
             if position is not None and highwater is not None:
-                lags[tp.partition] = max(0, highwater - position)
-    return lags
+                positions.append((tp, position, highwater))
+    return positions
+
+
+class LostLog(RuntimeError):
+    """A partition's log ends before the worker's position: the broker lost records."""
+
+
+async def follow_lost_log(
+    app: faust.App, settings: Settings, metrics: WorkerMetrics, tp: Any, position: int,
+    highwater: int,
+) -> None:  # fmt: skip
+    """Never skip silently what a broker that lost its log holds now.
+
+    Left alone, the consumer would wait at `position` while new records fill offsets below
+    it, and then skip them. Policy `earliest` reads the partition again from its start,
+    forgetting Faust's commit bookkeeping for it as Faust does on a revoke (records the
+    broker still holds are decided, some twice); policy `stop` stops the worker unacked.
+    """
+    metrics.observe_lost_log(tp.partition)
+    error = LostLog(
+        f"{tp.topic}[{tp.partition}] ends at offset {highwater}, before this worker's "
+        f"position {position}: the broker lost records it had confirmed (restarted without "
+        f"its storage?); FRAUDSTREAM_OFFSET_RESET_POLICY={settings.offset_reset_policy}"
+    )
+    if settings.offset_reset_policy == "stop":
+        stop_unacked(error)
+    log.critical("%s: reading the partition again from its start", error)
+    consumer: Any = app.consumer  # Faust's Consumer: its bookkeeping is not in ConsumerT
+    for bookkeeping in (consumer._gap, consumer._acked, consumer._acked_index,
+                        consumer._read_offset, consumer._committed_offset):  # fmt: skip
+        bookkeeping.pop(tp, None)
+    await consumer.seek(tp, 0)
 
 
 def record_of(event: Any) -> IncomingRecord:

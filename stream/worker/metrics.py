@@ -158,6 +158,11 @@ class WorkerMetrics:
             "fraudstream_consumer_lag", "Messages behind the end of each owned partition.",
             ["partition"], registry=r,
         )  # fmt: skip
+        self.lost_logs = Counter(
+            "fraudstream_broker_lost_log",
+            "Times a partition's log ended before this worker's position: the broker lost "
+            "records it had confirmed.", ["partition"], registry=r,
+        )  # fmt: skip
         self.shared_threshold_errors = Counter(
             "fraudstream_shared_threshold_errors",
             "Failed reads or writes of the group's threshold in Redis (the pair in force stays).",
@@ -235,6 +240,9 @@ class WorkerMetrics:
 
     def set_lag(self, partition: int, lag: int) -> None:
         self.consumer_lag.labels(str(partition)).set(lag)
+
+    def observe_lost_log(self, partition: int) -> None:
+        self.lost_logs.labels(str(partition)).inc()
 
     def clear_lag(self) -> None:
         """Forget all partitions, e.g. on rebalance, so a revoked one leaves no stale lag."""

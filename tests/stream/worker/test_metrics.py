@@ -268,6 +268,7 @@ def a_full_exposition(metrics: WorkerMetrics) -> str:
     metrics.set_thresholds("v1-static", 0.4, 0.9)
     metrics.set_model_version("v1")
     metrics.set_lag(0, 5)
+    metrics.observe_lost_log(1)
     metrics.observe_labels(1, 9)
     return metrics.exposition().decode()
 
@@ -280,7 +281,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
         if family.name.startswith("fraudstream") and not family.name.endswith("_created")
     ]
 
-    assert len(families) == 18  # 2 histograms, 11 counters, 5 gauges
+    assert len(families) == 19  # 2 histograms, 12 counters, 5 gauges
     for family in families:
         assert family.name.startswith("fraudstream_")
         assert family.documentation, family.name
