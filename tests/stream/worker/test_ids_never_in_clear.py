@@ -24,6 +24,7 @@ from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
 from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.runtime import WorkerRuntime
+from tests.support.signing import TEST_SIGNING_KEY
 from tests.support.worker_runs import (
     assert_decided_exactly_once,
     assert_features_match_offline,
@@ -127,6 +128,7 @@ def test_no_raw_card_or_merchant_id_reaches_redis_decisions_dead_letters_metrics
 
 
 def test_a_worker_runtime_on_named_services_refuses_to_start_without_the_key() -> None:
-    settings = Settings(redis_url="redis://127.0.0.1:1/0")  # never reached: refused first
+    settings = Settings(redis_url="redis://127.0.0.1:1/0",  # never reached: refused first
+                        signing_key=TEST_SIGNING_KEY)  # fmt: skip
     with pytest.raises(SettingsError, match="FRAUDSTREAM_ID_HASH_KEY is not set"):
         WorkerRuntime(settings, "redis://127.0.0.1:1/0", WorkerMetrics())
