@@ -28,7 +28,8 @@ from typing import Any
 
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
-from fraudstream.stream.tools.chaos import FAULTS, ChaosOptions, ChaosServices, run_fault
+from fraudstream.stream.tools.chaos import FAULTS, ChaosOptions, run_fault
+from fraudstream.stream.tools.faults import ChaosServices
 from fraudstream.stream.tools.loadtest_report import describe_machine
 
 HANG_WORKER = ("bench.chaos_worker",)
@@ -73,12 +74,19 @@ def row_notes(row: dict[str, Any]) -> list[str]:
     notes = [f"{row['degraded']:,} decisions degraded, {row['stand_in']:,} stand-in"]
     if row.get("broker_lost_acked") is not None:
         notes.append(f"{row['broker_lost_acked']:,} records acknowledged before the restart "
-                     "are gone from the broker (in memory; a real Kafka keeps them)")  # fmt: skip
+                     "are gone from the broker (in memory; a real Kafka keeps them); the "
+                     "harness re-created the topics and paused its producer across the "
+                     "restart")  # fmt: skip
+    if conflicting := (row.get("hostile_kinds") or {}).get("conflicting_duplicate"):
+        notes.append(f"{conflicting:,} hostile records reuse an existing txn_id with other "
+                     "content (conflicting duplicates)")  # fmt: skip
     if row["lost"]:
         notes.append(f"of the lost, {row['lost_skipped']:,} lie below the group's committed "
                      "offset (skipped), the rest were never reached")  # fmt: skip
     if row["worker_exit"] is not None:
         notes.append(f"the worker exited with {row['worker_exit']}")
+    if row.get("worker_rc_after_stop") == -9:
+        notes.append("the worker ignored SIGTERM and was killed")
     if row["producer_failures"]:
         notes.append(f"{row['producer_failures']:,} sends failed: {row['producer_error']}")
     return notes
@@ -100,18 +108,20 @@ def format_markdown(result: dict[str, Any]) -> str:
         "record the transactions topic holds with neither a decision nor a dead letter. "
         "*Duplicates*: txn_ids decided more than once. *Recovery*: seconds from the end of "
         "the fault until every record produced before it was decided or dead-lettered "
-        "(never: some were lost). JSON: `bench/chaos/chaos.json`.",
+        "(never: some were lost). *Longest wait*: the most seconds a record waited from "
+        "its production to its decision or letter. JSON: `bench/chaos/chaos.json`.",
         "",
         "| fault | records in | decided | dead-lettered | duplicates | lost | worker alive "
-        "| recovery s |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
+        "| recovery s | longest wait s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in result["rows"]:
         lost = f"**{row['lost']:,}**" if row["lost"] else "0"
         lines.append(
             f"| {row['what']} | {row['records_in']:,} | {row['decided']:,} "
             f"| {row['dead_lettered']:,} | {row['duplicates']:,} | {lost} "
-            f"| {_yes(row['worker_alive'])} | {_seconds(row['recovery_s'])} |"
+            f"| {_yes(row['worker_alive'])} | {_seconds(row['recovery_s'])} "
+            f"| {_seconds(row['longest_wait_s'])} |"
         )
     lines += ["", "Notes per row:", ""]
     lines += [f"- {row['fault']}: {'; '.join(row_notes(row))}." for row in result["rows"]]

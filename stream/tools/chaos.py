@@ -4,7 +4,8 @@
 topics on the given services, one `fraudstream worker` process, transactions produced at
 `ChaosOptions.rate` for `seconds`, the fault injected a third of the way in, then a drain
 until the group's lag is 0 (or `drain_s` passes, or the worker is gone). The topics are
-then read back and every record accounted for (stream/tools/ledger.py).
+then read back and every record accounted for (stream/tools/ledger.py). The servers and
+their faults are stream/tools/faults.py's.
 
 Faults (`FAULTS`):
 - `worker_kill`: the worker SIGKILLed and started again at once, as a supervisor would;
@@ -13,7 +14,7 @@ Faults (`FAULTS`):
 - `broker_restart`: the broker SIGKILLed, started again `broker_down_s` later. The
   embedded Tansu keeps its log in memory, so the restarted one is empty: the harness
   re-creates the topics (a real Kafka would still have them), production pauses across
-  the restart (`ChaosServices.restart_broker` says why), and the acknowledged records the
+  the restart (stream/tools/faults.py says why), and the acknowledged records the
   new broker no longer holds are the broker's loss, counted apart;
 - `xgboost_hang`: XGBoost scoring blocks for `fault_s` (`ChaosOptions.hang_worker`);
 - `hostile_mix`: a hostile mix (stream/sim/hostile.py) among the valid stream.
@@ -27,24 +28,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import random
 import signal
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.admin import KafkaAdminClient
-
-from fraudstream.stream.tools.ledger import account, high_watermarks, read_topic
+from fraudstream.stream.tools.faults import ChaosServices
+from fraudstream.stream.tools.ledger import account, committed_offsets, group_lag, read_topic
 from fraudstream.stream.tools.loadtest_traffic import build_step_records, produce_at_rate
-from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis, create_topics
+from fraudstream.stream.tools.services import create_topics
 from fraudstream.stream.tools.workers import (
     WorkerProcess,
     start_group,
@@ -88,77 +86,6 @@ class ChaosOptions:
         return FAULTS[fault].format(**self.__dict__)
 
 
-class ChaosServices:
-    """The broker and Redis a row runs against, and the faults that hit them.
-
-    A fault that kills a server replaces it with a new one on the same port, so only the
-    servers this object started (`running`) can be faulted; shared ones (test fixtures)
-    can serve the other faults. The worker reaches Redis over TCP, database `redis_db`.
-    """
-
-    def __init__(
-        self, broker: EmbeddedBroker, redis: EmbeddedRedis, redis_db: int = 0,
-        owned: Sequence[str] = (),
-    ) -> None:  # fmt: skip
-        self.broker, self.redis, self.redis_db, self.owned = broker, redis, redis_db, owned
-
-    @classmethod
-    @contextlib.contextmanager
-    def running(
-        cls, broker: EmbeddedBroker | None = None, redis: EmbeddedRedis | None = None,
-        redis_db: int = 0,
-    ) -> Iterator[ChaosServices]:  # fmt: skip
-        """Start the servers not given; stop them (and their replacements) on exit."""
-        services = cls(broker or EmbeddedBroker().start(), redis or EmbeddedRedis().start(),
-                       redis_db, [name for name, given in (("broker", broker), ("redis", redis))
-                                  if given is None])  # fmt: skip
-        try:
-            yield services
-        finally:
-            if "broker" in services.owned:
-                services.broker.stop()
-            if "redis" in services.owned:
-                services.redis.stop()
-
-    @property
-    def redis_url(self) -> str:
-        return self.redis.url.replace("/0", f"/{self.redis_db}")
-
-    def _own(self, name: str) -> None:
-        if name not in self.owned:
-            raise ValueError(f"this fault needs a {name} of its own, not a shared one")
-
-    def signal_redis(self, signum: signal.Signals) -> None:
-        self._own("redis")
-        assert self.redis.pid is not None
-        os.kill(self.redis.pid, signum)
-
-    def kill_redis(self) -> None:
-        self.signal_redis(signal.SIGKILL)
-        self.redis.stop()
-
-    def start_redis_again(self) -> None:
-        """A new, empty Redis where the killed one was (same TCP port)."""
-        self.redis = EmbeddedRedis(self.redis.port).start()
-
-    def restart_broker(self, down_s: float, topics: Sequence[str], partitions: int) -> None:
-        """SIGKILL the broker, start an empty one on its port `down_s` later, re-create `topics`.
-
-        Killed, not stopped: Tansu takes seconds to exit on SIGTERM and serves meanwhile.
-        Produce nothing until this returns (the chaos row pauses its producer): Tansu 0.6
-        acknowledges, then drops, records sent to a topic that does not exist yet, and a
-        produce racing the topic's creation left two offset sequences in one partition in
-        a trial. A real Kafka keeps its topics across a restart.
-        """
-        self._own("broker")
-        assert self.broker.pid is not None
-        os.kill(self.broker.pid, signal.SIGKILL)
-        self.broker.stop()
-        time.sleep(down_s)
-        self.broker = EmbeddedBroker(self.broker.port).start()
-        create_topics(self.broker.bootstrap, topics, partitions)
-
-
 def chaos_records(fault: str, options: ChaosOptions) -> list[ChaosRecord]:
     """(kind, key, value) in send order: the valid stream, with the hostile mix for its row."""
     stream = build_step_records([options.rate], options.seconds, options.seed)[0]
@@ -182,24 +109,6 @@ def chaos_records(fault: str, options: ChaosOptions) -> list[ChaosRecord]:
         else:
             mixed.append(next(ordinary))
     return mixed + [(kind, b"h", value) for kind, value in hostile]
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offset per partition of `topic` (0 where none is)."""
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fraudstream-chaos")
-    try:
-        offsets = admin.list_group_offsets({group: tps}).get(group, {})
-    finally:
-        admin.close()
-    return {tp.partition: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in tps}
-
-
-def group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Records of `topic` past the group's committed offsets."""
-    committed = committed_offsets(bootstrap, group, topic, partitions)
-    ends = high_watermarks(bootstrap, topic, partitions)
-    return sum(max(0, end - committed[partition]) for partition, end in ends.items())
 
 
 class ChaosRow:
@@ -260,7 +169,11 @@ class ChaosRow:
                                                   producer)  # fmt: skip
             producer.join()
             self._drain(time.monotonic() + self.options.drain_s)
-            return self._figures(records, report, started, fault_start, fault_end)
+            figures = self._figures(records, report, started, fault_start, fault_end)
+            stop_workers([self.worker])
+            # -9: it ignored SIGTERM (stop_workers' deadline) and was killed.
+            figures["worker_rc_after_stop"] = self.worker.process.returncode
+            return figures
         finally:
             self.hang_flag.unlink(missing_ok=True)
             self._resume.set()

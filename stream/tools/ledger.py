@@ -14,6 +14,7 @@ topic holds:
 Also counted: `txn_id`s decided more than once (`duplicates`), degraded and stand-in
 decisions. `accounted_at` keeps, per record, when its first decision or letter was
 produced (the broker timestamps), which is what a recovery time is measured with.
+`committed_offsets` and `group_lag` read the consumer group's progress.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
 
 from fraudstream.features.transaction import InvalidTransaction, parse_transaction
 
@@ -108,6 +110,24 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int, timeout_s: floa
                                         timeout_s))  # fmt: skip
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (0 where none is)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fraudstream-ledger")
+    try:
+        offsets = admin.list_group_offsets({group: tps}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in tps}
+
+
+def group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records of `topic` past the group's committed offsets."""
+    committed = committed_offsets(bootstrap, group, topic, partitions)
+    ends = high_watermarks(bootstrap, topic, partitions)
+    return sum(max(0, end - committed[partition]) for partition, end in ends.items())
+
+
 @dataclass(frozen=True)
 class Ledger:
     """Every input record accounted for; see the module docstring for the terms."""
@@ -142,9 +162,17 @@ class Ledger:
             return None
         return max([0.0] + [at - fault_end for at in due if at is not None])
 
+    def longest_wait_s(self) -> float | None:
+        """The most seconds a record waited from its production to its decision or letter."""
+        waits = [at - made for at, made in zip(self.accounted_at, self.produced_at, strict=True)
+                 if at is not None]  # fmt: skip
+        return max(waits, default=None)
+
     def summary(self) -> dict[str, object]:
         """The counts, without the per-record lists."""
+        wait = self.longest_wait_s()
         return {
+            "longest_wait_s": None if wait is None else round(wait, 1),
             "records_in": self.records_in, "decided": self.decided,
             "dead_lettered": self.dead_lettered, "lost": self.lost,
             "lost_skipped": self.lost_skipped, "duplicates": self.duplicates,

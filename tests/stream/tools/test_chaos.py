@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from fraudstream.stream.tools.chaos import ChaosOptions, ChaosServices, chaos_records, run_fault
+from fraudstream.stream.tools.chaos import ChaosOptions, chaos_records, run_fault
+from fraudstream.stream.tools.faults import ChaosServices
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import REDIS_DATABASES
 

@@ -65,6 +65,7 @@ def test_recovery_is_when_the_last_record_produced_before_the_fault_end_was_deci
     assert ledger.recovery_s(fault_end=18.0) == 0.0  # all decided before the fault ended
     # A broker that lost everything produced before the end: until its first record.
     assert ledger.recovery_s(fault_end=5.0) == pytest.approx(11.0)
+    assert ledger.longest_wait_s() == pytest.approx(6.5)
 
 
 def test_recovery_never_comes_when_a_record_due_is_lost() -> None:
