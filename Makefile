@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install demo test lint unit bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: install
 	$(BIN)/python -m bench.bench_scoring
 	$(BIN)/python -m bench.bench_loadtest
 	$(BIN)/python -m bench.bench_demo
+
+# Issue 10 §9: every fault against real services; writes bench/CHAOS.md and bench/chaos/.
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -3,10 +3,11 @@
 One worker on fresh embedded services (one partition per topic) is offered `--high`
 transactions/s for `--seconds`, then `--low`/s for `--seconds`; then the run drains for up
 to `--drain` s. Every second it prints the backlog (sent by the schedule minus decided);
-at the end it reads the whole decisions topic and reports how long after the drop the
-backlog first cleared, the stand-in share, and what was lost (sent, never decided) or
-decided twice. Pass: the backlog clears within `--seconds` of the drop, nothing lost, no
-duplicate (no worker was killed, so at-least-once has no reason to repeat).
+at the end it reads the topics back (stream/tools/ledger.py) and reports how long after
+the drop the backlog first cleared, the stand-in share, and what was lost (in the
+transactions topic, neither decided nor dead-lettered) or decided twice. Pass: the
+backlog clears within `--seconds` of the drop, nothing lost, no duplicate (no worker was
+killed, so at-least-once has no reason to repeat).
 
     python -m bench.bench_overload --high 2000 --low 500 --seconds 30
 """
@@ -20,20 +21,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fraudstream.models.signing import signing_key_for
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.tools.ledger import account, read_topic
 from fraudstream.stream.tools.loadtest_traffic import (
     DecisionClock,
     build_step_records,
     produce_at_rate,
 )
 from fraudstream.stream.tools.services import create_topics, embedded_services, kafka_bootstrap
-from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.tools.workers import (
     REPLAYED_HISTORY,
     start_workers,
@@ -43,30 +43,6 @@ from fraudstream.stream.tools.workers import (
 
 #: A backlog at most this many seconds of the low rate counts as cleared (records in flight).
 CLEARED_S = 0.2
-
-
-def all_decisions(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0
-) -> tuple[Counter[str], int]:
-    """txn_id -> how many decisions the topic holds for it, and how many were stand-ins."""
-    counts: Counter[str] = Counter()
-    stand_ins = [0]
-
-    def keep(_: str, value: bytes, __: float) -> None:
-        document = json.loads(value)
-        counts[document["txn_id"]] += 1
-        stand_ins[0] += bool(document.get("stand_in"))
-
-    reader = TopicReader(bootstrap, [topic], 1, keep, from_end=False)
-    reader.start()
-    reader.wait_ready(30.0)
-    deadline = time.monotonic() + timeout_s
-    while sum(counts.values()) < expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(2.0)  # anything beyond the expected count (duplicates) arrives too
-    reader.stop()
-    reader.raise_error()
-    return counts, stand_ins[0]
 
 
 def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, Any]:
@@ -115,16 +91,20 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
         finally:
             clock.close()
             stop_workers(workers)
-        counts, stand_in = all_decisions(bootstrap, topics["topic_decisions"], total)
+        transactions, decisions, dead_letters = (
+            read_topic(bootstrap, topics[f"topic_{name}"])
+            for name in ("transactions", "decisions", "dlq")
+        )
+        ledger = account(transactions, decisions, dead_letters)
     sent = {txn_id for step in steps for txn_id, _, _ in step}
     cleared = next(
         (t - seconds for t, left in backlog if t > seconds and left <= low * CLEARED_S), None
     )
     return {
         "high_tps": high, "low_tps": low, "seconds_each": seconds, "sent": len(sent),
-        "decided": len(set(counts) & sent), "lost": len(sent - set(counts)),
-        "decided_twice": sum(1 for n in counts.values() if n > 1),
-        "stand_in_share": round(stand_in / max(1, sum(counts.values())), 4),
+        "records_in": ledger.records_in, "decided": ledger.decided, "lost": ledger.lost,
+        "decided_twice": ledger.duplicates,
+        "stand_in_share": round(ledger.stand_in / max(1, ledger.decision_records), 4),
         "backlog_cleared_s_after_drop": cleared,
         "backlog_by_second": backlog,
     }  # fmt: skip

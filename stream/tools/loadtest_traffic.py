@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,14 @@ def produce_paced(
 
 
 async def produce_at_rate(
-    bootstrap: str, topic: str, pairs: list[list[bytes]], rate: float, *,
+    bootstrap: str, topic: str, pairs: Sequence[Sequence[bytes | None]], rate: float, *,
     security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, Any]:  # fmt: skip
-    """The paced send loop of `produce_paced`; its report without the CPU figure."""
+    """The paced send loop of `produce_paced`; its report without the CPU figure.
+
+    The report's `sent` and `acked` are per record: when it was handed to the producer,
+    and when the broker acknowledged it (None: it failed), both wall clock.
+    """
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
@@ -107,6 +112,7 @@ async def produce_at_rate(
         await producer.partitions_for(topic)  # metadata before the clock starts
         deliveries: list[asyncio.Future[Any]] = []
         sent = [0.0] * len(pairs)
+        acked: list[float | None] = [None] * len(pairs)
         started, i = time.monotonic(), 0
         while i < len(pairs):
             due = min(len(pairs), int((time.monotonic() - started) * rate) + 1)
@@ -114,6 +120,7 @@ async def produce_at_rate(
                 sent[i] = time.time()
                 key, value = pairs[i]
                 deliveries.append(await producer.send(topic, value=value, key=key))
+                deliveries[-1].add_done_callback(partial(_stamp_ack, acked, i))
                 i += 1
             if i < len(pairs):
                 await asyncio.sleep(max(SLICE_S, i / rate - (time.monotonic() - started)))
@@ -125,9 +132,15 @@ async def produce_at_rate(
     return {
         "seconds": seconds,
         "sent": sent,
+        "acked": acked,
         "failures": len(failures),
         "first_failure": repr(failures[0]) if failures else None,
     }
+
+
+def _stamp_ack(acked: list[float | None], index: int, delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is None:
+        acked[index] = time.time()
 
 
 _ID_PREFIXES = (b'{"txn_id":"', b'{"txn_id": "')

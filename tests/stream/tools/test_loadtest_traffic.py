@@ -130,10 +130,11 @@ def test_paced_producer_reports_every_send(broker: EmbeddedBroker, tmp_path: Pat
     records.write_bytes(b"".join(key + b"\t" + value + b"\n" for key, value in lines))
     produce_paced(broker.bootstrap, topic, str(records), str(sent), 400.0)
     report = json.loads(sent.read_text())
-    assert report.keys() == {"seconds", "sent", "failures", "first_failure", "cpu_s"}
+    assert report.keys() == {"seconds", "sent", "acked", "failures", "first_failure", "cpu_s"}
     assert report["failures"] == 0 and report["first_failure"] is None
     assert 0.45 <= report["seconds"] < 5 and report["cpu_s"] > 0
     assert len(report["sent"]) == 200 and report["sent"] == sorted(report["sent"])
+    assert all(sent <= acked for sent, acked in zip(report["sent"], report["acked"], strict=True))
     # Record i is due i/rate s after the start: the span of send times is the rate's.
     assert report["sent"][-1] - report["sent"][0] == pytest.approx(199 / 400, abs=0.05)
 
