@@ -39,11 +39,16 @@ from fraudstream.stream.worker.faust_app import (
     shorten_fetch_wait,
     write_status,
 )
+from fraudstream.stream.worker.lost_log import LostLogWatch
 from fraudstream.stream.worker.metrics import WorkerMetrics, attach_faust_sensor
 from fraudstream.stream.worker.pipeline import BatchOutcome, IncomingRecord
 from fraudstream.stream.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
+
+#: How often consumer lag is exported and a lost broker log looked for: a restarted broker
+#: refills the offsets below the old position within seconds (see lost_log.py).
+LAG_CHECK_S = 0.25
 
 #: The exit status of a worker that stopped because it could not deliver a batch.
 EXIT_UNDELIVERED = 70
@@ -63,9 +68,10 @@ def create_app(
     metrics = metrics if metrics is not None else WorkerMetrics()
     app = new_faust_app(settings, kafka_url, datadir=datadir, session_timeout_s=session_timeout_s)
     runtime = WorkerRuntime(settings, redis_url, metrics)
+    lost_logs = LostLogWatch(settings, metrics, stop_unacked)
     add_agents(app, settings, runtime, metrics)
-    add_timers(app, settings, runtime, metrics)
-    add_rebalance_hooks(app, settings, runtime, status_file)
+    add_timers(app, settings, runtime, metrics, lost_logs)
+    add_rebalance_hooks(app, settings, runtime, status_file, lost_logs)
     return app
 
 
@@ -124,9 +130,11 @@ def add_agents(
 
 
 def add_timers(
-    app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics
-) -> None:
-    """The control plane's clocks: the group's threshold, the registry, consumer lag."""
+    app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics,
+    lost_logs: LostLogWatch,
+) -> None:  # fmt: skip
+    """The control plane's clocks: the group's threshold, the registry, consumer lag (and,
+    with it, a broker that lost its log: see stream/worker/lost_log.py)."""
 
     @app.timer(interval=0.5)
     async def follow_live_threshold() -> None:
@@ -136,20 +144,22 @@ def add_timers(
     async def follow_live_model() -> None:
         await runtime.follow_live_model()
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=LAG_CHECK_S)
     async def report_consumer_lag() -> None:
         metrics.clear_lag()
         for tp, position, highwater in await partition_positions(app, settings.topic_transactions):
-            if highwater < position:
-                await follow_lost_log(app, settings, metrics, tp, position, highwater)
+            if (lost := lost_logs.lost(tp, position, highwater)) is not None:
+                await lost_logs.follow(app.consumer, tp, lost)
             else:
                 metrics.set_lag(tp.partition, highwater - position)
 
 
 def add_rebalance_hooks(
-    app: faust.App, settings: Settings, runtime: WorkerRuntime, status_file: Path | None
-) -> None:
-    """Cached card windows must not outlive partition ownership; report what we own."""
+    app: faust.App, settings: Settings, runtime: WorkerRuntime, status_file: Path | None,
+    lost_logs: LostLogWatch,
+) -> None:  # fmt: skip
+    """Cached card windows must not outlive partition ownership; report what we own; a
+    partition being read again after a lost log goes back to its start."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cards_on_revoke(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -158,6 +168,7 @@ def add_rebalance_hooks(
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
         runtime.forget_cached_cards()  # again: a batch may have been finishing meanwhile
+        await lost_logs.after_rebalance(app.consumer, set(app.consumer.assignment()))
         if status_file is not None:
             partitions = owned_partitions(app, settings.topic_transactions)
             write_status(status_file, {"partitions": partitions})
@@ -208,37 +219,6 @@ async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int
             if position is not None and highwater is not None:
                 positions.append((tp, position, highwater))
     return positions
-
-
-class LostLog(RuntimeError):
-    """A partition's log ends before the worker's position: the broker lost records."""
-
-
-async def follow_lost_log(
-    app: faust.App, settings: Settings, metrics: WorkerMetrics, tp: Any, position: int,
-    highwater: int,
-) -> None:  # fmt: skip
-    """Never skip silently what a broker that lost its log holds now.
-
-    Left alone, the consumer would wait at `position` while new records fill offsets below
-    it, and then skip them. Policy `earliest` reads the partition again from its start,
-    forgetting Faust's commit bookkeeping for it as Faust does on a revoke (records the
-    broker still holds are decided, some twice); policy `stop` stops the worker unacked.
-    """
-    metrics.observe_lost_log(tp.partition)
-    error = LostLog(
-        f"{tp.topic}[{tp.partition}] ends at offset {highwater}, before this worker's "
-        f"position {position}: the broker lost records it had confirmed (restarted without "
-        f"its storage?); FRAUDSTREAM_OFFSET_RESET_POLICY={settings.offset_reset_policy}"
-    )
-    if settings.offset_reset_policy == "stop":
-        stop_unacked(error)
-    log.critical("%s: reading the partition again from its start", error)
-    consumer: Any = app.consumer  # Faust's Consumer: its bookkeeping is not in ConsumerT
-    for bookkeeping in (consumer._gap, consumer._acked, consumer._acked_index,
-                        consumer._read_offset, consumer._committed_offset):  # fmt: skip
-        bookkeeping.pop(tp, None)
-    await consumer.seek(tp, 0)
 
 
 def record_of(event: Any) -> IncomingRecord:

@@ -1,0 +1,86 @@
+"""Never skip silently what a broker that lost its log holds now (issue 10 §3).
+
+A broker restarted without its storage (the embedded Tansu keeps everything in memory)
+starts each partition again at offset 0, and it may have the group's old committed offset
+again too (Faust commits what it acked before the restart). Left alone, a worker waits at
+its old position while new records fill the offsets below it, and then skips them.
+
+`LostLogWatch` notices a partition's log ending before the worker's position, or its
+high-water mark going down, counts it, logs it loudly and follows
+`FRAUDSTREAM_OFFSET_RESET_POLICY`: `earliest` reads the partition again from its start
+(what the broker holds is decided, some of it twice), `stop` stops the worker unacked. The
+rejoin that follows a broker restart puts the consumer back at the committed offset, so a
+partition being re-read is sought to its start again after each rebalance for a while.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fraudstream.stream.settings import Settings
+from fraudstream.stream.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+#: How long after a lost log a rebalance still puts a re-read partition back to its start.
+REREAD_AFTER_REBALANCE_S = 60.0
+
+
+class LostLog(RuntimeError):
+    """A partition's log ends before the worker's position: the broker lost records."""
+
+
+class LostLogWatch:
+    """Per owned partition: the highest high-water mark seen, and re-reads in progress.
+
+    `stop(error)` is what the `stop` policy calls (it does not return).
+    """
+
+    def __init__(self, settings: Settings, metrics: WorkerMetrics, stop: Any) -> None:
+        self.settings, self.metrics, self._stop = settings, metrics, stop
+        self._highest: dict[Any, int] = {}
+        self._rereading: dict[Any, float] = {}
+
+    def lost(self, tp: Any, position: int, highwater: int) -> LostLog | None:
+        """Why `tp`'s log was lost, or None; remembers `highwater` for the next check."""
+        highest = self._highest.get(tp, highwater)
+        self._highest[tp] = max(highest, highwater)
+        if highwater >= position and highwater >= highest:
+            return None
+        self._highest[tp] = highwater
+        return LostLog(
+            f"{tp.topic}[{tp.partition}] ends at offset {highwater}, before this worker's "
+            f"position {position} or the {highest} it held before: the broker lost records "
+            f"it had confirmed (restarted without its storage?); "
+            f"FRAUDSTREAM_OFFSET_RESET_POLICY={self.settings.offset_reset_policy}"
+        )
+
+    async def follow(self, consumer: Any, tp: Any, error: LostLog) -> None:
+        """Apply the policy to `tp` (see the module docstring)."""
+        self.metrics.observe_lost_log(tp.partition)
+        if self.settings.offset_reset_policy == "stop":
+            self._stop(error)
+        log.critical("%s: reading the partition again from its start", error)
+        self._rereading[tp] = time.monotonic() + REREAD_AFTER_REBALANCE_S
+        await read_again_from_start(consumer, tp)
+
+    async def after_rebalance(self, consumer: Any, assigned: set[Any]) -> None:
+        """Put re-read partitions back to their start: the rejoin sought the old offset."""
+        now = time.monotonic()
+        for tp, until in list(self._rereading.items()):
+            if until < now:
+                del self._rereading[tp]
+            elif tp in assigned:
+                await read_again_from_start(consumer, tp)
+        self._highest = {tp: mark for tp, mark in self._highest.items() if tp in assigned}
+
+
+async def read_again_from_start(consumer: Any, tp: Any) -> None:
+    """Seek `tp` to offset 0, forgetting Faust's ack and commit bookkeeping for it as Faust
+    does on a revoke, so its commits follow the new reading instead of the lost offsets."""
+    for bookkeeping in (consumer._gap, consumer._acked, consumer._acked_index,
+                        consumer._read_offset, consumer._committed_offset):  # fmt: skip
+        bookkeeping.pop(tp, None)
+    await consumer.seek(tp, 0)
