@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.models.signing import signing_key_for
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.ledger import account, read_topic
@@ -53,13 +54,14 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
         f"topic_{name}": f"{name}.overload-{run_id}"
         for name in ("transactions", "decisions", "labels", "dlq")
     }
+    id_hash_key = settings.run_id_hash_key()  # the workers' and the ledger's
     with embedded_services(settings, declare_topics=False) as urls:
         bootstrap = kafka_bootstrap(urls.kafka_url)
         create_topics(bootstrap, topics.values(), 1)
         env = worker_env(
             urls.kafka_url, urls.redis_unix_url or urls.redis_url,
             signing_key_for(settings.registry_path, settings.signing_key),
-            settings.run_id_hash_key(),
+            id_hash_key,
             registry=str(settings.registry_path.resolve()), app_id=f"overload-{run_id}",
             partitions="1", max_event_skew_s=REPLAYED_HISTORY, **topics,
         )  # fmt: skip
@@ -95,7 +97,7 @@ def run(high: float, low: float, seconds: float, drain_s: float) -> dict[str, An
             read_topic(bootstrap, topics[f"topic_{name}"])
             for name in ("transactions", "decisions", "dlq")
         )
-        ledger = account(transactions, decisions, dead_letters)
+        ledger = account(transactions, decisions, dead_letters, IdPseudonyms(id_hash_key))
     sent = {txn_id for step in steps for txn_id, _, _ in step}
     cleared = next(
         (t - seconds for t, left in backlog if t > seconds and left <= low * CLEARED_S), None

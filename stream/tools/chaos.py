@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fraudstream.features.pseudonyms import new_id_hash_key
+from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.models.signing import SigningKey
 from fraudstream.stream.tools.faults import ChaosServices
 from fraudstream.stream.tools.ledger import account, committed_offsets, group_lag, read_topic
@@ -265,6 +265,7 @@ class ChaosRow:
         inputs = read_topic(self.bootstrap, self.topics["transactions"])
         ledger = account(inputs, read_topic(self.bootstrap, self.topics["decisions"]),
                          read_topic(self.bootstrap, self.topics["dlq"]),
+                         IdPseudonyms(self.id_hash_key),
                          committed_offsets(self.bootstrap, self.group, self.topics["transactions"],
                                            self.options.partitions))  # fmt: skip
         alive = self.worker.process.poll() is None

@@ -6,7 +6,8 @@ read the topics back once the run is over and account for each record the transa
 topic holds:
 
 - *decided*: it parses as a transaction and the decisions topic holds its `txn_id`;
-- *dead-lettered*: otherwise, a dead letter holds its bytes (matched by `raw_sha256`, one
+- *dead-lettered*: otherwise, a dead letter holds its bytes (matched by `raw_hmac_sha256`,
+  keyed with the run's id hash key, one
   letter per record: ten identical tombstones need ten letters);
 - *lost*: neither. Lost records below the consumer group's committed offset were
   *skipped* (the group moved past them); the others were never reached (no live worker).
@@ -20,7 +21,6 @@ produced (the broker timestamps), which is what a recovery time is measured with
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.features.transaction import InvalidTransaction, parse_transaction
 
 #: Largest record the readers accept: above the producers' 1 MiB request limit.
@@ -181,21 +182,25 @@ class Ledger:
         }  # fmt: skip
 
 
-def identity(value: bytes | None) -> tuple[str | None, str]:
-    """A record's `txn_id` (None unless it parses as a transaction) and its sha256."""
+def identity(value: bytes | None, ids: IdPseudonyms) -> tuple[str | None, str]:
+    """A record's `txn_id` (None unless it parses as a transaction) and its keyed digest,
+    as its dead letter would carry it."""
     try:
         txn_id: str | None = parse_transaction(value).txn_id
     except InvalidTransaction:
         txn_id = None
-    return txn_id, hashlib.sha256(value or b"").hexdigest()
+    return txn_id, ids.record_digest(value or b"")
 
 
 def account(
     transactions: Sequence[TopicRecord], decisions: Sequence[TopicRecord],
-    dead_letters: Sequence[TopicRecord], committed: Mapping[int, int] | None = None,
+    dead_letters: Sequence[TopicRecord], ids: IdPseudonyms,
+    committed: Mapping[int, int] | None = None,
 ) -> Ledger:  # fmt: skip
-    """The ledger of a run from its three topics read back; `committed` maps partition to
-    the group's committed offset (to tell skipped records from never reached ones)."""
+    """The ledger of a run from its three topics read back; `ids` holds the run's id hash
+    key (dead letters identify records by a digest keyed with it); `committed` maps
+    partition to the group's committed offset (to tell skipped records from never reached
+    ones)."""
     decided_at: dict[str, float] = {}
     per_id: Counter[str] = Counter()
     degraded = stand_in = 0
@@ -209,13 +214,13 @@ def account(
         stand_in += bool(document.get("stand_in"))
     letters: dict[str, list[float]] = defaultdict(list)
     for record in sorted(dead_letters, key=lambda r: r.timestamp):
-        letters[orjson.loads(record.value or b"{}")["raw_sha256"]].append(record.timestamp)
+        letters[orjson.loads(record.value or b"{}")["raw_hmac_sha256"]].append(record.timestamp)
     counts: Counter[str] = Counter()
     accounted_at: list[float | None] = []
     lost_examples: list[str] = []
     lost_skipped = 0
     for record in transactions:
-        txn_id, digest = identity(record.value)
+        txn_id, digest = identity(record.value, ids)
         if txn_id is not None and txn_id in decided_at:
             counts["decided"] += 1
             accounted_at.append(decided_at[txn_id])

@@ -7,6 +7,7 @@ import asyncio
 import orjson
 import pytest
 
+from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.stream.contract import DeadLetter
 from fraudstream.stream.tools.ledger import TopicRecord, account, read_topic
 from fraudstream.stream.tools.loadtest_traffic import produce_at_rate
@@ -33,8 +34,11 @@ def decision(txn_id: str, **marks: bool) -> bytes:
     return orjson.dumps({"txn_id": txn_id, "degraded": False, "stand_in": False, **marks})
 
 
+IDS = IdPseudonyms(new_id_hash_key())
+
+
 def letter(raw: bytes | None) -> bytes:
-    return DeadLetter.of(raw or b"", "why", "validate").to_json_bytes()
+    return DeadLetter.of(raw or b"", "why", "validate", IDS).to_json_bytes()
 
 
 def test_each_record_is_decided_dead_lettered_or_lost() -> None:
@@ -48,7 +52,7 @@ def test_each_record_is_decided_dead_lettered_or_lost() -> None:
     )
     # Two tombstones need two letters: one is lost; the junk and t-2 have none.
     letters = on_topic([letter(None), letter(b"{other")], [22.0, 23.0])
-    ledger = account(inputs, decisions, letters, committed={0: 4})
+    ledger = account(inputs, decisions, letters, IDS, committed={0: 4})
     assert (ledger.records_in, ledger.decided, ledger.dead_lettered) == (6, 2, 1)
     assert ledger.lost == 3 and ledger.lost_skipped == 2  # offsets 2 and 3 lie below 4
     assert ledger.duplicates == 1 and ledger.decision_records == 3
@@ -60,7 +64,7 @@ def test_each_record_is_decided_dead_lettered_or_lost() -> None:
 def test_recovery_is_when_the_last_record_produced_before_the_fault_end_was_decided() -> None:
     inputs = on_topic([transaction(f"t-{n}") for n in range(3)], [10.0, 11.0, 20.0])
     decisions = on_topic([decision("t-0"), decision("t-1"), decision("t-2")], [16.0, 17.5, 20.1])
-    ledger = account(inputs, decisions, [])
+    ledger = account(inputs, decisions, [], IDS)
     assert ledger.recovery_s(fault_end=15.0) == pytest.approx(2.5)
     assert ledger.recovery_s(fault_end=18.0) == 0.0  # all decided before the fault ended
     # A broker that lost everything produced before the end: until its first record.
@@ -70,7 +74,7 @@ def test_recovery_is_when_the_last_record_produced_before_the_fault_end_was_deci
 
 def test_recovery_never_comes_when_a_record_due_is_lost() -> None:
     inputs = on_topic([transaction("t-0"), transaction("t-1")], [10.0, 11.0])
-    ledger = account(inputs, on_topic([decision("t-1")], [12.0]), [])
+    ledger = account(inputs, on_topic([decision("t-1")], [12.0]), [], IDS)
     assert ledger.recovery_s(fault_end=11.5) is None
 
 
