@@ -69,15 +69,16 @@ def create_app(
     app = new_faust_app(settings, kafka_url, datadir=datadir, session_timeout_s=session_timeout_s)
     runtime = WorkerRuntime(settings, redis_url, metrics)
     lost_logs = LostLogWatch(settings, metrics, stop_unacked)
-    add_agents(app, settings, runtime, metrics)
+    add_agents(app, settings, runtime, metrics, lost_logs)
     add_timers(app, settings, runtime, metrics, lost_logs)
     add_rebalance_hooks(app, settings, runtime, status_file, lost_logs)
     return app
 
 
 def add_agents(
-    app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics
-) -> None:
+    app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics,
+    lost_logs: LostLogWatch,
+) -> None:  # fmt: skip
     """The two consumers: transactions to decisions, labels to the runtime.
 
     Both take with `noack_take` and ack a batch only after the broker confirmed its records
@@ -95,7 +96,7 @@ def add_agents(
     async def score_transactions(stream: Any) -> None:
         await runtime.start()
         delivery = OverlappedDelivery(
-            partial(ack_all, stream), metrics.observe_emit,
+            partial(ack_unless_stale, stream, lost_logs), metrics.observe_emit,
             confirm=partial(confirm_with_retries, send),
         )  # fmt: skip
 
@@ -108,6 +109,7 @@ def add_agents(
         try:
             try:
                 async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+                    lost_logs.taken(events)
                     await batches.put(events)
             finally:  # a clean stop decides and acks what it took: no duplicates after it
                 await batches.close()
@@ -208,6 +210,11 @@ async def ack_all(stream: Any, events: Sequence[Any]) -> None:
     """Ack a batch's input events, so their offsets may be committed."""
     for event in events:
         await stream.ack(event)
+
+
+async def ack_unless_stale(stream: Any, lost_logs: LostLogWatch, events: Sequence[Any]) -> None:
+    """`ack_all`, leaving out events taken from a log the broker lost since (lost_log.py)."""
+    await ack_all(stream, [event for event in events if not lost_logs.is_stale(event)])
 
 
 async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int, int]]:

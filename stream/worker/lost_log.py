@@ -10,13 +10,16 @@ high-water mark going down, counts it, logs it loudly and follows
 `FRAUDSTREAM_OFFSET_RESET_POLICY`: `earliest` reads the partition again from its start
 (what the broker holds is decided, some of it twice), `stop` stops the worker unacked. The
 rejoin that follows a broker restart puts the consumer back at the committed offset, so a
-partition being re-read is sought to its start again after each rebalance for a while.
+partition being re-read is sought to its start again after each rebalance for a while; and
+events taken from the lost log but acked after the reset must not be acked (their offsets
+would be committed over the new log's unread ones): the agent asks `is_stale` first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from fraudstream.stream.settings import Settings
@@ -42,6 +45,23 @@ class LostLogWatch:
         self.settings, self.metrics, self._stop = settings, metrics, stop
         self._highest: dict[Any, int] = {}
         self._rereading: dict[Any, float] = {}
+        self._newest_taken: dict[Any, float] = {}
+        self._lost_until: dict[Any, float] = {}
+
+    def taken(self, events: Sequence[Any]) -> None:
+        """Note the newest broker timestamp taken from each partition (see `is_stale`)."""
+        newest = self._newest_taken
+        for event in events:
+            message = event.message
+            if message.timestamp > newest.get(message.tp, float("-inf")):
+                newest[message.tp] = message.timestamp
+
+    def is_stale(self, event: Any) -> bool:
+        """Whether `event` was taken from a log since lost: it was produced no later than
+        the newest record taken before the reset (a later one comes from the new log)."""
+        message = event.message
+        lost_until = self._lost_until.get(message.tp)
+        return lost_until is not None and message.timestamp <= lost_until
 
     def lost(self, tp: Any, position: int, highwater: int) -> LostLog | None:
         """Why `tp`'s log was lost, or None; remembers `highwater` for the next check."""
@@ -64,6 +84,7 @@ class LostLogWatch:
             self._stop(error)
         log.critical("%s: reading the partition again from its start", error)
         self._rereading[tp] = time.monotonic() + REREAD_AFTER_REBALANCE_S
+        self._lost_until[tp] = self._newest_taken.get(tp, float("-inf"))
         await read_again_from_start(consumer, tp)
 
     async def after_rebalance(self, consumer: Any, assigned: set[Any]) -> None:
@@ -72,6 +93,7 @@ class LostLogWatch:
         for tp, until in list(self._rereading.items()):
             if until < now:
                 del self._rereading[tp]
+                self._lost_until.pop(tp, None)
             elif tp in assigned:
                 await read_again_from_start(consumer, tp)
         self._highest = {tp: mark for tp, mark in self._highest.items() if tp in assigned}

@@ -22,7 +22,7 @@ from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.features.store import RedisFeatureStore, redis_stores
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.models.registry import load_version
+from fraudstream.models.registry import LoadedModels, load_version
 from fraudstream.models.scorers import ExplainedScores, XGBoostScorer
 from fraudstream.stream.contract import Decision
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
@@ -238,6 +238,15 @@ def test_slow_model_falls_back_within_budget_and_the_decision_says_so(
     asyncio.run(run())
 
 
+def assert_reasons_are_the_top_contributions(models: LoadedModels, flagged: list[Decision]) -> None:
+    """Each flagged decision names XGBoost's top positive contributions, in order."""
+    rows = np.array([d.features for d in flagged])
+    expected = models.xgboost.contributions_batch(rows, TOP_REASONS, approximate=True)
+    for decision, top in zip(flagged, expected, strict=True):
+        from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
+        assert from_model == [name for name, value in top if value > 0]
+
+
 def test_reasons_come_from_the_call_that_scored_with_xgboost(trained_registry: Path) -> None:
     async def run() -> None:
         models = load_version(trained_registry)
@@ -251,11 +260,7 @@ def test_reasons_come_from_the_call_that_scored_with_xgboost(trained_registry: P
         assert xgboost.calls == ["score_explained"], "one call, one thread hop, one timeout"
         flagged = [d for d in outcome.decisions if d.decision != "approve"]
         assert len(flagged) > 10
-        rows = np.array([d.features for d in flagged])
-        expected = models.xgboost.contributions_batch(rows, TOP_REASONS, approximate=True)
-        for decision, top in zip(flagged, expected, strict=True):
-            from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
-            assert from_model == [name for name, value in top if value > 0]
+        assert_reasons_are_the_top_contributions(models, flagged)
 
     asyncio.run(run())
 
@@ -275,11 +280,7 @@ def test_a_large_batch_is_scored_first_and_only_its_flagged_rows_explained(
         assert xgboost.calls == ["score_batch", "score_explained"]
         flagged = [d for d in outcome.decisions if d.decision != "approve"]
         assert 0 < len(flagged) < len(outcome.decisions)
-        rows = np.array([d.features for d in flagged])
-        expected = models.xgboost.contributions_batch(rows, TOP_REASONS, approximate=True)
-        for decision, top in zip(flagged, expected, strict=True):
-            from_model = [r.split("=")[0] for r in decision.reasons if not r.startswith("rule:")]
-            assert from_model == [name for name, value in top if value > 0]
+        assert_reasons_are_the_top_contributions(models, flagged)
 
     asyncio.run(run())
 
