@@ -74,6 +74,12 @@ def _seconds(value: float | None) -> str:
 def row_notes(row: dict[str, Any]) -> list[str]:
     """What the table's columns do not say: the broker's own loss, skips, exits."""
     notes = [f"{row['degraded']:,} decisions degraded, {row['stand_in']:,} stand-in"]
+    if row.get("redis_resets"):
+        notes.append(f"Redis found restarted empty {row['redis_resets']:,.0f} time(s), then "
+                     f"{row['partial_history']:,.0f} decisions on partial history")  # fmt: skip
+    if row.get("broker_lost_logs"):
+        notes.append(f"the worker found the partition's log lost {row['broker_lost_logs']:,.0f} "
+                     "time(s) and read it again from its start")  # fmt: skip
     if row.get("broker_lost_acked") is not None:
         notes.append(f"{row['broker_lost_acked']:,} records acknowledged before the restart "
                      "are gone from the broker (in memory; a real Kafka keeps them); the "

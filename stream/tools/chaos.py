@@ -13,9 +13,9 @@ Faults (`FAULTS`):
 - `redis_kill`: Redis SIGKILLed, started empty on its port `fault_s` later;
 - `broker_restart`: the broker SIGKILLed, started again `broker_down_s` later. The
   embedded Tansu keeps its log in memory, so the restarted one is empty: the harness
-  re-creates the topics (a real Kafka would still have them), production pauses across
-  the restart (stream/tools/faults.py says why), and the acknowledged records the
-  new broker no longer holds are the broker's loss, counted apart;
+  re-creates the topics (a real Kafka would still have them), production pauses and the
+  worker is held (SIGSTOP) across the restart (stream/tools/faults.py says why), and the
+  acknowledged records the new broker no longer holds are the broker's loss, counted apart;
 - `xgboost_hang`: XGBoost scoring blocks for `fault_s` (`ChaosOptions.hang_worker`);
 - `hostile_mix`: a hostile mix (stream/sim/hostile.py) among the valid stream.
 
@@ -28,16 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import random
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.models.signing import SigningKey
@@ -216,8 +220,17 @@ class ChaosRow:
         if self.fault == "broker_restart":
             self._paused.wait()
             fault_start = time.time()
-            self.services.restart_broker(self.options.broker_down_s, list(self.topics.values()),
-                                         self.options.partitions)  # fmt: skip
+            # The worker, a producer too, is held across the restart for the reason the
+            # producer pauses: what it sent before the empty broker had its topics again
+            # would be dropped or stored in a second offset sequence (see `restart_broker`).
+            assert self.worker is not None
+            os.kill(self.worker.process.pid, signal.SIGSTOP)
+            try:
+                self.services.restart_broker(
+                    self.options.broker_down_s, list(self.topics.values()), self.options.partitions
+                )
+            finally:
+                os.kill(self.worker.process.pid, signal.SIGCONT)  # fmt: skip
             self._resume.set()
             return fault_start, time.time()
         time.sleep(max(0.0, started + production_s / 3 - time.time()))
@@ -269,6 +282,7 @@ class ChaosRow:
                          committed_offsets(self.bootstrap, self.group, self.topics["transactions"],
                                            self.options.partitions))  # fmt: skip
         alive = self.worker.process.poll() is None
+        counted = worker_counters(self.worker, REPORTED_COUNTERS) if alive else {}
         recovery = ledger.recovery_s(fault_end)
         figures: dict[str, Any] = {
             "fault": self.fault, "what": self.options.describe(self.fault), **ledger.summary(),
@@ -278,7 +292,7 @@ class ChaosRow:
             "producer_error": report.get("error"),
             "fault_start_s": round(fault_start - started, 1),
             "fault_end_s": round(fault_end - started, 1),
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.run_dir), **counted,
         }  # fmt: skip
         if self.fault == "broker_restart":
             figures["broker_lost_acked"] = broker_lost_acked(records, report, inputs, fault_start)
@@ -287,6 +301,27 @@ class ChaosRow:
         if not alive or ledger.lost:
             figures["worker_log_tail"] = self.worker.log_tail(2000)
         return figures
+
+
+#: Worker counters a row reports (the last worker's; name in the row: Prometheus name).
+REPORTED_COUNTERS = {
+    "redis_resets": "fraudstream_feature_store_resets_total",
+    "partial_history": "fraudstream_partial_history_decisions_total",
+    "broker_lost_logs": "fraudstream_broker_lost_log_total",
+}
+
+
+def worker_counters(worker: WorkerProcess, counters: dict[str, str]) -> dict[str, float]:
+    """Each counter of `counters` summed over its labels, read from the worker's /metrics."""
+    url = worker.status_file.with_suffix(".metrics").read_text().strip()
+    with urllib.request.urlopen(url, timeout=5) as response:
+        exposition = response.read().decode()
+    samples = [sample for family in text_string_to_metric_families(exposition)
+               for sample in family.samples]  # fmt: skip
+    return {
+        field: sum(sample.value for sample in samples if sample.name == name)
+        for field, name in counters.items()
+    }
 
 
 def broker_lost_acked(

@@ -77,9 +77,12 @@ def test_redis_killed_and_restarted_empty_loses_nothing_and_the_worker_goes_on(
     broker: EmbeddedBroker, trained_registry: Path, tmp_path: Path
 ) -> None:
     with ChaosServices.running(broker) as services:
-        row = run_signed("redis_kill", services, trained_registry, REDIS_FAULT, tmp_path)
+        # Long enough that records still come after Redis is back: one must notice the reset.
+        row = run_signed("redis_kill", services, trained_registry,
+                         replace(REDIS_FAULT, seconds=15.0), tmp_path)  # fmt: skip
     assert_nothing_lost_and_worker_alive(row)
     assert row["degraded"] > 0  # decided without Redis while it was down
+    assert row["redis_resets"] == 1 and row["partial_history"] > 0  # noticed, and counted
 
 
 @pytest.mark.integration
