@@ -33,7 +33,6 @@ import random
 import signal
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -41,13 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.models.signing import SigningKey
 from fraudstream.stream.tools.faults import ChaosServices
 from fraudstream.stream.tools.ledger import account, committed_offsets, group_lag, read_topic
-from fraudstream.stream.tools.loadtest_traffic import build_step_records, produce_at_rate
+from fraudstream.stream.tools.loadtest_traffic import (
+    build_step_records,
+    counter_total,
+    produce_at_rate,
+    read_metrics,
+)
 from fraudstream.stream.tools.services import create_topics
 from fraudstream.stream.tools.workers import (
     REPLAYED_HISTORY,
@@ -313,15 +315,9 @@ REPORTED_COUNTERS = {
 
 def worker_counters(worker: WorkerProcess, counters: dict[str, str]) -> dict[str, float]:
     """Each counter of `counters` summed over its labels, read from the worker's /metrics."""
-    url = worker.status_file.with_suffix(".metrics").read_text().strip()
-    with urllib.request.urlopen(url, timeout=5) as response:
-        exposition = response.read().decode()
-    samples = [sample for family in text_string_to_metric_families(exposition)
-               for sample in family.samples]  # fmt: skip
-    return {
-        field: sum(sample.value for sample in samples if sample.name == name)
-        for field, name in counters.items()
-    }
+    url = worker.metrics_url()
+    exposition = read_metrics([url] if url is not None else [])
+    return {field: counter_total(exposition, name) for field, name in counters.items()}
 
 
 def broker_lost_acked(

@@ -218,8 +218,7 @@ class _SystemUnderTest:
 
     def metrics_urls(self) -> list[str]:
         """The /metrics URL each pipeline worker wrote beside its status file."""
-        files = [p.status_file.with_suffix(".metrics") for p in self.processes]
-        return [f.read_text().strip() for f in files if f.exists()]
+        return [url for p in self.processes if (url := p.metrics_url()) is not None]
 
     def done(self) -> int:
         return len(self.clock.seen) if self.clock else processed_count(self.processes)

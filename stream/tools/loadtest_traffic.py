@@ -214,26 +214,35 @@ class WorkerScrape:
     stand_ins: float
 
 
-def scrape_workers(metrics_urls: Sequence[str]) -> WorkerScrape:
-    """Stage totals and stand-in count, summed over the workers' /metrics (read once each)."""
+def read_metrics(metrics_urls: Sequence[str]) -> str:
+    """The workers' /metrics pages, read once each, as one exposition."""
     pages = []
     for url in metrics_urls:
         with urllib.request.urlopen(url, timeout=5) as response:
             pages.append(response.read().decode())
-    exposition = "\n".join(pages)
+    return "\n".join(pages)
+
+
+def counter_total(exposition: str, sample_name: str) -> float:
+    """A counter's samples (`..._total`) summed over labels and workers."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == sample_name
+    )
+
+
+def scrape_workers(metrics_urls: Sequence[str]) -> WorkerScrape:
+    """Stage totals and stand-in count, summed over the workers' /metrics (read once each)."""
+    exposition = read_metrics(metrics_urls)
     per_stage = quantiles_from_exposition(exposition, "fraudstream_stage_latency_seconds", "stage")
     stages = {
         stage: (figures["count"], figures["count"] * figures["mean"])
         for stage, figures in per_stage.items()
         if figures["count"]
     }
-    stand_ins = sum(
-        sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == STAND_IN_COUNTER
-    )
-    return WorkerScrape(stages, stand_ins)
+    return WorkerScrape(stages, counter_total(exposition, STAND_IN_COUNTER))
 
 
 def stage_means_ms(before: StageTotals, after: StageTotals) -> dict[str, float]:

@@ -33,6 +33,13 @@ class WorkerProcess:
         except (OSError, ValueError, KeyError):
             return None
 
+    def metrics_url(self) -> str | None:
+        """The /metrics URL the worker wrote beside its status file (None before it did)."""
+        try:
+            return self.status_file.with_suffix(".metrics").read_text().strip()
+        except OSError:
+            return None
+
     def log_tail(self, max_chars: int = 3000) -> str:
         try:
             return self.log_file.read_text(errors="replace")[-max_chars:]
