@@ -96,7 +96,7 @@ def add_agents(
     async def score_transactions(stream: Any) -> None:
         await runtime.start()
         delivery = OverlappedDelivery(
-            partial(ack_unless_stale, stream, lost_logs), metrics.observe_emit,
+            partial(ack_unless_stale, stream, app.consumer, lost_logs), metrics.observe_emit,
             confirm=partial(confirm_with_retries, send),
         )  # fmt: skip
 
@@ -212,9 +212,12 @@ async def ack_all(stream: Any, events: Sequence[Any]) -> None:
         await stream.ack(event)
 
 
-async def ack_unless_stale(stream: Any, lost_logs: LostLogWatch, events: Sequence[Any]) -> None:
-    """`ack_all`, leaving out events taken from a log the broker lost since (lost_log.py)."""
-    await ack_all(stream, [event for event in events if not lost_logs.is_stale(event)])
+async def ack_unless_stale(
+    stream: Any, consumer: Any, lost_logs: LostLogWatch, events: Sequence[Any]
+) -> None:
+    """`ack_all`, releasing unacked the events taken from a log the broker lost since
+    (lost_log.py)."""
+    await ack_all(stream, lost_logs.release_stale(consumer, events))
 
 
 async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int, int]]:

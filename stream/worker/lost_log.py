@@ -12,7 +12,11 @@ high-water mark going down, counts it, logs it loudly and follows
 rejoin that follows a broker restart puts the consumer back at the committed offset, so a
 partition being re-read is sought to its start again after each rebalance for a while; and
 events taken from the lost log but acked after the reset must not be acked (their offsets
-would be committed over the new log's unread ones): the agent asks `is_stale` first.
+would be committed over the new log's unread ones): the agent acks only what
+`release_stale` gives back. The stale ones are released instead: marked done for Faust
+without entering its commit bookkeeping, because Faust waits for every message it handed
+out to be acked before it finishes a rebalance or a stop (`wait_empty`), and would wait for
+them forever (it did in CI: the rejoin after the restart never completed).
 """
 
 from __future__ import annotations
@@ -62,6 +66,21 @@ class LostLogWatch:
         message = event.message
         lost_until = self._lost_until.get(message.tp)
         return lost_until is not None and message.timestamp <= lost_until
+
+    def release_stale(self, consumer: Any, events: Sequence[Any]) -> list[Any]:
+        """The events that may be acked; the stale ones are released from `consumer` unacked.
+
+        Setting `acked` is what Faust's own `_clean_unacked_messages` looks for; the offset
+        never reaches `_acked`, so it is never committed.
+        """
+        fresh = []
+        for event in events:
+            if self.is_stale(event):
+                event.message.acked = True
+                consumer._unacked_messages.discard(event.message)
+            else:
+                fresh.append(event)
+        return fresh
 
     def lost(self, tp: Any, position: int, highwater: int) -> LostLog | None:
         """Why `tp`'s log was lost, or None; remembers `highwater` for the next check."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
@@ -30,14 +31,24 @@ class Consumer:
         self._acked_index: dict[Any, set[int]] = defaultdict(set, {TP: {164, 165}})
         self._read_offset: dict[Any, int] = {TP: 166}
         self._committed_offset: dict[Any, int] = {TP: 102}
+        self._unacked_messages: set[Any] = set()
         self.seeks: list[int] = []
 
     async def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append(offset)
 
 
+@dataclass(eq=False)
+class Message:
+    """What the watch reads of a Faust message; hashable like one (Faust keeps them in a set)."""
+
+    timestamp: float
+    tp: Any = TP
+    acked: bool = False
+
+
 def event(timestamp: float) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(tp=TP, timestamp=timestamp))
+    return SimpleNamespace(message=Message(timestamp))
 
 
 def refuse(error: Exception) -> NoReturn:
@@ -79,3 +90,18 @@ def test_stop_stops_the_worker_instead() -> None:
     assert lost is not None
     with pytest.raises(SystemExit, match="OFFSET_RESET_POLICY=stop"):
         asyncio.run(watch.follow(Consumer(), TP, lost))
+
+
+def test_stale_events_are_released_unacked_so_a_rebalance_does_not_wait_for_them() -> None:
+    watch, consumer = LostLogWatch(Settings(), WorkerMetrics(), refuse), Consumer()
+    old, new = event(11.0), event(11.5)
+    watch.taken([event(10.0), old])
+    consumer._unacked_messages.update({old.message, new.message})
+    lost = watch.lost(TP, 166, 12)
+    assert lost is not None
+    asyncio.run(watch.follow(consumer, TP, lost))
+    assert watch.release_stale(consumer, [old, new]) == [new]
+    # Faust's wait_empty (every rebalance, the stop) waits while a taken message is unacked.
+    assert consumer._unacked_messages == {new.message}
+    assert old.message.acked and not new.message.acked
+    assert TP not in consumer._acked  # released, not acked: its offset is never committed
