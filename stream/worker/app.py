@@ -160,8 +160,8 @@ def add_rebalance_hooks(
     app: faust.App, settings: Settings, runtime: WorkerRuntime, status_file: Path | None,
     lost_logs: LostLogWatch,
 ) -> None:  # fmt: skip
-    """Cached card windows must not outlive partition ownership; report what we own; a
-    partition being read again after a lost log goes back to its start."""
+    """Cached card windows must not outlive partition ownership; report what we own; the
+    lost-log watch forgets partitions no longer owned."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cards_on_revoke(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -170,7 +170,7 @@ def add_rebalance_hooks(
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
         runtime.forget_cached_cards()  # again: a batch may have been finishing meanwhile
-        await lost_logs.after_rebalance(app.consumer, set(app.consumer.assignment()))
+        lost_logs.after_rebalance(set(app.consumer.assignment()))
         if status_file is not None:
             partitions = owned_partitions(app, settings.topic_transactions)
             write_status(status_file, {"partitions": partitions})
