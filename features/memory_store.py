@@ -50,8 +50,8 @@ class InMemoryFeatureStore:
     async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
         conflicting = []
         for txn in transactions:
-            digest = self._digest_of.setdefault(txn.txn_id, txn.digest())
-            conflicting.append(digest != txn.digest())
+            digest = txn.digest()
+            conflicting.append(self._digest_of.setdefault(txn.txn_id, digest) != digest)
         return conflicting
 
     async def record_labels(self, labels: Sequence[Label]) -> int:

@@ -168,6 +168,12 @@ def _seen_value(txn: Transaction) -> str:
     return f"{txn.digest()} {txn.merchant_id}"
 
 
+def _parse_seen(value: bytes | str) -> tuple[str, str]:
+    """(content digest, merchant id) of a `_seen_value`."""
+    digest, merchant_id = (value.decode() if isinstance(value, bytes) else value).split(" ", 1)
+    return digest, merchant_id
+
+
 def _txn_score_key(txn_id: str) -> str:
     return f"fs:{{txn:{txn_id}}}:score"
 
@@ -376,7 +382,7 @@ class RedisFeatureStore:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return [
-            holder is not None and holder.decode().split(" ", 1)[0] != value.split(" ", 1)[0]
+            holder is not None and _parse_seen(holder)[0] != _parse_seen(value)[0]
             for holder, value in zip(replies[1::2], values, strict=True)
         ]
 
@@ -391,14 +397,13 @@ class RedisFeatureStore:
             return 0
         self.gate.check()
         try:
-            merchants = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
+            seen = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
             async with self._client.pipeline(transaction=False) as pipe:
                 matched = 0
-                for label, merchant in zip(frauds, merchants, strict=True):
-                    if merchant is None:
+                for label, seen_value in zip(frauds, seen, strict=True):
+                    if seen_value is None:
                         continue
-                    seen = merchant.decode() if isinstance(merchant, bytes) else merchant
-                    key = _merchant_keys(seen.split(" ", 1)[1])[1]
+                    key = _merchant_keys(_parse_seen(seen_value)[1])[1]
                     pipe.zadd(key, {label.txn_id: label.label_time}, nx=True)
                     pipe.zremrangebyscore(key, "-inf", f"({label.label_time - RETENTION_SECONDS}")
                     pipe.expire(key, KEY_TTL_SECONDS)

@@ -35,8 +35,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -244,19 +245,16 @@ class ChaosRow:
             fault_end = time.time()
             self.worker = self._start_worker("restarted")
             return fault_start, fault_end
-        if self.fault == "redis_stop":
-            services.signal_redis(signal.SIGSTOP)
-        elif self.fault == "redis_kill":
-            services.kill_redis()
-        else:
-            self.hang_flag.touch()
+        timed_faults: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+            "redis_stop": (partial(services.signal_redis, signal.SIGSTOP),
+                           partial(services.signal_redis, signal.SIGCONT)),
+            "redis_kill": (services.kill_redis, services.start_redis_again),
+            "xgboost_hang": (self.hang_flag.touch, self.hang_flag.unlink),
+        }  # fmt: skip
+        begin, end = timed_faults[self.fault]
+        begin()
         time.sleep(options.fault_s)
-        if self.fault == "redis_stop":
-            services.signal_redis(signal.SIGCONT)
-        elif self.fault == "redis_kill":
-            services.start_redis_again()
-        else:
-            self.hang_flag.unlink()
+        end()
         return fault_start, time.time()
 
     def _drain(self, deadline: float) -> None:

@@ -85,6 +85,7 @@ class LostLogWatch:
         self._newest_taken: dict[Any, int] = {}
         self._leftovers: dict[Any, Leftovers] = {}
         self._stale: WeakSet[Any] = WeakSet()
+        self._faust_seeks_followed = False  # one watch per worker, so one consumer
 
     def taken(self, events: Sequence[Any]) -> None:
         """Sort the events the agent takes: those of a lost log still coming out of Faust's
@@ -161,8 +162,9 @@ class LostLogWatch:
         signal is too early) and again and again while one is in progress. The restarted
         broker may hold a committed offset from the lost reading (a commit racing the
         detection): a trial lost the 132 records below one."""
-        if getattr(consumer, "_fraudstream_rereads", False):
+        if self._faust_seeks_followed:
             return
+        self._faust_seeks_followed = True
         seek_to_committed = consumer.perform_seek
 
         async def perform_seek() -> None:
@@ -173,7 +175,6 @@ class LostLogWatch:
                     await read_again_from_start(consumer, tp)
 
         consumer.perform_seek = perform_seek
-        consumer._fraudstream_rereads = True
 
 
 async def read_again_from_start(consumer: Any, tp: Any) -> None:
