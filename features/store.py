@@ -30,7 +30,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import orjson
@@ -43,7 +42,12 @@ from fraudstream.features.definitions import (
     MerchantCounts,
     feature_vector,
 )
-from fraudstream.features.redis_client import PipelineScripts, redis_client
+from fraudstream.features.redis_client import (
+    Command,
+    PipelineScripts,
+    execute_commands,
+    redis_client,
+)
 from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import (
@@ -283,24 +287,26 @@ class RedisFeatureStore:
         self.gate.check()
         wanted = self._histories_wanted(transactions)
 
-        def queue(pipe: Any, shas: list[str]) -> None:
+        def commands(shas: list[str]) -> list[Command]:
             record_card, record_merchant, claim_generation = shas
-            pipe.evalsha(claim_generation, 1, GENERATION_KEY, self._proposed_generation)
+            queued: list[Command] = [
+                ("EVALSHA", claim_generation, 1, GENERATION_KEY, self._proposed_generation)
+            ]
             for txn, want in zip(transactions, wanted, strict=True):
-                pipe.evalsha(
-                    record_card, 2, *_card_keys(txn.card_id), txn.txn_id, txn.event_time,
-                    encode_event(CardEvent.from_transaction(txn)), RETENTION_SECONDS,
-                    KEY_TTL_SECONDS, "1" if want else "0", STORED_CARD_EVENTS,
+                queued += (
+                    ("EVALSHA", record_card, 2, *_card_keys(txn.card_id), txn.txn_id,
+                     txn.event_time, encode_event(CardEvent.from_transaction(txn)),
+                     RETENTION_SECONDS, KEY_TTL_SECONDS, "1" if want else "0",
+                     STORED_CARD_EVENTS),
+                    ("EVALSHA", record_merchant, 2, *_merchant_keys(txn.merchant_id),
+                     txn.txn_id, txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS,
+                     MERCHANT_RATE_WINDOW_SECONDS, RETENTION_SECONDS, KEY_TTL_SECONDS),
+                    ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", KEY_TTL_SECONDS),
                 )  # fmt: skip
-                pipe.evalsha(
-                    record_merchant, 2, *_merchant_keys(txn.merchant_id), txn.txn_id,
-                    txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS, MERCHANT_RATE_WINDOW_SECONDS,
-                    RETENTION_SECONDS, KEY_TTL_SECONDS,
-                )  # fmt: skip
-                pipe.set(_txn_seen_key(txn.txn_id), _seen_value(txn), ex=KEY_TTL_SECONDS)
+            return queued
 
         try:
-            generation, *replies = await self._scripts.run(queue)
+            generation, *replies = await self._scripts.run(commands)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -373,11 +379,11 @@ class RedisFeatureStore:
         self.gate.check()
         values = [_seen_value(txn) for txn in transactions]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for txn, value in zip(transactions, values, strict=True):
-                    pipe.set(_txn_seen_key(txn.txn_id), value, nx=True, ex=KEY_TTL_SECONDS)
-                    pipe.get(_txn_seen_key(txn.txn_id))
-                replies = await pipe.execute()
+            claims: list[Command] = []
+            for txn, value in zip(transactions, values, strict=True):
+                key = _txn_seen_key(txn.txn_id)
+                claims += (("SET", key, value, "NX", "EX", KEY_TTL_SECONDS), ("GET", key))
+            replies = await execute_commands(self._client, claims)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -434,12 +440,10 @@ class RedisScoreStore:
         """Remember (txn_id, event_time, score) so a late label can be joined to its score."""
         self.gate.check()
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for txn_id, event_time, score in scored:
-                    pipe.set(
-                        _txn_score_key(txn_id), f"{event_time!r},{score!r}", ex=KEY_TTL_SECONDS
-                    )
-                await pipe.execute()
+            await execute_commands(self._client, [
+                ("SET", _txn_score_key(txn_id), f"{event_time!r},{score!r}", "EX", KEY_TTL_SECONDS)
+                for txn_id, event_time, score in scored
+            ])  # fmt: skip
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise ScoreStoreError(f"score store unavailable: {error}") from error
