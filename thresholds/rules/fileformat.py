@@ -88,7 +88,10 @@ class _Checker:
         construct = _CONSTRUCTOR.yaml_constructors.get(node.tag)
         if construct is None:
             raise self.error(node, f"{what}: unsupported YAML tag {node.tag}")
-        return construct(_CONSTRUCTOR, node)
+        try:
+            return construct(_CONSTRUCTOR, node)
+        except (ValueError, yaml.YAMLError) as error:  # `!!int abc`, a 30th of February
+            raise self.error(node, f"{what}: cannot read {node.value!r}: {error}") from None
 
     def text(self, node: yaml.Node, what: str) -> str:
         value = self.scalar(node, what)

@@ -10,7 +10,7 @@ A condition is a boolean expression over the transaction fields and the features
     operand    := NAME | NUMBER | 'text' | "text"
 
 Examples: ``count_1h >= 8 and amount < 5``, ``country != 'US' and not (channel == 'pos')``,
-``merchant_id in blocked_merchants``. Names are checked and typed later (`typing.py`), so
+``merchant_id in blocked_merchants``. Names are checked and typed later (`compiler.py`), so
 this module knows nothing of features. Nesting deeper than `MAX_DEPTH` is refused with a
 `ConditionError`, never a RecursionError.
 """

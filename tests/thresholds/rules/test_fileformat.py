@@ -145,6 +145,10 @@ def test_the_default_card_testing_rule_fires_on_a_burst_of_tiny_payments() -> No
         ("rules:\n  - {id: a, when: !!python/name:os.system x, action: decline}\n",
          "rules.yaml:2: the condition of rule 'a': unsupported YAML tag"),
         ("- just\n- a list\n", "rules.yaml:1: the rules file must be a mapping"),
+        ("rules:\n  - {id: a, when: amount > 1, action: decline, priority: !!int abc}\n",
+         "rules.yaml:2: a priority: cannot read 'abc'"),
+        ("lists:\n  l: {field: amount, values: [1, 2024-02-30]}\n",
+         "rules.yaml:2: a value of list 'l' (amount, number): cannot read '2024-02-30'"),
     ],
 )  # fmt: skip
 def test_a_hostile_file_gives_the_line_and_what_is_wrong(text: str, expected: str) -> None:
