@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudstream.features.transaction import InvalidTransaction
 from fraudstream.models.registry import RegistryError, verify_version
 from fraudstream.models.signing import SigningKey, SigningKeyError, key_file_for, signing_key_for
 from fraudstream.stream.offline.evaluation import (
@@ -21,12 +22,15 @@ from fraudstream.stream.offline.evaluation import (
     evaluate_from_file,
     format_report,
 )
+from fraudstream.stream.offline.rules_backtest import backtest_from_file
 from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
+from fraudstream.thresholds.rules import RulesError, load_rules
+from fraudstream.thresholds.rules.backtest import format_backtest
 
 if TYPE_CHECKING:  # the demo module imports the Kafka client: loaded only when run
     from fraudstream.stream.tools.demo import DemoOptions
@@ -88,12 +92,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     except NoHeldOutTransactions as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
-    _print_evaluation(report, args.json)
+    _print_report(format_report(report), report, args.json)
     return 0
 
 
-def _print_evaluation(report: dict[str, Any], json_file: Path | None) -> None:
-    print(format_report(report))
+def _print_report(text: str, report: dict[str, Any], json_file: Path | None) -> None:
+    print(text)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n")
@@ -142,7 +146,7 @@ def _offline_demo(args: argparse.Namespace) -> int:
     print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
     report = evaluate_from_file(data, registry, settings.cost_model)
-    _print_evaluation(report, out / "evaluation.json")
+    _print_report(format_report(report), report, out / "evaluation.json")
     return 0
 
 
@@ -272,6 +276,41 @@ def _thresholds_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_check(args: argparse.Namespace) -> int:
+    try:
+        rule_set = load_rules(args.file)
+    except RulesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    entries = sum(len(named.values) for named in rule_set.lists.values())
+    print(f"{args.file}: valid, version {rule_set.version}: {len(rule_set.rules)} rules, "
+          f"{len(rule_set.lists)} lists of {entries:,} entries "
+          f"(block {len(rule_set.block)}, allow {len(rule_set.allow)})")  # fmt: skip
+    return 0
+
+
+def _rules_backtest(args: argparse.Namespace) -> int:
+    try:
+        cost = Settings.from_env().cost_model
+        report = backtest_from_file(args.file, args.data, _registry(args), args.labels, cost,
+                                    args.review_capacity)  # fmt: skip
+    except (RulesError, RegistryError, InvalidTransaction) as error:
+        print(f"fraudstream rules backtest: {error}", file=sys.stderr)
+        return 1
+    _print_report(format_backtest(report), report, args.json)
+    return 0
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+        if 0.0 <= share <= 1.0:
+            return share
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a share in [0, 1] (0.01 is 1 %)")
+
+
 def _services(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with embedded_services(settings) as urls:
@@ -372,6 +411,27 @@ def build_parser() -> argparse.ArgumentParser:
     show = thresholds_commands.add_parser("show", help="live version, history, cost at each")
     show.add_argument("--limit", type=int, default=20)
     show.set_defaults(run=_thresholds_show)
+
+    rules = commands.add_parser("rules", help="check or backtest a business rules file")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_commands.add_parser("check", help="validate a rules file (YAML or JSON)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_rules_check)
+    backtest = rules_commands.add_parser("backtest", help="each rule's figures on history")
+    backtest.add_argument("file", type=Path)
+    backtest.add_argument("--data", type=Path, required=True, help=".jsonl, .csv or .parquet")
+    backtest.add_argument(
+        "--labels", type=Path, default=None,
+        help="labels JSONL (default: <stem>.labels.jsonl beside --data, else its is_fraud "
+             "records)",
+    )  # fmt: skip
+    backtest.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
+    backtest.add_argument(
+        "--review-capacity", type=_share, default=None,
+        help="share of transactions a rule may send to review, unless it sets its own",
+    )  # fmt: skip
+    backtest.add_argument("--json", type=Path, default=None)
+    backtest.set_defaults(run=_rules_backtest)
 
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)

@@ -31,6 +31,9 @@ Variables (default in brackets):
 ``FRAUDSTREAM_TOPIC_DLQ``           [``transactions.dlq``]
 ``FRAUDSTREAM_PARTITIONS``          partitions per topic, >= 1 [4]
 ``FRAUDSTREAM_REGISTRY``            model registry folder [``registry``]
+``FRAUDSTREAM_RULES``               business rules file, YAML or JSON (thresholds/rules/);
+                                    check one with ``fraudstream rules check``
+                                    [unset: the shipped ``thresholds/rules/default.yaml``]
 ``FRAUDSTREAM_MODEL_TIMEOUT_MS``    per-model scoring budget in ms, > 0 [50]
 ``FRAUDSTREAM_FALLBACK_POLICY``     ``neutral`` or ``last_score`` [``neutral``]
 ``FRAUDSTREAM_OFFSET_RESET_POLICY`` what a worker does when a partition's log ends before its
@@ -96,6 +99,7 @@ from fraudstream.stream.transport import (
 )
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
+from fraudstream.thresholds.rules import DEFAULT_RULES_FILE
 
 __all__ = ["ENV_PREFIX", "PRODUCER_LINGER_MS", "FallbackPolicy", "Settings", "SettingsError"]
 
@@ -143,6 +147,7 @@ class Settings:
     topic_dlq: str = "transactions.dlq"
     partitions: int = 4
     registry_path: Path = Path("registry")
+    rules_path: Path = DEFAULT_RULES_FILE
     model_timeout_ms: float = 50.0
     fallback_policy: FallbackPolicy = "neutral"
     stand_in_after_ms: float = 100.0
@@ -276,6 +281,7 @@ class Settings:
             topic_dlq=get("TOPIC_DLQ", _topic_name, d.topic_dlq),
             partitions=get("PARTITIONS", _positive_int, d.partitions),
             registry_path=get("REGISTRY", lambda _k, v: Path(v), d.registry_path),
+            rules_path=get("RULES", _existing_file, d.rules_path),
             model_timeout_ms=get("MODEL_TIMEOUT_MS", _positive_float, d.model_timeout_ms),
             fallback_policy=get("FALLBACK_POLICY", _fallback_policy, d.fallback_policy),
             stand_in_after_ms=get("STAND_IN_AFTER_MS", _non_negative_float, d.stand_in_after_ms),

@@ -38,3 +38,7 @@ def test_every_module_of_the_package_folders_is_in_the_wheel(wheel_names: set[st
         for path in (REPO / folder).rglob("*.py")
     }
     assert sources <= wheel_names, sorted(sources - wheel_names)
+
+
+def test_the_shipped_rules_file_is_in_the_wheel(wheel_names: set[str]) -> None:
+    assert "fraudstream/thresholds/rules/default.yaml" in wheel_names

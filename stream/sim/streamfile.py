@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from fraudstream.features.transaction import (
     InvalidTransaction,
     Label,
@@ -29,6 +31,7 @@ from fraudstream.stream.sim.generator import SyntheticStream
 __all__ = [
     "labels_path_for",
     "read_labels",
+    "read_mixed_jsonl",
     "read_stream_file",
     "read_transactions",
     "write_stream",
@@ -147,3 +150,33 @@ def read_stream_file(path: Path) -> tuple[list[Transaction], list[Label]]:
     labels_path = labels_path_for(path)
     labels = read_labels(labels_path) if labels_path.exists() else []
     return read_transactions(path), labels
+
+
+def _transaction_or_label(line: str) -> Transaction | Label:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise InvalidTransaction(f"not valid JSON: {error}") from None
+    if isinstance(record, dict) and "is_fraud" in record:
+        return parse_label(record)
+    return parse_transaction(line)
+
+
+def read_mixed_jsonl(path: Path) -> tuple[list[Transaction], list[Label]]:
+    """Transactions and labels from one JSONL file, a record with `is_fraud` being a label
+    (an export that interleaves the two topics); errors as `read_transactions`'."""
+    transactions: list[Transaction] = []
+    labels: list[Label] = []
+    with path.open(encoding="utf-8") as source:
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            try:
+                record = _transaction_or_label(line)
+            except InvalidTransaction as error:
+                raise InvalidTransaction(f"{path}, record {number}: {error}") from None
+            if isinstance(record, Label):
+                labels.append(record)
+            else:
+                transactions.append(record)
+    return transactions, labels

@@ -23,10 +23,11 @@ from fraudstream.stream.cli import build_parser, main
 from fraudstream.stream.offline import evaluation
 from fraudstream.stream.offline.evaluation import evaluate_from_file
 from fraudstream.stream.sim.generator import SyntheticStream
-from fraudstream.stream.sim.streamfile import read_stream_file, write_stream
+from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
 from fraudstream.stream.tools import demo
 from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions
 from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.rules import DEFAULT_RULES_FILE
 
 SMALL_STREAM = ["--transactions", "8000", "--seed", "3"]
 #: Costs far from the defaults (5000, 50, 10), so the chosen thresholds move.
@@ -213,3 +214,71 @@ def test_a_worker_pointed_at_services_refuses_to_start_without_the_id_hash_key(
     error = capsys.readouterr().err
     assert "refuses to start: FRAUDSTREAM_ID_HASH_KEY is not set" in error
     assert "secrets.token_urlsafe" in error  # and says how to make one
+
+
+def test_rules_check_accepts_the_shipped_file_and_says_why_it_refuses_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", "check", str(DEFAULT_RULES_FILE)]) == 0
+    assert capsys.readouterr().out.startswith(f"{DEFAULT_RULES_FILE}: valid, version ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - id: a\n    when: amount > 1\n    action: refuse\n")
+    assert main(["rules", "check", str(bad)]) == 1
+    assert capsys.readouterr().err == (
+        f"{bad}:4: rule 'a': action 'refuse' is not one of allow, review, decline\n"
+    )
+    assert main(["rules", "check", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml: cannot read the rules file" in capsys.readouterr().err
+
+
+BACKTEST_RULES = """\
+rules:
+  - {id: large, when: amount > 500, action: review}
+  - {id: web, when: "channel == 'ecom' and amount < 1", action: decline, priority: 1}
+"""
+
+
+def test_rules_backtest_reports_each_rule_on_the_history(
+    stream_file: Path, default_registry: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BACKTEST_RULES)
+    out = tmp_path / "backtest.json"
+
+    def backtest(data: Path, *extra: str) -> int:
+        return main(["rules", "backtest", str(rules), "--data", str(data), "--registry",
+                     str(default_registry), "--review-capacity", "0.01", "--json", str(out),
+                     *extra])  # fmt: skip
+
+    assert backtest(stream_file) == 0
+    report = json.loads(out.read_text())
+    transactions, labels = read_stream_file(stream_file)
+    assert report["model_version"] == "v0001" and report["transactions"] == len(transactions)
+    assert report["frauds"] == sum(label.is_fraud for label in labels)
+    large = {row["id"]: row for row in report["rules"]}["large"]
+    assert large["hits"] == sum(txn.amount > 500 for txn in transactions) > 0
+    assert large["review_capacity"] == 0.01
+    assert large["over_capacity_reviews"] == max(0, large["reviews"] - len(transactions) // 100)
+    assert "| large | review | 0 |" in capsys.readouterr().out
+    # The same history with its labels inside the stream file, or named, gives the same report.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(stream_file.read_text() + labels_path_for(stream_file).read_text())
+    assert backtest(mixed) == 0
+    assert {**json.loads(out.read_text()), "data": ""} == {**report, "data": ""}
+    separate = tmp_path / "separate.jsonl"
+    separate.write_text(stream_file.read_text())
+    assert backtest(separate, "--labels", str(labels_path_for(stream_file))) == 0
+    assert {**json.loads(out.read_text()), "data": ""} == {**report, "data": ""}
+
+
+def test_rules_backtest_refuses_an_invalid_rules_file_with_its_line(
+    stream_file: Path, default_registry: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {id: a, when: amount > 'x', action: review}\n")
+    assert main(["rules", "backtest", str(rules), "--data", str(stream_file), "--registry",
+                 str(default_registry)]) == 1  # fmt: skip
+    assert f"{rules}:2: rule 'a': amount > 'x' compares a number with a text" in (
+        capsys.readouterr().err)  # fmt: skip

@@ -13,6 +13,7 @@ from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
+from fraudstream.thresholds.rules import DEFAULT_RULES_FILE
 
 KEY = "k" * 32
 
@@ -275,3 +276,12 @@ def test_with_every_service_embedded_each_run_makes_its_own_key() -> None:
     first, second = settings.run_id_hash_key(), settings.run_id_hash_key()
     assert first != second and len(first) >= 32
     assert settings.id_pseudonyms().card("c1") != settings.id_pseudonyms().card("c1")
+
+
+def test_rules_default_to_the_shipped_file_and_may_name_another(tmp_path: Path) -> None:
+    assert Settings.from_env({"FRAUDSTREAM_RULES": ""}).rules_path == DEFAULT_RULES_FILE
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: []\n")
+    assert Settings.from_env({"FRAUDSTREAM_RULES": str(rules)}).rules_path == rules.resolve()
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_RULES=.* is not a file"):
+        Settings.from_env({"FRAUDSTREAM_RULES": str(tmp_path / "missing.yaml")})

@@ -13,6 +13,7 @@ from fraudstream.stream.sim.generator import GeneratorConfig, SyntheticStream, g
 from fraudstream.stream.sim.streamfile import (
     labels_path_for,
     read_labels,
+    read_mixed_jsonl,
     read_stream_file,
     read_transactions,
     write_stream,
@@ -79,3 +80,15 @@ def test_read_stream_file_finds_labels_beside_the_transactions(tmp_path: Path) -
     assert read_stream_file(path) == (stream.transactions, stream.labels)
     labels_path.unlink()
     assert read_stream_file(path) == (stream.transactions, [])
+
+
+def test_a_mixed_file_splits_transactions_from_labels_and_locates_errors(
+    small: SyntheticStream, tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.jsonl"
+    records = [*small.transactions[:3], small.labels[0], small.transactions[3], small.labels[1]]
+    path.write_text("".join(json.dumps(record.to_dict()) + "\n" for record in records))
+    assert read_mixed_jsonl(path) == (small.transactions[:4], small.labels[:2])
+    path.write_text(path.read_text() + '{"txn_id": "x", "is_fraud": "yes"}\n{not json\n')
+    with pytest.raises(InvalidTransaction, match=r"mixed\.jsonl, record 7: field 'is_fraud'"):
+        read_mixed_jsonl(path)
