@@ -135,6 +135,10 @@ class Decision:
       the worker took it (a backlog): XGBoost alone decided it, without IsolationForest,
       reasons or shadow, so the worker catches up; `reasons` then says why.
     - `shadow`: the shadow candidate's verdict, present only when one is configured.
+    - `rules`: ids of the business rules and lists that fired (`thresholds.rules`), in
+      precedence order; `rules_version`: the rule set that was in force ("" for none).
+      A fired rule's action overrides the model's (see `RuleVerdict`); its id is also
+      among `reasons`. Decisions written before rules existed read as none fired.
     """
 
     txn_id: str
@@ -152,6 +156,8 @@ class Decision:
     features: tuple[float, ...]
     stand_in: bool = False
     shadow: ShadowDecision | None = field(default=None)
+    rules: tuple[str, ...] = ()
+    rules_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object on the topic; `shadow` is left out when there is none."""
@@ -170,6 +176,8 @@ class Decision:
             "degraded": self.degraded,
             "features": list(self.features),
             "stand_in": self.stand_in,
+            "rules": list(self.rules),
+            "rules_version": self.rules_version,
         }
         if self.shadow is not None:
             document["shadow"] = self.shadow.to_dict()
@@ -210,6 +218,8 @@ class Decision:
                 features=tuple(float(value) for value in get("features")),
                 stand_in=bool(raw.get("stand_in", False)),
                 shadow=None if shadow is None else ShadowDecision.from_dict(shadow),
+                rules=tuple(str(rule) for rule in raw.get("rules", ())),
+                rules_version=str(raw.get("rules_version", "")),
             )
         except InvalidRecord:
             raise

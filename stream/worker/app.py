@@ -131,12 +131,16 @@ def add_agents(
             stop_unacked(error)
 
 
+#: How often a worker looks whether its rules file changed (a stat; a read only on change).
+RULES_CHECK_S = 1.0
+
+
 def add_timers(
     app: faust.App, settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics,
     lost_logs: LostLogWatch,
 ) -> None:  # fmt: skip
-    """The control plane's clocks: the group's threshold, the registry, consumer lag (and,
-    with it, a broker that lost its log: see stream/worker/lost_log.py)."""
+    """The control plane's clocks: the group's threshold, the registry, the rules file,
+    consumer lag (and, with it, a broker that lost its log: see stream/worker/lost_log.py)."""
 
     @app.timer(interval=0.5)
     async def follow_live_threshold() -> None:
@@ -145,6 +149,10 @@ def add_timers(
     @app.timer(interval=2.0)
     async def follow_live_model() -> None:
         await runtime.follow_live_model()
+
+    @app.timer(interval=RULES_CHECK_S)
+    async def follow_rules() -> None:
+        runtime.follow_rules()
 
     @app.timer(interval=LAG_CHECK_S)
     async def report_consumer_lag() -> None:

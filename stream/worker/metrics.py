@@ -173,6 +173,22 @@ class WorkerMetrics:
             "Population stability index of recent scores against the training scores.",
             registry=r,
         )
+        self.rules_fired = Counter(
+            "fraudstream_rule_fired",
+            "Decisions a business rule or block/allow list matched, by its id and action (ids "
+            "come from the rules file, so the labels are bounded by it).",
+            ["rule", "action"], registry=r,
+        )  # fmt: skip
+        self.rules_decided = Counter(
+            "fraudstream_rule_decided",
+            "Decisions made by a business rule or list's action (first in precedence), by id.",
+            ["rule", "action"], registry=r,
+        )  # fmt: skip
+        self.rules_invalid = Counter(
+            "fraudstream_rules_invalid",
+            "Times the rules file was found invalid (the last good rules stayed in force).",
+            registry=r,
+        )
         # labels() costs as much as observe(); cache the children used per decision.
         self._stage = {stage: self.stage_latency.labels(stage) for stage in STAGES}
         self._server: WSGIServer | None = None
@@ -209,6 +225,17 @@ class WorkerMetrics:
         self.feature_store_errors.inc(outcome.feature_store_errors)  # inc(0) is a no-op
         self.feature_store_resets.inc(outcome.feature_store_resets)
         self.partial_history.inc(outcome.partial_history)
+        self._observe_rules(outcome)
+
+    def _observe_rules(self, outcome: BatchOutcome) -> None:
+        for (rule_id, action), count in outcome.rules_fired.items():
+            self.rules_fired.labels(rule_id, action).inc(count)
+        for (rule_id, action), count in outcome.rules_decided.items():
+            self.rules_decided.labels(rule_id, action).inc(count)
+
+    def observe_invalid_rules(self, _why: str) -> None:
+        """Count a rules file found invalid (the log line says why, once per content)."""
+        self.rules_invalid.inc()
 
     def observe_emit(self, seconds: float) -> None:
         """Record how long one batch's records took to be confirmed by the broker."""

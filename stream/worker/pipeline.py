@@ -10,6 +10,7 @@ with its error and stage, and its batch-mates are decided (see `process`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,10 +27,11 @@ from fraudstream.models.ensemble import EnsembleResult, combine, combine_batch
 from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
-from fraudstream.models.rules import RulesScorer
 from fraudstream.models.scorers import Scorer, rank_contributions
 from fraudstream.stream.contract import DeadLetter, Decision, ShadowDecision
+from fraudstream.stream.worker.rules_watch import NO_RULES
 from fraudstream.thresholds.pair import ThresholdPair
+from fraudstream.thresholds.rules.engine import DECISION_OF_ACTION, RuleSet, RuleVerdict
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
 TOP_REASONS = 3
@@ -73,6 +75,10 @@ class BatchOutcome:
     fallbacks: list[tuple[str, str]] = field(default_factory=list)
     #: Milliseconds per stage for the whole batch (every decision's `latency_ms` repeats them).
     stage_ms: dict[str, float] = field(default_factory=dict)
+    #: Per (business rule or list id, its action): decisions it fired for, and those its
+    #: action made (it came first in precedence).
+    rules_fired: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    rules_decided: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
 
 
 def dead_letter(raw: bytes | None, error: str, stage: str, ids: IdPseudonyms) -> DeadLetter:
@@ -135,7 +141,8 @@ class DecisionPipeline:
         self.thresholds = thresholds
         chosen = scorers if scorers is not None else (models.xgboost, models.isolation_forest)
         self.scorers = [GuardedScorer(scorer, timeout_s) for scorer in chosen]
-        self.rules = RulesScorer(models.feature_names)
+        #: The business rules in force (the worker swaps in edits: stream/worker/rules_watch.py).
+        self.rule_set = NO_RULES
         self.last_scores = FallbackScores() if fallback_policy == "last_score" else None
         self.shadow: ShadowCandidate | None = None
         #: A record older than this when taken is decided by XGBoost alone (None: never).
@@ -253,6 +260,8 @@ class DecisionPipeline:
         outcome.partial_history += attempt.partial_history
         outcome.fallbacks += attempt.fallbacks
         outcome.stage_ms = attempt.stage_ms
+        outcome.rules_fired += attempt.rules_fired
+        outcome.rules_decided += attempt.rules_decided
 
     async def _features(self, transactions: list[Transaction]) -> tuple[NDArray[Any], bool]:
         """Feature rows, and whether the store failed (then history-free rows, degraded)."""
@@ -286,7 +295,15 @@ class DecisionPipeline:
         scored = self._ensemble(per_model, transactions, stand_in, outcome)
         ensemble_s = time.perf_counter() - mark
         mark = time.perf_counter()
-        outcomes = [self.thresholds.decide(combined.score) for _, _, combined in scored]
+        rule_set = self.rule_set  # one set for the whole batch, whatever a reload does
+        verdicts = rule_set.evaluate(transactions, features)
+        outcomes = [  # a rule that fired overrides the model's thresholds
+            DECISION_OF_ACTION[verdict.action]
+            if verdict.action is not None
+            else self.thresholds.decide(combined.score)
+            for verdict, (_, _, combined) in zip(verdicts, scored, strict=True)
+        ]
+        self._count_rules(rule_set, verdicts, outcome)
         threshold_s = time.perf_counter() - mark
         reasons = await self._reasons(features, outcomes, fresh, per_model.get(ModelName.XGBOOST))
         shadow = await self._shadow_scores(features, fresh)
@@ -305,6 +322,7 @@ class DecisionPipeline:
             latency = {**outcome.stage_ms, "end_to_end": _ms(decided_at - record.produced_at)}
             if stand_in[row]:
                 reasons[row] = [self._stand_in_reason(ages[row])]
+            reasons[row] += [f"rule: {rule_id}" for rule_id in verdicts[row].fired]
             outcome.decisions.append(
                 Decision(
                     txn_id=txn.txn_id,
@@ -326,6 +344,8 @@ class DecisionPipeline:
                     features=tuple(feature_rows[row]),
                     stand_in=bool(stand_in[row]),
                     shadow=self._shadow_decision(shadow, row),
+                    rules=verdicts[row].fired,
+                    rules_version=rule_set.version,
                 )
             )
 
@@ -339,6 +359,17 @@ class DecisionPipeline:
         until = store.partial_history_until
         if until is not None and not store_failed:  # a failed store is counted as degraded
             outcome.partial_history = sum(txn.event_time < until for txn in transactions)
+
+    @staticmethod
+    def _count_rules(
+        rule_set: RuleSet, verdicts: Sequence[RuleVerdict], outcome: BatchOutcome
+    ) -> None:
+        """Per (rule or list id, its action): decisions it fired for, and those it made."""
+        action_of = dict(zip(rule_set.ids, rule_set.actions, strict=True))
+        for verdict in verdicts:
+            outcome.rules_fired.update((rule_id, action_of[rule_id]) for rule_id in verdict.fired)
+            if verdict.decided_by is not None and verdict.action is not None:
+                outcome.rules_decided[verdict.decided_by, verdict.action] += 1
 
     def _stand_in_reason(self, age_s: float) -> str:
         assert self.stand_in_after_s is not None
@@ -451,7 +482,7 @@ class DecisionPipeline:
         self, features: NDArray[Any], outcomes: list[str], fresh: NDArray[np.intp],
         xgboost: GuardedResult | None,
     ) -> list[list[str]]:  # fmt: skip
-        """Top XGBoost contributions and fired rules for flagged fresh rows; approvals get none.
+        """Top XGBoost contributions for flagged fresh rows; approvals get none.
 
         When the contributions would not fit in XGBoost's budget the flagged rows say the
         reasons were skipped and why; their decisions stand.
@@ -474,7 +505,6 @@ class DecisionPipeline:
                 ]
             elif skipped is not None:
                 reasons[row] = [f"model reasons skipped: {skipped}"]
-            reasons[row] += [f"rule: {rule}" for rule in self.rules.reasons(features[row])]
         return reasons
 
     async def _flagged_contributions(

@@ -42,6 +42,7 @@ from fraudstream.stream.worker.pipeline import (
     dead_letter,
 )
 from fraudstream.stream.worker.recalibration import ThresholdKeeper, keeper_for
+from fraudstream.stream.worker.rules_watch import RulesWatch
 from fraudstream.thresholds.online import ThresholdState
 from fraudstream.thresholds.shared import SharedThresholdError
 
@@ -109,6 +110,7 @@ class WorkerRuntime:
         self.keeper: ThresholdKeeper | None = None
         self.drift: DriftMonitor | None = None
         self.failed_versions: set[str] = set()
+        self.rules: RulesWatch | None = None
         self._joined_group = False
         self._unpublished_model: LoadedModels | None = None
         self._starting = asyncio.Lock()
@@ -146,6 +148,10 @@ class WorkerRuntime:
                 ids=self.ids,
             )
             self.metrics.set_model_version(models.version)
+            self.rules = RulesWatch(
+                settings.rules_path, self.ids, on_invalid=self.metrics.observe_invalid_rules
+            )
+            self.pipeline.rule_set = self.rules.rule_set
             self._use_shadow()
             self._use_drift_reference(models)
             self._apply(registry_pair(models))
@@ -272,6 +278,11 @@ class WorkerRuntime:
         self._apply(group_pair(await self.keeper.model_changed(models.version, own.review,
                                                                own.decline)))  # fmt: skip
         self._unpublished_model = None
+
+    def follow_rules(self) -> None:
+        """Hot reload of the business rules: a valid edit takes over between batches."""
+        if self.rules is not None and self.pipeline is not None and self.rules.check():
+            self.pipeline.rule_set = self.rules.rule_set
 
     async def follow_live_model(self) -> None:
         """Hot reload: load a newly promoted version (hash-verified) between batches.

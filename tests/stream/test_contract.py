@@ -51,6 +51,8 @@ A_DECISION = {
     "degraded": True,
     "features": [120.0, 3.0],
     "stand_in": False,
+    "rules": ["night_and_foreign"],
+    "rules_version": "r1a2b3c4",
 }
 
 
@@ -76,6 +78,13 @@ def test_shadow_is_written_only_when_there_is_one() -> None:
     assert decision.shadow == ShadowDecision("v0003", 0.9, "decline")
     assert decision.to_dict() == shadowed
     assert "shadow" not in Decision.from_dict(A_DECISION).to_dict()
+
+
+def test_a_decision_from_before_rules_reads_as_none_fired() -> None:
+    older = {key: value for key, value in A_DECISION.items() if not key.startswith("rules")}
+    decision = Decision.from_dict(older)
+    assert (decision.rules, decision.rules_version) == ((), "")
+    assert decision.to_dict() == {**older, "rules": [], "rules_version": ""}
 
 
 @pytest.mark.parametrize(

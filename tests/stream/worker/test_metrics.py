@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import re
@@ -82,6 +83,8 @@ def a_batch() -> BatchOutcome:
         feature_store_errors=1,
         fallbacks=[("xgboost", "timeout after 50 ms")],
         stage_ms=dict(STAGE_MS),
+        rules_fired=collections.Counter({("card-testing", "decline"): 2, ("vip", "allow"): 1}),
+        rules_decided=collections.Counter({("card-testing", "decline"): 1}),
     )
 
 
@@ -106,6 +109,11 @@ def test_a_batch_is_counted_per_transaction(metrics: WorkerMetrics) -> None:
     assert sample(metrics, letters, stage="validate", error="invalid_json") == 1
     assert sample(metrics, letters, stage="validate", error="missing_field") == 1
     assert sample(metrics, letters, stage="decide", error="internal") == 1
+    rules = "fraudstream_rule_fired_total"
+    assert sample(metrics, rules, rule="card-testing", action="decline") == 2
+    assert sample(metrics, rules, rule="vip", action="allow") == 1
+    assert sample(metrics, "fraudstream_rule_decided_total", rule="card-testing",
+                  action="decline") == 1  # fmt: skip
 
 
 def test_end_to_end_is_observed_per_decision_and_stages_once_per_batch(
@@ -270,6 +278,7 @@ def a_full_exposition(metrics: WorkerMetrics) -> str:
     metrics.set_lag(0, 5)
     metrics.observe_lost_log(1)
     metrics.observe_labels(1, 9)
+    metrics.observe_invalid_rules("rules.yaml:3: unknown feature")
     return metrics.exposition().decode()
 
 
@@ -281,7 +290,7 @@ def test_metric_names_follow_prometheus_conventions(metrics: WorkerMetrics) -> N
         if family.name.startswith("fraudstream") and not family.name.endswith("_created")
     ]
 
-    assert len(families) == 19  # 2 histograms, 12 counters, 5 gauges
+    assert len(families) == 22  # 2 histograms, 15 counters, 5 gauges
     for family in families:
         assert family.name.startswith("fraudstream_")
         assert family.documentation, family.name

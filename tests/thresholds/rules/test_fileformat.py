@@ -196,3 +196,11 @@ def test_a_list_of_100_000_cards_loads_and_matches() -> None:
 def test_every_feature_name_can_be_used_in_a_condition() -> None:
     condition = " or ".join(f"{name} > 0" for name in FEATURE_NAMES)
     assert parse_rules(rules_with(condition)).ids == ("r",)
+
+
+def test_the_readme_example_is_a_valid_rules_file() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Business rules", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    rule_set = parse_rules(example, "README.md")
+    assert [rule.id for rule in rule_set.rules] == ["card-testing", "big-foreign"]
+    assert rule_set.block == ("stolen_cards",)
