@@ -46,7 +46,7 @@ from fraudstream.stream.tools.run_files import (
     read_threshold_history,
 )
 from fraudstream.stream.tools.services import kafka_bootstrap
-from fraudstream.stream.tools.tail import event_time_text
+from fraudstream.stream.tools.tail import TAIL_FETCH_MAX_WAIT_MS, event_time_text
 from fraudstream.stream.tools.topic_reader import TopicReader
 from fraudstream.stream.worker.recalibration import shared_threshold
 from fraudstream.stream.worker.runtime import registry_pair, weights_for
@@ -303,7 +303,7 @@ def _find_on_topics(
     reader = TopicReader(
         kafka_bootstrap(kafka_url), [settings.topic_decisions, settings.topic_transactions],
         settings.partitions, lambda topic, value, _read_at: arrived.put((topic, value)),
-        from_end=False, fetch_max_wait_ms=200, security=settings.kafka_security,
+        from_end=False, fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS, security=settings.kafka_security,
     )  # fmt: skip
     record: dict[str, Any] | None = None
     transaction: Transaction | None = None

@@ -213,3 +213,19 @@ def test_a_worker_pointed_at_services_refuses_to_start_without_the_id_hash_key(
     error = capsys.readouterr().err
     assert "refuses to start: FRAUDSTREAM_ID_HASH_KEY is not set" in error
     assert "secrets.token_urlsafe" in error  # and says how to make one
+
+
+def test_tail_refuses_an_outcome_that_is_not_a_decision() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tail", "--decision", "review,maybe"])
+    assert build_parser().parse_args(["tail", "--decision", "review,decline"]).decision == [
+        "review", "decline"]
+
+
+def test_tail_without_a_broker_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FRAUDSTREAM_KAFKA_URL", raising=False)
+
+    assert main(["tail"]) == 2
+    assert "FRAUDSTREAM_KAFKA_URL" in capsys.readouterr().err
