@@ -293,14 +293,13 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from fraudstream.stream.tools.explain import (
+    from fraudstream.stream.tools.decision_sources import (
         DEFAULT_SEARCH_TIMEOUT_S,
         DecisionNotFound,
-        explain_decision,
-        format_explanation,
         sources_from_run,
         sources_from_topics,
     )
+    from fraudstream.stream.tools.explain import explain_decision, format_explanation
 
     settings = Settings.from_env()
     registry = _registry(args)

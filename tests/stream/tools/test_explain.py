@@ -14,16 +14,12 @@ from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.streamfile import read_stream_file
 from fraudstream.stream.tools.demo import DemoOptions, run_demo
 from fraudstream.stream.tools.explain import (
-    DecisionNotFound,
     DecisionSources,
     explain_decision,
     format_explanation,
-    sources_from_run,
 )
 from fraudstream.stream.tools.run_files import (
     read_decision_records,
-    write_decisions,
-    write_threshold_history,
 )
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.thresholds.pair import ThresholdPair
@@ -87,24 +83,6 @@ def test_without_rules_or_pair_values_the_walk_through_says_so() -> None:
     assert "## 5. Rules fired\n\nnone\n" in text
     assert "review/decline values were not found" in text
     assert "| xgboost | 0.8000 | ? | ? | ? | - |" in text
-
-
-def test_run_folder_gives_the_first_decision_and_the_published_pair(tmp_path: Path) -> None:
-    first = a_decision("t1", score=0.3, threshold_version="v2", model_version="v0001")
-    write_decisions(tmp_path / "decisions.jsonl",
-                    [a_decision("t0"), first, a_decision("t1", score=0.9)])  # fmt: skip
-    write_threshold_history(tmp_path / "threshold_history.json",
-                            [{"version": 1, "review": 0.1, "decline": 0.8, "reason": "initial"},
-                             {"version": 2, "review": 0.2, "decline": 0.9, "reason": "labels"}])
-
-    sources = sources_from_run(tmp_path, "t1", Settings(), tmp_path / "no-registry")
-
-    assert sources.record == first.to_dict()
-    assert sources.pair == ThresholdPair("v2", 0.2, 0.9)
-    assert sources.weights is None and sources.transaction is None
-    assert any("weights and static pair unknown" in note for note in sources.notes)
-    with pytest.raises(DecisionNotFound, match="no decision for 't404'"):
-        sources_from_run(tmp_path, "t404", Settings(), tmp_path / "no-registry")
 
 
 def test_json_walk_through_round_trips() -> None:
