@@ -311,6 +311,69 @@ def _share(text: str) -> float:
     raise argparse.ArgumentTypeError(f"{text!r} is not a share in [0, 1] (0.01 is 1 %)")
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from fraudstream.stream.tools.tail import TailOptions, tail_decisions
+
+    settings = Settings.from_env()
+    if settings.kafka_url is None:
+        print("fraudstream tail needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
+        return 2
+    if args.card and settings.id_hash_key is None:
+        print("FRAUDSTREAM_ID_HASH_KEY is not set: --card matches pseudonymised card ids only",
+              file=sys.stderr)  # fmt: skip
+    options = TailOptions(
+        outcomes=frozenset(args.decision), cards=tuple(args.card), as_json=args.json,
+        from_beginning=args.from_beginning, max_lines=args.max,
+        idle_timeout_s=args.idle_timeout,
+    )  # fmt: skip
+    tail_decisions(settings, options, lambda line: print(line, flush=True),
+                   on_unreadable=lambda message: print(message, file=sys.stderr))  # fmt: skip
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from fraudstream.stream.tools.decision_sources import (
+        DEFAULT_SEARCH_TIMEOUT_S,
+        DecisionNotFound,
+        sources_from_run,
+        sources_from_topics,
+    )
+    from fraudstream.stream.tools.explain import explain_decision, format_explanation
+
+    settings = Settings.from_env()
+    registry = _registry(args)
+    try:
+        if args.run_dir is not None:
+            sources = sources_from_run(args.run_dir, args.txn_id, settings, registry)
+        else:
+            timeout_s = DEFAULT_SEARCH_TIMEOUT_S if args.timeout is None else args.timeout
+            sources = sources_from_topics(settings, args.txn_id, registry, timeout_s)
+    except DecisionNotFound as error:
+        print(f"fraudstream explain: {error}", file=sys.stderr)
+        return 1
+    story = explain_decision(sources)
+    print(json.dumps(story, indent=2) if args.json else format_explanation(story), end="\n")
+    return 0
+
+
+def _outcomes(text: str) -> list[str]:
+    """`review,decline` as a list, each one of the contract's outcomes."""
+    from fraudstream.stream.contract import OUTCOMES
+
+    outcomes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [outcome for outcome in outcomes if outcome not in OUTCOMES]
+    if unknown or not outcomes:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(OUTCOMES)}")
+    return outcomes
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
 def _services(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with embedded_services(settings) as urls:
@@ -432,6 +495,44 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     backtest.add_argument("--json", type=Path, default=None)
     backtest.set_defaults(run=_rules_backtest)
+
+    tail = commands.add_parser("tail", help="follow the decisions topic, one line per decision")
+    tail.add_argument(
+        "--decision", type=_outcomes, default=[], metavar="OUTCOMES",
+        help="only these outcomes, comma-separated: approve, review, decline (default: all)",
+    )  # fmt: skip
+    tail.add_argument(
+        "--card", action="append", default=[], metavar="ID",
+        help="only this card (raw id, matched through its pseudonym, or the pseudonym "
+             "itself); repeatable",
+    )  # fmt: skip
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument(
+        "--from-beginning", action="store_true",
+        help="read the topic from its start (default: only decisions made from now on)",
+    )  # fmt: skip
+    tail.add_argument("--max", type=_positive_int, default=None, metavar="N",
+                      help="stop after N lines")  # fmt: skip
+    tail.add_argument(
+        "--idle-timeout", type=float, default=None, metavar="SECONDS",
+        help="stop when no decision arrives for this long (default: follow until Ctrl-C)",
+    )  # fmt: skip
+    tail.set_defaults(run=_tail)
+
+    explain = commands.add_parser("explain", help="walk through one decision, stage by stage")
+    explain.add_argument("txn_id")
+    explain.add_argument(
+        "--run", type=Path, default=None, metavar="DIR", dest="run_dir",
+        help="a `fraudstream demo --out DIR` run folder (default: search the decisions and "
+             "transactions topics of FRAUDSTREAM_KAFKA_URL from their beginning)",
+    )  # fmt: skip
+    explain.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
+    explain.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS",
+        help="longest search of the topics without --run (default: 30)",
+    )  # fmt: skip
+    explain.add_argument("--json", action="store_true", help="the walk-through as JSON")
+    explain.set_defaults(run=_explain)
 
     services = commands.add_parser("services", help="run the embedded broker and Redis")
     services.set_defaults(run=_services)

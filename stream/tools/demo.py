@@ -25,6 +25,7 @@ from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
+from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.cpu_usage import (
     CpuMeter,
     CpuSource,
@@ -33,6 +34,13 @@ from fraudstream.stream.tools.cpu_usage import (
     run_sources,
 )
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
+from fraudstream.stream.tools.run_files import (
+    DECISIONS_FILE,
+    THRESHOLD_HISTORY_FILE,
+    TRANSACTIONS_FILE,
+    write_decisions,
+    write_threshold_history,
+)
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.stream.tools.services import ServiceUrls, embedded_services, kafka_bootstrap
 from fraudstream.stream.tools.shadow_report import compare_shadow
@@ -146,6 +154,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     print(trained, flush=True)
     stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
     labels = {label.txn_id: label for label in stream.labels}
+    write_stream(stream, out / TRANSACTIONS_FILE)  # for `fraudstream explain --run`
     with embedded_services(settings) as urls:
         print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
@@ -218,6 +227,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     (out / "dead_letters.jsonl").write_text(
         "".join(json.dumps(letter.to_dict()) + "\n" for letter in follower.dead_letters)
     )
+    write_decisions(out / DECISIONS_FILE, follower.decisions)
+    write_threshold_history(out / THRESHOLD_HISTORY_FILE, recalibrations)
     print(format_summary(summary))
     shadow = compare_shadow(follower.decisions, labels, settings.cost_model)
     if shadow is not None:
@@ -242,7 +253,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             f"(recall {dynamic['recall']:.3f}); {len(recalibrations)} recalibrations; "
             f"see drift.md"
         )
-    print(f"\nrun folder: {out}/ (summary.json, report.md, plots, dead_letters.jsonl)")
+    print(f"\nrun folder: {out}/ (summary.json, report.md, plots, dead_letters.jsonl, "
+          f"{DECISIONS_FILE}, {TRANSACTIONS_FILE})")
     return summary
 
 
@@ -270,6 +282,7 @@ async def _threshold_history(
         await shared.close()
     return [
         {"version": entry["state"]["version"], "reason": entry["state"]["reason"],
+         "review": entry["state"]["review"], "decline": entry["state"]["decline"],
          **entry["state"]["figures"]}
         for entry in reversed(history)
     ]  # fmt: skip

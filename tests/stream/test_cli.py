@@ -282,3 +282,21 @@ def test_rules_backtest_refuses_an_invalid_rules_file_with_its_line(
                  str(default_registry)]) == 1  # fmt: skip
     assert f"{rules}:2: rule 'a': amount > 'x' compares a number with a text" in (
         capsys.readouterr().err)  # fmt: skip
+
+
+def test_tail_refuses_an_outcome_that_is_not_a_decision() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tail", "--decision", "review,maybe"])
+    assert build_parser().parse_args(["tail", "--decision", "review,decline"]).decision == [
+        "review",
+        "decline",
+    ]
+
+
+def test_tail_without_a_broker_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FRAUDSTREAM_KAFKA_URL", raising=False)
+
+    assert main(["tail"]) == 2
+    assert "FRAUDSTREAM_KAFKA_URL" in capsys.readouterr().err
