@@ -159,7 +159,7 @@ def format_explanation(story: Mapping[str, Any]) -> str:
     """`explain_decision`'s data as a Markdown walk-through, stage by stage."""
     rules = story["rules"]
     rules_line = ", ".join(rules) if rules else "none"
-    if story["rules_version"] is not None:
+    if story["rules_version"]:  # "" when no rule set was in force
         rules_line += f" (rules version {story['rules_version']})"
     lines = [f"# Decision for {story['txn_id']}: {story['decision'].upper()} "
              f"(score {story['score']:.4f})", ""]  # fmt: skip

@@ -85,6 +85,13 @@ def test_without_rules_or_pair_values_the_walk_through_says_so() -> None:
     assert "| xgboost | 0.8000 | ? | ? | ? | - |" in text
 
 
+def test_the_rules_that_fired_are_named_with_their_version() -> None:
+    record = flagged_record(rules=["stolen-cards", "card-testing"], rules_version="635b1919a3a7")
+    text = format_explanation(explain_decision(DecisionSources(record)))
+
+    assert "## 5. Rules fired\n\nstolen-cards, card-testing (rules version 635b1919a3a7)\n" in text
+
+
 def test_json_walk_through_round_trips() -> None:
     story = explain_decision(DecisionSources(flagged_record(), weights=WEIGHTS))
 
