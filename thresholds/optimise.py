@@ -78,9 +78,7 @@ def _most_reviews_allowed(capacity: float | None, transactions: int) -> int:
     return allowed
 
 
-def _window_argmin(
-    values: NDArray[np.float64], starts: NDArray[np.intp]
-) -> NDArray[np.intp]:
+def _window_argmin(values: NDArray[np.float64], starts: NDArray[np.intp]) -> NDArray[np.intp]:
     """For each end e, the index of min(values[starts[e] : e + 1]), the latest among ties.
 
     A sparse table answers each window as the better of two power-of-two blocks that cover
