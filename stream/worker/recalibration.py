@@ -127,7 +127,10 @@ class ThresholdKeeper:
 
     def _note_recall_floor(self, attempt: Recalibration) -> None:
         """Log when the recall floor starts and stops yielding to the hard limits (not at
-        every attempt: under a tight review capacity it may yield for days)."""
+        every attempt: under a tight review capacity it may yield for days). An attempt
+        that stopped before optimising (too few labels) says nothing about the floor."""
+        if "optimum_review" not in attempt.figures:
+            return
         reason = attempt.figures.get("recall_floor_yielded")
         if (reason is not None) != self._floor_yielded:
             self._floor_yielded = reason is not None
