@@ -84,7 +84,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     try:
-        report = evaluate_from_file(args.data, _registry(args), Settings.from_env().cost_model)
+        settings = Settings.from_env()
+        report = evaluate_from_file(
+            args.data, _registry(args), settings.cost_model, settings.threshold_constraints
+        )
     except NoHeldOutTransactions as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
@@ -141,7 +144,7 @@ def _offline_demo(args: argparse.Namespace) -> int:
                               signing_key=_training_key(settings, registry))  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
-    report = evaluate_from_file(data, registry, settings.cost_model)
+    report = evaluate_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
     _print_evaluation(report, out / "evaluation.json")
     return 0
 

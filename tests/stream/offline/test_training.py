@@ -9,6 +9,8 @@ import pytest
 
 from fraudstream.models.registry import RegistryError, load_version
 from fraudstream.stream.cli import main
+from fraudstream.stream.offline.evaluation import trained_constraints
+from fraudstream.thresholds.optimise import Constraints
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,13 @@ def test_evaluate_reports_every_model_and_scenario(trained_run: Path) -> None:
     )
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"xgboost", "isolation_forest", "ensemble", "rules"}
+    # The default limits: a 2 % review capacity and a 0.1 % FPR cap on declines.
+    assert report["constraints"] == {"max_fpr": 0.001, "min_recall": None, "max_review_rate": 0.02}
     for figures in report["models"].values():
         assert 0.0 <= figures["auc_roc"] <= 1.0
         assert figures["review_threshold"] <= figures["decline_threshold"]
-        assert figures["cost_per_txn"] <= figures["cost_per_txn_deployed"] + 1e-9
+        assert figures["review_rate"] <= 0.02 and figures["fpr"] <= 0.001
+        assert 0.0 <= figures["card_precision_at_capacity"] <= 1.0
     assert "novel" in report["recall_by_scenario"]
     assert report["models"]["xgboost"]["auc_roc"] > report["models"]["rules"]["auc_roc"]
 
@@ -49,6 +54,12 @@ def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> Non
         "rules",
     }
     assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
+    assert models.metadata["constraints"]["max_review_rate"] == 0.02
+
+
+def test_a_version_trained_before_the_review_capacity_has_no_cap() -> None:
+    old = {"constraints": {"max_fpr": 0.001, "min_recall": None}}
+    assert trained_constraints(old) == Constraints(max_fpr=0.001, max_review_rate=None)
 
 
 def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
