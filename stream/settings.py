@@ -52,6 +52,10 @@ Variables (default in brackets):
 ``FRAUDSTREAM_MAX_FPR``             cap on the false-positive rate of declines, in (0, 1] [0.001]
 ``FRAUDSTREAM_REVIEW_CAPACITY``     largest share of transactions sent to manual review, what the
                                     analysts can work through, in [0, 1]; 1 = unlimited [0.02]
+``FRAUDSTREAM_LIMIT_MARGIN``        share of the FPR cap and review capacity a new threshold pair
+                                    (training, recalibration) leaves free on the labelled data
+                                    it is chosen on, so the limits hold on traffic it has not
+                                    seen; reports hold runs to the full limits, in [0, 1) [0.5]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
 ``FRAUDSTREAM_METRICS_HOST``        address the Prometheus server binds; ``0.0.0.0`` for every
                                     interface (containers) [``127.0.0.1``]
@@ -160,6 +164,7 @@ class Settings:
     cost_review: float = 10.0
     max_fpr: float = 0.001
     review_capacity: float = 0.02
+    limit_margin: float = 0.5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     fetch_max_wait_ms: int = 10
@@ -200,14 +205,20 @@ class Settings:
 
     @property
     def threshold_constraints(self) -> Constraints:
-        """The hard limits every threshold pair meets, offline and online: the FPR cap on
-        declines and the review capacity."""
+        """The hard limits, the FPR cap on declines and the review capacity, that evaluation
+        and run reports hold decisions to."""
         return Constraints(max_fpr=self.max_fpr, max_review_rate=self.review_capacity)
 
     @property
+    def selection_constraints(self) -> Constraints:
+        """What a new pair is chosen under (training's static pair): the hard limits less
+        `limit_margin`."""
+        return self.threshold_constraints.with_margin(self.limit_margin)
+
+    @property
     def recalibration_constraints(self) -> Constraints:
-        """The hard limits plus the recall floor the online recalibration aims for."""
-        return replace(self.threshold_constraints, min_recall=self.recalibration_min_recall)
+        """The selection limits plus the recall floor the online recalibration aims for."""
+        return replace(self.selection_constraints, min_recall=self.recalibration_min_recall)
 
     def id_pseudonyms(self) -> IdPseudonyms:
         """The card and merchant id pseudonyms a worker writes everywhere instead of the ids,
@@ -302,6 +313,7 @@ class Settings:
             cost_review=get("COST_REVIEW", _non_negative_float, d.cost_review),
             max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
             review_capacity=get("REVIEW_CAPACITY", _share, d.review_capacity),
+            limit_margin=get("LIMIT_MARGIN", _margin, d.limit_margin),
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
             metrics_host=get("METRICS_HOST", _bind_host, d.metrics_host),
             fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
@@ -355,6 +367,13 @@ def _share(key: str, raw: str) -> float:
     value = _float(key, raw)
     if not 0 <= value <= 1:
         raise SettingsError(f"{key}={raw!r} must be in [0, 1], e.g. 0.02 for 2 %")
+    return value
+
+
+def _margin(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if not 0 <= value < 1:
+        raise SettingsError(f"{key}={raw!r} must be in [0, 1), e.g. 0.5 to aim at half a limit")
     return value
 
 

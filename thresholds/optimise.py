@@ -40,6 +40,19 @@ class Constraints:
                 f"max_review_rate must be None (unlimited) or >= 0, got {self.max_review_rate!r}"
             )
 
+    def with_margin(self, margin: float) -> Constraints:
+        """These limits with `margin` (a share in [0, 1)) of the FPR cap and the capacity
+        kept free: a pair chosen on one labelled sample then decides traffic it has not
+        seen, where its FPR and review rate come out higher about as often as lower."""
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+        capacity = self.max_review_rate
+        return Constraints(
+            max_fpr=self.max_fpr * (1 - margin),
+            min_recall=self.min_recall,
+            max_review_rate=None if capacity is None else capacity * (1 - margin),
+        )
+
     def describe(self) -> str:
         """The hard limits as a message names them: max_fpr, then max_review_rate if set."""
         capacity = self.max_review_rate

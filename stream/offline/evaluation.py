@@ -46,7 +46,7 @@ def evaluate_from_file(
     data: Path,
     registry: Path,
     cost: CostModel = CostModel(),
-    constraints: Constraints | None = None,
+    constraints: Constraints = Constraints(),
 ) -> dict[str, Any]:
     """Quality of every scorer on the part of `data` the live model never trained on.
 
@@ -56,8 +56,8 @@ def evaluate_from_file(
     the registry (what a static deployment would have paid; the gap is what online
     recalibration is for), with the deployed pair's review rate and FPR to hold against
     the limits. Both use `cost`; the command line passes `Settings.cost_model` and
-    `Settings.threshold_constraints`, and the report records both. `constraints` None
-    means those the version was trained under (`trained_constraints`).
+    `Settings.threshold_constraints` (the full limits: the version's own are the
+    narrower ones its pair was chosen under), and the report records both.
     Raises `NoHeldOutTransactions` when no labelled transaction of `data` lies after the
     version's validation split.
     """
@@ -88,8 +88,6 @@ def evaluate_from_file(
         "models": {},
         "recall_by_scenario": {},
     }
-    if constraints is None:
-        constraints = trained_constraints(models.metadata)
     report["constraints"] = vars(constraints)
     capacity = constraints.max_review_rate
     held_out_times = times[held_out]
@@ -124,12 +122,6 @@ def evaluate_from_file(
             report["recall_by_scenario"].setdefault(scenario, {"frauds": int(in_scenario.sum())})
             report["recall_by_scenario"][scenario][name] = float(flagged[in_scenario].mean())
     return report
-
-
-def trained_constraints(metadata: dict[str, Any]) -> Constraints:
-    """The limits a registry version's thresholds were chosen under; versions trained
-    before the review capacity existed have no `max_review_rate`: unlimited."""
-    return Constraints(**metadata["constraints"])
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -116,6 +116,14 @@ def test_negative_review_capacity_is_rejected() -> None:
         Constraints(max_review_rate=-0.01)
 
 
+def test_a_margin_keeps_a_share_of_the_fpr_cap_and_capacity_free() -> None:
+    limits = Constraints(max_fpr=0.002, min_recall=0.9, max_review_rate=0.02)
+    assert limits.with_margin(0.25) == Constraints(0.0015, 0.9, 0.015)
+    assert Constraints(0.002).with_margin(0.5) == Constraints(0.001)
+    with pytest.raises(ValueError, match="margin must be in"):
+        limits.with_margin(1.0)
+
+
 def test_invalid_scores_are_rejected_before_searching() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         optimise_thresholds([0.1, 0.9], [1])

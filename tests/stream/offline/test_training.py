@@ -9,8 +9,6 @@ import pytest
 
 from fraudstream.models.registry import RegistryError, load_version
 from fraudstream.stream.cli import main
-from fraudstream.stream.offline.evaluation import trained_constraints
-from fraudstream.thresholds.optimise import Constraints
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +52,12 @@ def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> Non
         "rules",
     }
     assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
-    assert models.metadata["constraints"]["max_review_rate"] == 0.02
-
-
-def test_a_version_trained_before_the_review_capacity_has_no_cap() -> None:
-    old = {"constraints": {"max_fpr": 0.001, "min_recall": None}}
-    assert trained_constraints(old) == Constraints(max_fpr=0.001, max_review_rate=None)
+    # The pair is chosen within half of each limit (FRAUDSTREAM_LIMIT_MARGIN 0.5).
+    assert models.metadata["constraints"] == {
+        "max_fpr": 0.0005,
+        "min_recall": None,
+        "max_review_rate": 0.01,
+    }
 
 
 def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
