@@ -2,19 +2,24 @@
 
 `card_precision_at_k` follows the Fraud Detection Handbook (Le Borgne et al.): for each
 day, rank cards by their highest score that day, take the top k, and count the share that
-had at least one fraud that day; the figure is the mean over days.
+had at least one fraud that day; the figure is the mean over days. k is fixed, or a share
+of each day's transactions (the review capacity: what analysts can check that day).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import datetime
+import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 SECONDS_PER_DAY = 86_400.0
+EPOCH = datetime.date(1970, 1, 1)
 
 
 def _has_both_classes(is_fraud: np.ndarray) -> bool:
@@ -46,14 +51,34 @@ def recall_at_fpr(scores: ArrayLike, is_fraud: ArrayLike, max_fpr: float = 0.001
     return float(tpr[fpr <= max_fpr].max())
 
 
-def card_precision_at_k(
+@dataclass(frozen=True)
+class DailyCardPrecision:
+    """One day's card precision top-k: `precision` is None when k is 0 (nothing to rank)."""
+
+    day: str  # ISO date, UTC
+    transactions: int
+    k: int
+    precision: float | None
+
+
+def card_precision_by_day(
     scores: ArrayLike,
     is_fraud: ArrayLike,
     card_ids: Sequence[str],
     event_times: ArrayLike,
-    k: int = 100,
-) -> float:
-    """Daily card precision top-k, averaged over the days present."""
+    *,
+    k: int | None = None,
+    share_of_day: float | None = None,
+) -> list[DailyCardPrecision]:
+    """Card precision top-k for each UTC day present, oldest first.
+
+    Give either a fixed `k`, or `share_of_day`: then each day's k is that share of the
+    day's transactions, rounded half up (k = review capacity x transactions: the cards a review
+    team can check that day). A day with fewer than k cards still divides by k, as the
+    Handbook does; cards flagged on earlier days are not excluded.
+    """
+    if (k is None) == (share_of_day is None):
+        raise ValueError("give exactly one of k and share_of_day")
     score_array = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(is_fraud, dtype=bool)
     days = (np.asarray(event_times, dtype=np.float64) // SECONDS_PER_DAY).astype(np.int64)
@@ -66,8 +91,36 @@ def card_precision_at_k(
     per_day: dict[int, list[tuple[float, bool]]] = defaultdict(list)
     for key, score in best_score.items():
         per_day[key[0]].append((score, compromised[key]))
-    precisions = []
-    for cards in per_day.values():
-        top = sorted(cards, key=lambda item: item[0], reverse=True)[:k]
-        precisions.append(sum(fraud for _, fraud in top) / k)
+    transactions_per_day = Counter(days.tolist())
+    result = []
+    for day in sorted(per_day):
+        transactions = transactions_per_day[day]
+        day_k = k if share_of_day is None else math.floor(share_of_day * transactions + 0.5)
+        assert day_k is not None
+        top = sorted(per_day[day], key=lambda item: item[0], reverse=True)[:day_k]
+        result.append(
+            DailyCardPrecision(
+                day=(EPOCH + datetime.timedelta(days=day)).isoformat(),
+                transactions=transactions,
+                k=day_k,
+                precision=sum(fraud for _, fraud in top) / day_k if day_k else None,
+            )
+        )
+    return result
+
+
+def mean_card_precision(daily: Sequence[DailyCardPrecision]) -> float:
+    """The mean over days that ranked anything (k > 0); NaN when none did."""
+    precisions = [entry.precision for entry in daily if entry.precision is not None]
     return float(np.mean(precisions)) if precisions else float("nan")
+
+
+def card_precision_at_k(
+    scores: ArrayLike,
+    is_fraud: ArrayLike,
+    card_ids: Sequence[str],
+    event_times: ArrayLike,
+    k: int = 100,
+) -> float:
+    """Daily card precision top-k, averaged over the days present."""
+    return mean_card_precision(card_precision_by_day(scores, is_fraud, card_ids, event_times, k=k))

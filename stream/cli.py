@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = _registry(args)
     version = train_from_file(
-        args.data, registry, settings.cost_model, settings.threshold_constraints,
+        args.data, registry, settings.cost_model, settings.selection_constraints,
         since=args.since, signing_key=_training_key(settings, registry),
     )  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
@@ -88,7 +88,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     try:
-        report = evaluate_from_file(args.data, _registry(args), Settings.from_env().cost_model)
+        settings = Settings.from_env()
+        report = evaluate_from_file(
+            args.data, _registry(args), settings.cost_model, settings.threshold_constraints
+        )
     except NoHeldOutTransactions as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
@@ -141,11 +144,11 @@ def _offline_demo(args: argparse.Namespace) -> int:
     seed = GeneratorConfig.seed if args.seed is None else args.seed
     print(write_generated_stream(GeneratorConfig(args.transactions, seed=seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
-    version = train_from_file(data, registry, settings.cost_model, settings.threshold_constraints,
+    version = train_from_file(data, registry, settings.cost_model, settings.selection_constraints,
                               signing_key=_training_key(settings, registry))  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
-    report = evaluate_from_file(data, registry, settings.cost_model)
+    report = evaluate_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
     _print_report(format_report(report), report, out / "evaluation.json")
     return 0
 

@@ -47,11 +47,18 @@ Variables (default in brackets):
                                     by XGBoost alone, marked ``stand_in``; 0 = never [100]
 ``FRAUDSTREAM_WEIGHT_XGBOOST``      ensemble weight, >= 0 [unset: the registry version's]
 ``FRAUDSTREAM_WEIGHT_ISOLATION_FOREST`` ensemble weight, >= 0 [unset: the registry version's]
-``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]; the costs and the
-                                    FPR cap serve training, evaluate, reports and the worker
+``FRAUDSTREAM_COST_FN``             dollars per missed fraud, >= 0 [5000]; the costs, the
+                                    FPR cap and the review capacity serve training, evaluate,
+                                    reports and the worker
 ``FRAUDSTREAM_COST_FP``             dollars per false decline, >= 0 [50]
 ``FRAUDSTREAM_COST_REVIEW``         dollars per manual review, >= 0 [10]
-``FRAUDSTREAM_MAX_FPR``             cap on false-positive rate, in (0, 1] [0.001]
+``FRAUDSTREAM_MAX_FPR``             cap on the false-positive rate of declines, in (0, 1] [0.001]
+``FRAUDSTREAM_REVIEW_CAPACITY``     largest share of transactions sent to manual review, what the
+                                    analysts can work through, in [0, 1]; 1 = unlimited [0.02]
+``FRAUDSTREAM_LIMIT_MARGIN``        share of the FPR cap and review capacity a new threshold pair
+                                    (training, recalibration) leaves free on the labelled data
+                                    it is chosen on, so the limits hold on traffic it has not
+                                    seen; reports hold runs to the full limits, in [0, 1) [0.5]
 ``FRAUDSTREAM_METRICS_PORT``        Prometheus port, 0 = pick a free one [0]
 ``FRAUDSTREAM_METRICS_HOST``        address the Prometheus server binds; ``0.0.0.0`` for every
                                     interface (containers) [``127.0.0.1``]
@@ -60,7 +67,9 @@ Variables (default in brackets):
 ``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
 ``FRAUDSTREAM_LABEL_MATURITY_DAYS`` a labelled decision counts once this old [10]
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
-``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window [0.97]
+``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window, unless
+                                    the FPR cap and review capacity allow none that does: then
+                                    the cheapest pair within them [0.97]
 ``FRAUDSTREAM_APP_ID``              Faust app id = Kafka consumer group [``fraudstream``]
 ``FRAUDSTREAM_SIGNING_KEY``         secret (any string of >= 16 bytes) that signs model versions
                                     and threshold pairs; a worker refuses to start without it
@@ -80,7 +89,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
@@ -159,6 +168,8 @@ class Settings:
     cost_fp: float = 50.0
     cost_review: float = 10.0
     max_fpr: float = 0.001
+    review_capacity: float = 0.02
+    limit_margin: float = 0.5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     fetch_max_wait_ms: int = 10
@@ -199,8 +210,20 @@ class Settings:
 
     @property
     def threshold_constraints(self) -> Constraints:
-        """The FPR cap an offline threshold pair must meet (online recalibration adds recall)."""
-        return Constraints(max_fpr=self.max_fpr)
+        """The hard limits, the FPR cap on declines and the review capacity, that evaluation
+        and run reports hold decisions to."""
+        return Constraints(max_fpr=self.max_fpr, max_review_rate=self.review_capacity)
+
+    @property
+    def selection_constraints(self) -> Constraints:
+        """What a new pair is chosen under (training's static pair): the hard limits less
+        `limit_margin`."""
+        return self.threshold_constraints.with_margin(self.limit_margin)
+
+    @property
+    def recalibration_constraints(self) -> Constraints:
+        """The selection limits plus the recall floor the online recalibration aims for."""
+        return replace(self.selection_constraints, min_recall=self.recalibration_min_recall)
 
     def id_pseudonyms(self) -> IdPseudonyms:
         """The card and merchant id pseudonyms a worker writes everywhere instead of the ids,
@@ -295,6 +318,8 @@ class Settings:
             cost_fp=get("COST_FP", _non_negative_float, d.cost_fp),
             cost_review=get("COST_REVIEW", _non_negative_float, d.cost_review),
             max_fpr=get("MAX_FPR", _fraction, d.max_fpr),
+            review_capacity=get("REVIEW_CAPACITY", _share, d.review_capacity),
+            limit_margin=get("LIMIT_MARGIN", _margin, d.limit_margin),
             metrics_port=get("METRICS_PORT", _port, d.metrics_port),
             metrics_host=get("METRICS_HOST", _bind_host, d.metrics_host),
             fetch_max_wait_ms=get("FETCH_MAX_WAIT_MS", _positive_int, d.fetch_max_wait_ms),
@@ -341,6 +366,20 @@ def _fraction(key: str, raw: str) -> float:
     value = _float(key, raw)
     if not 0 < value <= 1:
         raise SettingsError(f"{key}={raw!r} must be in (0, 1], e.g. 0.001 for 0.1 %")
+    return value
+
+
+def _share(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{key}={raw!r} must be in [0, 1], e.g. 0.02 for 2 %")
+    return value
+
+
+def _margin(key: str, raw: str) -> float:
+    value = _float(key, raw)
+    if not 0 <= value < 1:
+        raise SettingsError(f"{key}={raw!r} must be in [0, 1), e.g. 0.5 to aim at half a limit")
     return value
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.thresholds.cost import CostModel, Outcome, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, NoFeasibleThresholds, optimise_thresholds
 from fraudstream.thresholds.pair import ThresholdPair
 
@@ -214,6 +214,28 @@ def _move(old: float, target: float, rails: GuardRails) -> tuple[float, str]:
     return old + math.copysign(step, target - old), limit
 
 
+def optimum_within_limits(
+    scores: NDArray[np.float64],
+    is_fraud: NDArray[np.bool_],
+    cost: CostModel,
+    constraints: Constraints,
+) -> tuple[Outcome, str | None]:
+    """The window's optimum, and why the recall floor yielded (None when it held).
+
+    The FPR cap and the review capacity are operating facts (customers wrongly declined,
+    analysts on shift); the recall floor is an aim. When no pair keeps the floor within
+    them, the floor yields and the cheapest pair within the limits is the optimum. Raises
+    NoFeasibleThresholds when the limits alone allow no pair (a negative FPR cap).
+    """
+    try:
+        return optimise_thresholds(scores, is_fraud, cost, constraints).outcome, None
+    except NoFeasibleThresholds as error:
+        if constraints.min_recall is None:
+            raise
+        within_limits = replace(constraints, min_recall=None)
+        return optimise_thresholds(scores, is_fraud, cost, within_limits).outcome, str(error)
+
+
 def recalibrate(
     current: ThresholdState,
     window: LabelledWindow,
@@ -223,10 +245,12 @@ def recalibrate(
 ) -> Recalibration:
     """Decide the next live pair from the labelled window (the caller evicts beforehand).
 
-    The target is the exact cost optimum on the window (`optimise_thresholds`), clipped to
-    the hard bounds with review <= decline; each threshold then moves toward it as the
-    rails allow. Figures (JSON-able) give the labelled counts, the raw and bounded target
-    and the window's expected cost per transaction at the current and new pair.
+    The target is the exact cost optimum on the window (`optimum_within_limits`: the
+    recall floor yields to the FPR cap and review capacity), clipped to the hard bounds
+    with review <= decline; each threshold then moves toward it as the rails allow.
+    Figures (JSON-able) give the labelled counts, the raw and bounded target, the window's
+    expected cost per transaction at the current and new pair, and `recall_floor_yielded`
+    (why) when the floor could not be kept.
     """
     figures: dict[str, Any] = {"frauds": window.frauds, "legits": window.legits}
 
@@ -239,9 +263,11 @@ def recalibrate(
         return keep(f"only {window.legits} labelled legitimate, need {rails.min_legits}")
     scores, is_fraud = window.arrays()
     try:
-        optimum = optimise_thresholds(scores, is_fraud, cost, constraints).outcome
+        optimum, floor_yielded = optimum_within_limits(scores, is_fraud, cost, constraints)
     except NoFeasibleThresholds as error:
         return keep(f"no feasible thresholds on the window: {error}")
+    if floor_yielded is not None:
+        figures["recall_floor_yielded"] = floor_yielded
     target_decline = _clip(optimum.decline_threshold, rails.decline_bounds)
     target_review = min(_clip(optimum.review_threshold, rails.review_bounds), target_decline)
     figures.update(
@@ -267,6 +293,7 @@ def recalibrate(
         cost_per_txn_new=new_outcome.cost_per_txn,
         recall_new=new_outcome.recall,
         fpr_new=new_outcome.fpr,
+        review_rate_new=new_outcome.review_rate,
     )
     moves = [
         f"{name} {old:.4f}→{new:.4f} (target {target:.4f}{', ' + limit if limit else ''})"

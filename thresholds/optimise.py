@@ -1,11 +1,12 @@
-"""Find the cheapest (review, decline) threshold pair that meets the FPR and recall limits.
+"""Find the cheapest (review, decline) threshold pair within the FPR, recall and review limits.
 
 The search is exact over the candidate set (every distinct score, plus NEVER_FIRES) and
-runs in O(n log n): one sort, cumulative counts, and one vectorised pass over the pairs.
+runs in O(n log n): one sort, cumulative counts, and a few vectorised passes over the pairs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,10 +23,42 @@ from fraudstream.thresholds.cost import (
 
 @dataclass(frozen=True)
 class Constraints:
-    """Limits a threshold pair must meet: FPR counts declines only, recall counts reviews too."""
+    """Limits a threshold pair must meet: FPR counts declines only, recall counts reviews too.
+
+    `max_review_rate` is the review capacity: the largest share of all transactions that may
+    go to manual review (0.02 = 2 %), None for unlimited. Raises ValueError when it is
+    negative or NaN.
+    """
 
     max_fpr: float = 0.001
     min_recall: float | None = None
+    max_review_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_review_rate is not None and not self.max_review_rate >= 0:
+            raise ValueError(
+                f"max_review_rate must be None (unlimited) or >= 0, got {self.max_review_rate!r}"
+            )
+
+    def with_margin(self, margin: float) -> Constraints:
+        """These limits with `margin` (a share in [0, 1)) of the FPR cap and the capacity
+        kept free: a pair chosen on one labelled sample then decides traffic it has not
+        seen, where its FPR and review rate come out higher about as often as lower."""
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+        capacity = self.max_review_rate
+        return Constraints(
+            max_fpr=self.max_fpr * (1 - margin),
+            min_recall=self.min_recall,
+            max_review_rate=None if capacity is None else capacity * (1 - margin),
+        )
+
+    def describe(self) -> str:
+        """The hard limits as a message names them: max_fpr, then max_review_rate if set."""
+        capacity = self.max_review_rate
+        return f"max_fpr {self.max_fpr}" + (
+            "" if capacity is None else f" and max_review_rate {capacity}"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +79,44 @@ def _at_or_above(counts_per_value: NDArray[np.intp]) -> NDArray[np.intp]:
     return np.append(suffix, 0)
 
 
+def _most_reviews_allowed(capacity: float | None, transactions: int) -> int:
+    """The largest review count k with k / transactions <= capacity, as Outcome divides."""
+    if capacity is None or capacity >= 1:
+        return transactions
+    allowed = math.floor(capacity * transactions)
+    while (allowed + 1) / transactions <= capacity:
+        allowed += 1
+    while allowed > 0 and allowed / transactions > capacity:
+        allowed -= 1
+    return allowed
+
+
+def _window_argmin(values: NDArray[np.float64], starts: NDArray[np.intp]) -> NDArray[np.intp]:
+    """For each end e, the index of min(values[starts[e] : e + 1]), the latest among ties.
+
+    A sparse table answers each window as the better of two power-of-two blocks that cover
+    it; block answers are built one doubling at a time, so memory stays O(n). Requires
+    0 <= starts[e] <= e.
+    """
+
+    def better(left: NDArray[np.intp], right: NDArray[np.intp]) -> NDArray[np.intp]:
+        take_right = values[right] < values[left]
+        tied_later = (values[right] == values[left]) & (right > left)
+        return np.where(take_right | tied_later, right, left)
+
+    ends = np.arange(values.size)
+    level = np.frexp(ends - starts + 1)[1] - 1  # floor(log2(window length)), exactly
+    best = ends.copy()
+    block = ends.copy()  # block[i]: best index of values[i : i + 2**j], here j = 0
+    for j in range(int(level.max()) + 1):
+        if j:
+            half = 1 << (j - 1)
+            block = better(block[:-half], block[half:])
+        ask = np.flatnonzero(level == j)
+        best[ask] = better(block[starts[ask]], block[ask - (1 << j) + 1])
+    return best
+
+
 def optimise_thresholds(
     scores: ArrayLike,
     is_fraud: ArrayLike,
@@ -58,13 +129,18 @@ def optimise_thresholds(
     all, fraud and legit scores >= t, the pair (r, d) with r <= d costs
         cost_fn * (F_total - F(r)) + cost_review * N(r)     = g(r), review side only
       + cost_fp * L(d) - cost_review * N(d)                 = h(d), decline side only,
-    since reviews are N(r) - N(d). Recall depends only on r and FPR only on d, so for each
-    decline candidate d the best review is the minimum of g over feasible r <= d: a running
-    minimum (np.minimum.accumulate) gives it for every d at once.
+    since reviews are N(r) - N(d). Recall depends only on r and FPR only on d; the review
+    capacity bounds N(r) - N(d) <= K, and as N falls with the threshold, the reviews
+    feasible with decline d are the candidates from lo(d) = the first r with
+    N(r) <= N(d) + K up to d, with lo(d) nondecreasing in d (lo = 0 without a capacity).
+    So for each d the best review is the minimum of g over feasible r in [lo(d), d]: a
+    sliding-window minimum (`_window_argmin`) gives it for every d at once.
 
     Ties go to the higher decline threshold, then the higher review threshold (fewer
-    declines and reviews). Raises NoFeasibleThresholds if no pair meets `constraints`, and
-    ValueError on invalid inputs (see validate_labelled_scores).
+    declines and reviews). (NEVER_FIRES, NEVER_FIRES) meets any FPR cap >= 0 and any
+    capacity, so only a recall floor (or a negative FPR cap) can leave no feasible pair.
+    Raises NoFeasibleThresholds if no pair meets `constraints`, and ValueError on invalid
+    inputs (see validate_labelled_scores).
     """
     score_array, label_array = validate_labelled_scores(scores, is_fraud)
     values, value_index = np.unique(score_array, return_inverse=True)
@@ -84,26 +160,28 @@ def optimise_thresholds(
         else recall >= constraints.min_recall
     )
     # FPR is 0 at NEVER_FIRES, the last decline candidate, so if any decline is feasible
-    # that one is, and every feasible review pairs with it: these checks are complete.
+    # that one is.
     if not decline_ok.any():
         raise NoFeasibleThresholds(
             f"max_fpr {constraints.max_fpr} cannot be met: lowest achievable FPR is {fpr.min()}"
         )
-    if not review_ok.any():
-        raise NoFeasibleThresholds(
-            f"min_recall {constraints.min_recall} cannot be met under max_fpr "
-            f"{constraints.max_fpr}: best feasible recall is {recall.max()}"
-        )
+    # -everyone is sorted ascending, so this finds lo(d) for every d at once.
+    allowed = _most_reviews_allowed(constraints.max_review_rate, score_array.size)
+    first_review = np.searchsorted(-everyone, -(everyone + allowed), side="left")
 
     review_side = np.where(
         review_ok, cost.cost_fn * (fraud_total - frauds) + cost.cost_review * everyone, np.inf
     )
     decline_side = cost.cost_fp * legit - cost.cost_review * everyone
-    best_review_cost = np.minimum.accumulate(review_side)
-    # Latest index attaining the running minimum: the highest review threshold among ties.
-    positions = np.arange(candidates.size)
-    best_review = np.maximum.accumulate(np.where(review_side == best_review_cost, positions, 0))
-    totals = np.where(decline_ok, best_review_cost + decline_side, np.inf)
+    best_review = _window_argmin(review_side, first_review)
+    totals = np.where(decline_ok, review_side[best_review] + decline_side, np.inf)
+    if np.isinf(totals.min()):
+        # FPR falls as d rises, so the first feasible d allows the lowest r: the most recall.
+        best_recall = recall[first_review[np.flatnonzero(decline_ok)[0]]]
+        raise NoFeasibleThresholds(
+            f"min_recall {constraints.min_recall} cannot be met under "
+            f"{constraints.describe()}: best feasible recall is {best_recall}"
+        )
     decline_at = int(np.flatnonzero(totals == totals.min())[-1])
     review_at = int(best_review[decline_at])
 

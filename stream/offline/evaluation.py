@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from fraudstream.models.ensemble import EnsembleWeights
-from fraudstream.models.metrics import auc_pr, auc_roc, card_precision_at_k, recall_at_fpr
+from fraudstream.models.metrics import (
+    auc_pr,
+    auc_roc,
+    card_precision_at_k,
+    card_precision_by_day,
+    mean_card_precision,
+    recall_at_fpr,
+)
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import load_version
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
@@ -35,14 +42,22 @@ class NoHeldOutTransactions(ValueError):
     """
 
 
-def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()) -> dict[str, Any]:
+def evaluate_from_file(
+    data: Path,
+    registry: Path,
+    cost: CostModel = CostModel(),
+    constraints: Constraints = Constraints(),
+) -> dict[str, Any]:
     """Quality of every scorer on the part of `data` the live model never trained on.
 
     Two costs per scorer: `cost_per_txn` at the thresholds that are cost-optimal on this
-    held-out data (what the scorer's ranking is worth), and `cost_per_txn_deployed` at the
-    thresholds chosen on the validation split and stored in the registry (what a static
-    deployment would have paid; the gap is what online recalibration is for). Both use
-    `cost` (the command line passes `Settings.cost_model`), which the report records.
+    held-out data within `constraints` (what the scorer's ranking is worth), and
+    `cost_per_txn_deployed` at the thresholds chosen on the validation split and stored in
+    the registry (what a static deployment would have paid; the gap is what online
+    recalibration is for), with the deployed pair's review rate and FPR to hold against
+    the limits. Both use `cost`; the command line passes `Settings.cost_model` and
+    `Settings.threshold_constraints` (the full limits: the version's own are the
+    narrower ones its pair was chosen under), and the report records both.
     Raises `NoHeldOutTransactions` when no labelled transaction of `data` lies after the
     version's validation split.
     """
@@ -68,11 +83,14 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
         "transactions": int(held_out.sum()),
         "frauds": int(y.sum()),
         "cost_model": vars(cost),
+        "constraints": {},
         "period": {"start": float(times[held_out].min()), "end": float(times[held_out].max())},
         "models": {},
         "recall_by_scenario": {},
     }
-    constraints = Constraints(**models.metadata["constraints"])
+    report["constraints"] = vars(constraints)
+    capacity = constraints.max_review_rate
+    held_out_times = times[held_out]
     for name, scores in score_all(models, weights, features).items():
         chosen = models.metadata["thresholds"][name]
         deployed = evaluate_thresholds(scores, y, chosen["review"], chosen["decline"], cost)
@@ -81,7 +99,12 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
             "auc_roc": auc_roc(scores, y),
             "auc_pr": auc_pr(scores, y),
             "recall_at_fpr_0_1pct": recall_at_fpr(scores, y, 0.001),
-            "card_precision_at_100": card_precision_at_k(scores, y, cards, times[held_out], 100),
+            "card_precision_at_100": card_precision_at_k(scores, y, cards, held_out_times, 100),
+            "card_precision_at_capacity": None
+            if capacity is None
+            else mean_card_precision(
+                card_precision_by_day(scores, y, cards, held_out_times, share_of_day=capacity)
+            ),
             "cost_per_txn": optimal.cost_per_txn,
             "review_threshold": optimal.review_threshold,
             "decline_threshold": optimal.decline_threshold,
@@ -89,6 +112,8 @@ def evaluate_from_file(data: Path, registry: Path, cost: CostModel = CostModel()
             "fpr": optimal.fpr,
             "review_rate": optimal.review_rate,
             "cost_per_txn_deployed": deployed.cost_per_txn,
+            "review_rate_deployed": deployed.review_rate,
+            "fpr_deployed": deployed.fpr,
             "deployed_thresholds": {"review": chosen["review"], "decline": chosen["decline"]},
         }
         flagged = scores > np.quantile(scores[y == 0], 1.0 - SCENARIO_ALERT_FPR)
@@ -124,6 +149,8 @@ def format_report(report: dict[str, Any]) -> str:
         "costs: {cost_fn:g} per missed fraud, {cost_fp:g} per false decline, "
         "{cost_review:g} per review.".format(**report["cost_model"]),
         "",
+        *_deployed_against_limits(report),
+        "",
         f"recall by fraud scenario, each model flagging its top {SCENARIO_ALERT_FPR:.0%} "
         "of legitimate traffic:",
     ]
@@ -133,3 +160,23 @@ def format_report(report: dict[str, Any]) -> str:
             f"{scenario:<22}{row['frauds']:>7}" + "".join(f"{row[m]:>17.3f}" for m in MODEL_NAMES)
         )
     return "\n".join(lines)
+
+
+def _deployed_against_limits(report: dict[str, Any]) -> list[str]:
+    """The deployed pairs' review rate and FPR on held-out data, against the limits."""
+    limits = report["constraints"]
+    capacity = limits.get("max_review_rate")
+    shown_capacity = "unlimited" if capacity is None else f"{capacity:.2%}"
+    lines = [
+        f"deployed thresholds against the limits (review capacity {shown_capacity}, "
+        f"decline FPR cap {limits['max_fpr']:.2%}); cp@cap: card precision with k = the "
+        "capacity's share of each day's transactions:",
+        f"{'model':<17}{'review':>9}{'fpr':>9}{'cp@cap':>8}",
+    ]
+    for name, row in report["models"].items():
+        cp = row["card_precision_at_capacity"]
+        lines.append(
+            f"{name:<17}{row['review_rate_deployed']:>9.2%}{row['fpr_deployed']:>9.3%}"
+            f"{'n/a' if cp is None else format(cp, '.3f'):>8}"
+        )
+    return lines

@@ -141,8 +141,9 @@ def train_from_file(
     signed with `signing_key`.
 
     Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
-    (the command line passes `Settings.cost_model` and `Settings.threshold_constraints`);
-    both are stored in the version's metadata. `since` retrains on the recent part only
+    (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
+    the FPR cap and review capacity less a margin, as the pair will decide unseen
+    traffic); both are stored in the version's metadata. `since` retrains on the recent part only
     (see `load_labelled_stream`).
     """
     matrix = load_labelled_stream(data, since)
@@ -216,6 +217,6 @@ def ensure_trained_model(settings: Settings, work: Path) -> tuple[str, SigningKe
           "transactions and training (about a minute)", flush=True)  # fmt: skip
     write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
     version = train_from_file(history, registry, settings.cost_model,
-                              settings.threshold_constraints, signing_key=key)  # fmt: skip
+                              settings.selection_constraints, signing_key=key)  # fmt: skip
     signed = "" if settings.signing_key is not None else f" (key: {key_file_for(registry)})"
     return f"trained {version} into {registry}, signed{signed}", key

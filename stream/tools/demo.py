@@ -213,6 +213,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary = summarize_run(
         follower.decisions, labels, produced=report.produced,
         dead_lettered=len(follower.dead_letters), seconds=seconds, cost=settings.cost_model,
+        constraints=settings.threshold_constraints,
     )  # fmt: skip
     summary["cpu_s_per_1000_txn"] = per_1000(cpu_seconds, report.produced)
     summary["load_average"] = load_average()

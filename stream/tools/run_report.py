@@ -1,5 +1,9 @@
 """The summary of one run: throughput, latency against the budget, decisions and their quality.
 
+Quality holds the operating limits too: the review rate against the review capacity (what
+the analysts can work through), the declines' FPR against its cap, the review queue's
+precision and card precision with k = the capacity's share of each day's transactions.
+
 `summarize_run` is pure: it takes the decisions read back from the `decisions` topic and the
 labels, and returns plain JSON-ready data, so the demo, the load test and the tests share it.
 Delivery is at-least-once (DESIGN §2), so a transaction may be decided twice; the first
@@ -19,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from fraudstream.features.transaction import Label
+from fraudstream.models.metrics import card_precision_by_day, mean_card_precision
 from fraudstream.stream.contract import OUTCOMES, Decision, first_decisions
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.thresholds.optimise import Constraints
 
 #: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
 DEFAULT_BUDGET_MS: Mapping[str, float] = MappingProxyType({"p50": 25, "p95": 50, "p99": 100})
@@ -38,14 +44,43 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _within_limit(measured: float | None, limit: float | None) -> bool:
+    """No limit always passes; an undefined figure never does (as latency)."""
+    return limit is None or _within(measured, limit)
+
+
+def _card_precision(
+    decided: Sequence[Decision], labels: Mapping[str, Label], capacity: float | None
+) -> dict[str, Any]:
+    """Card precision per day, k = capacity x the day's labelled decisions (none: no k)."""
+    scored = [d for d in decided if d.txn_id in labels]
+    if capacity is None or not scored:
+        return {"mean": None, "by_day": []}
+    daily = card_precision_by_day(
+        [d.score for d in scored],
+        [labels[d.txn_id].is_fraud for d in scored],
+        [d.card_id for d in scored],
+        [d.event_time for d in scored],
+        share_of_day=capacity,
+    )
+    mean = mean_card_precision(daily)
+    return {"mean": None if np.isnan(mean) else mean, "by_day": [vars(day) for day in daily]}
+
+
 def _quality(
-    decided: Sequence[Decision], labels: Mapping[str, Label], cost: CostModel
+    decided: Sequence[Decision],
+    labels: Mapping[str, Label],
+    cost: CostModel,
+    constraints: Constraints,
 ) -> dict[str, Any]:
     labelled = [(d.decision, labels[d.txn_id]) for d in decided if d.txn_id in labels]
     fraud = [label.is_fraud for _, label in labelled]
     frauds = sum(fraud)
     flagged = [label.is_fraud for action, label in labelled if action != "approve"]
     declined = [label.is_fraud for action, label in labelled if action == "decline"]
+    reviewed = [label.is_fraud for action, label in labelled if action == "review"]
+    review_rate = _ratio(sum(d.decision == "review" for d in decided), len(decided))
+    fpr = _ratio(len(declined) - sum(declined), len(labelled) - frauds)
     caught: Counter[str] = Counter()
     per_scenario: Counter[str] = Counter()
     for action, label in labelled:
@@ -62,7 +97,14 @@ def _quality(
         "precision": _ratio(sum(flagged), len(flagged)),
         "recall": _ratio(sum(flagged), frauds),
         "decline_precision": _ratio(sum(declined), len(declined)),
-        "fpr": _ratio(len(declined) - sum(declined), len(labelled) - frauds),
+        "review_precision": _ratio(sum(reviewed), len(reviewed)),
+        "fpr": fpr,
+        "max_fpr": constraints.max_fpr,
+        "fpr_within_cap": _within_limit(fpr, constraints.max_fpr),
+        "review_rate": review_rate,
+        "review_capacity": constraints.max_review_rate,
+        "review_within_capacity": _within_limit(review_rate, constraints.max_review_rate),
+        "card_precision_at_capacity": _card_precision(decided, labels, constraints.max_review_rate),
         "cost_per_txn": cost_per_txn,
         "recall_by_scenario": {
             name: caught[name] / per_scenario[name] for name in sorted(per_scenario)
@@ -79,6 +121,7 @@ def summarize_run(
     seconds: float,
     budget_ms: Mapping[str, float] = DEFAULT_BUDGET_MS,
     cost: CostModel = CostModel(),
+    constraints: Constraints = Constraints(),
 ) -> dict[str, Any]:
     """Figures of one run; latencies in ms, `throughput_tps` = distinct decisions / seconds.
 
@@ -88,6 +131,8 @@ def summarize_run(
     data is not within budget.
     Quality counts only decided transactions that have a label; cost uses each decision's
     actual outcome (approved fraud → cost_fn, declined legit → cost_fp, review → cost_review).
+    The review rate counts every decision; `constraints` gives the review capacity and FPR
+    cap they are held against (the demo passes `Settings.threshold_constraints`).
     """
     decided = first_decisions(decisions)
     e2e = latency_percentiles(
@@ -121,12 +166,33 @@ def summarize_run(
         "degraded": sum(d.degraded for d in decided),
         "stand_in": sum(d.stand_in for d in decided),
         "stand_in_share": _ratio(sum(d.stand_in for d in decided), len(decided)),
-        "quality": _quality(decided, labels, cost),
+        "quality": _quality(decided, labels, cost, constraints),
     }
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def _limit_lines(quality: Mapping[str, Any]) -> list[str]:
+    """Review rate against the capacity and decline FPR against its cap, PASS or FAIL."""
+    capacity = quality["review_capacity"]
+    shown_capacity = "no capacity set" if capacity is None else f"capacity {capacity * 100:.4g} %"
+    review = None if quality["review_rate"] is None else quality["review_rate"] * 100
+    fpr = None if quality["fpr"] is None else quality["fpr"] * 100
+    card = quality["card_precision_at_capacity"]
+    return [
+        f"  review {_fmt(review, '.2f')} % ({shown_capacity})   "
+        + _verdict(quality["review_within_capacity"]),
+        f"  decline FPR {_fmt(fpr, '.3f')} % (cap {quality['max_fpr'] * 100:.4g} %)   "
+        + _verdict(quality["fpr_within_cap"]),
+        f"  review queue precision: {_fmt(quality['review_precision'])}   card precision@k "
+        f"(k = capacity x day): {_fmt(card['mean'])} over {len(card['by_day'])} days",
+    ]
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
@@ -135,7 +201,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     quality, counts = summary["quality"], summary["decisions"]
     latency = [
         f"  latency {name}: {_fmt(e2e[name], '.1f')} ms   budget {budget[name]:g} ms   "
-        + ("PASS" if ok[name] else "FAIL")
+        + _verdict(ok[name])
         for name in budget
     ]
     lines = [
@@ -151,8 +217,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"  degraded: {summary['degraded']}   fallbacks: "
         + (", ".join(f"{m} {n}" for m, n in summary["fallbacks"].items()) or "none"),
         f"  labelled: {quality['labelled']}   frauds: {quality['frauds']}",
-        f"  precision: {_fmt(quality['precision'])}   recall: {_fmt(quality['recall'])}   "
-        f"FPR: {_fmt(quality['fpr'], '.4f')}",
+        f"  precision: {_fmt(quality['precision'])}   recall: {_fmt(quality['recall'])}",
+        *_limit_lines(quality),
         f"  cost per transaction: {_fmt(quality['cost_per_txn'], '.2f')}",
     ]
     if "cpu_s_per_1000_txn" in summary:
@@ -181,7 +247,7 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     lines.append("|---|---|---|---|")
     for name, value in e2e.items():
         limit = summary["budget_ms"].get(name)
-        verdict = "" if limit is None else ("PASS" if summary["within_budget"][name] else "FAIL")
+        verdict = "" if limit is None else _verdict(summary["within_budget"][name])
         lines.append(
             f"| {name} | {_fmt(value, '.2f')} | {'' if limit is None else limit} | {verdict} |"
         )
@@ -192,10 +258,12 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     fallbacks = summary["fallbacks"]
     lines += ["", "Fallbacks: " + (", ".join(f"{m}: {n}" for m, n in fallbacks.items()) or "none")]
     lines += ["", "## Quality", "", "| measure | value |", "|---|---|"]
-    for key in ("labelled", "frauds", "precision", "recall", "decline_precision", "fpr"):
+    for key in ("labelled", "frauds", "precision", "recall", "decline_precision",
+                "review_precision"):  # fmt: skip
         value = quality[key]
         lines.append(f"| {key} | {value if isinstance(value, int) else _fmt(value, '.4f')} |")
     lines.append(f"| cost_per_txn | {_fmt(quality['cost_per_txn'], '.2f')} |")
+    lines += _limits_markdown(quality)
     lines += ["", "### Recall by scenario", "", "| scenario | recall |", "|---|---|"]
     lines += [f"| {s} | {r:.3f} |" for s, r in quality["recall_by_scenario"].items()]
     lines += ["", "![scores](score_distribution.png)", "", "## Latency by stage (ms)", ""]
@@ -203,6 +271,30 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     for stage, pct in summary["stage_latency_ms"].items():
         lines.append(f"| {stage} | {_fmt(pct['p50'], '.2f')} | {_fmt(pct['p99'], '.2f')} |")
     return "\n".join(lines) + "\n"
+
+
+def _limits_markdown(quality: Mapping[str, Any]) -> list[str]:
+    """The operating limits, and card precision per day with k from the review capacity."""
+    capacity = quality["review_capacity"]
+    card = quality["card_precision_at_capacity"]
+    lines = [
+        "", "### Operating limits", "", "| limit | measured | allowed | |", "|---|---|---|---|",
+        f"| review rate (all decisions) | {_fmt(quality['review_rate'], '.2%')} | "
+        f"{'unlimited' if capacity is None else format(capacity, '.2%')} | "
+        f"{_verdict(quality['review_within_capacity'])} |",
+        f"| decline FPR | {_fmt(quality['fpr'], '.3%')} | {quality['max_fpr']:.3%} | "
+        f"{_verdict(quality['fpr_within_cap'])} |",
+        "", "### Card precision top-k per day", "",
+        "k = review capacity x the day's labelled decisions: the cards analysts can check; "
+        "precision = compromised cards among the k with the highest score that day "
+        f"(mean {_fmt(card['mean'])}).", "",
+        "| day | transactions | k | precision |", "|---|---|---|---|",
+    ]  # fmt: skip
+    lines += [
+        f"| {day['day']} | {day['transactions']} | {day['k']} | {_fmt(day['precision'])} |"
+        for day in card["by_day"]
+    ]
+    return lines
 
 
 def _cpu_markdown(summary: Mapping[str, Any]) -> list[str]:

@@ -54,6 +54,7 @@ class ThresholdKeeper:
         self.constraints = constraints
         self.rails = rails
         self.live: ThresholdState | None = None
+        self._floor_yielded = False
         self._since_attempt = 0
         self._stream_time = float("-inf")
 
@@ -110,6 +111,7 @@ class ThresholdKeeper:
         await self.refresh()
         assert self.live is not None
         attempt = recalibrate(self.live, self.window, self.cost, self.constraints, self.rails)
+        self._note_recall_floor(attempt)
         if not attempt.accepted:
             return attempt
         figures = {**attempt.state.figures, "stream_time": self._stream_time,
@@ -122,6 +124,20 @@ class ThresholdKeeper:
         else:
             await self.refresh()  # another worker published first: adopt theirs
         return attempt
+
+    def _note_recall_floor(self, attempt: Recalibration) -> None:
+        """Log when the recall floor starts and stops yielding to the hard limits (not at
+        every attempt: under a tight review capacity it may yield for days). An attempt
+        that stopped before optimising (too few labels) says nothing about the floor."""
+        if "optimum_review" not in attempt.figures:
+            return
+        reason = attempt.figures.get("recall_floor_yielded")
+        if (reason is not None) != self._floor_yielded:
+            self._floor_yielded = reason is not None
+            if reason is not None:
+                log.warning("recall floor yields to the FPR cap and review capacity: %s", reason)
+            else:
+                log.warning("recall floor %s met again", self.constraints.min_recall)
 
 
 async def describe_live_threshold(
@@ -169,10 +185,10 @@ def shared_threshold(redis_url: str, group: str, signing_key: SigningKey) -> Sha
 
 def keeper_for(
     score_store: ScoreStore, redis_url: str, group: str, signing_key: SigningKey, *,
-    maturity_days: float, window_days: float, cost: CostModel, min_recall: float,
-    max_fpr: float,
+    maturity_days: float, window_days: float, cost: CostModel, constraints: Constraints,
 ) -> ThresholdKeeper:  # fmt: skip
-    """A keeper whose shared threshold is scoped to one consumer group."""
+    """A keeper whose shared threshold is scoped to one consumer group, recalibrating
+    within `constraints` (`Settings.recalibration_constraints`)."""
     return ThresholdKeeper(
         shared_threshold(redis_url, group, signing_key),
         score_store,
@@ -182,5 +198,5 @@ def keeper_for(
             maturity_s=maturity_days * SECONDS_PER_DAY,
         ),  # fmt: skip
         cost,
-        Constraints(max_fpr=max_fpr, min_recall=min_recall),
+        constraints,
     )

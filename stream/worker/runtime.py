@@ -160,8 +160,7 @@ class WorkerRuntime:
                     self.pipeline.score_store, self.redis_url, settings.app_id, self.signing_key,
                     maturity_days=settings.label_maturity_days,
                     window_days=settings.label_window_days,
-                    cost=settings.cost_model, min_recall=settings.recalibration_min_recall,
-                    max_fpr=settings.max_fpr,
+                    cost=settings.cost_model, constraints=settings.recalibration_constraints,
                 )  # fmt: skip
                 await self._join_group()
 

@@ -27,6 +27,7 @@ from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file,
 from fraudstream.stream.tools import demo
 from fraudstream.stream.tools.demo import DRIFT_SEED, DemoOptions
 from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.optimise import Constraints
 from fraudstream.thresholds.rules import DEFAULT_RULES_FILE
 
 SMALL_STREAM = ["--transactions", "8000", "--seed", "3"]
@@ -149,16 +150,18 @@ def test_train_and_evaluate_use_the_FRAUDSTREAM_COST_variables(
     metadata = load_version(registry).metadata
     costs = CostModel(cost_fn=300.0, cost_fp=5.0, cost_review=2.0)
     assert metadata["cost_model"] == vars(costs)
-    assert metadata["constraints"]["max_fpr"] == 0.02
+    assert metadata["constraints"]["max_fpr"] == 0.01  # the pair leaves half the cap free
     assert metadata["thresholds"] != load_version(default_registry).metadata["thresholds"]
 
     out = tmp_path / "evaluation.json"
     argv = ["evaluate", "--data", str(stream_file), "--registry", str(registry)]
     assert main([*argv, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    expected = evaluate_from_file(stream_file, registry, costs)
+    limits = Constraints(max_fpr=0.02, max_review_rate=0.02)  # evaluated at the full limits
+    expected = evaluate_from_file(stream_file, registry, costs, limits)
     assert report["models"] == expected["models"]
-    assert report["models"] != evaluate_from_file(stream_file, registry, CostModel())["models"]
+    other_costs = evaluate_from_file(stream_file, registry, CostModel(), limits)
+    assert report["models"] != other_costs["models"]
 
 
 def test_demo_seed_flag_reaches_the_streaming_demo(monkeypatch: pytest.MonkeyPatch) -> None:

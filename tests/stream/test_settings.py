@@ -171,12 +171,38 @@ def test_cost_variables_build_the_cost_model_and_constraints() -> None:
             "FRAUDSTREAM_COST_FP": "25.5",
             "FRAUDSTREAM_COST_REVIEW": "0",
             "FRAUDSTREAM_MAX_FPR": "0.01",
+            "FRAUDSTREAM_REVIEW_CAPACITY": "0.05",
+            "FRAUDSTREAM_RECALIBRATION_MIN_RECALL": "0.9",
+            "FRAUDSTREAM_LIMIT_MARGIN": "0.75",
         }
     )
     assert settings.cost_model == CostModel(cost_fn=1000, cost_fp=25.5, cost_review=0)
-    assert settings.threshold_constraints == Constraints(max_fpr=0.01)
+    assert settings.threshold_constraints == Constraints(max_fpr=0.01, max_review_rate=0.05)
+    assert settings.selection_constraints == Constraints(max_fpr=0.0025, max_review_rate=0.0125)
+    assert settings.recalibration_constraints == Constraints(0.0025, 0.9, 0.0125)
     assert Settings().cost_model == CostModel()
-    assert Settings().threshold_constraints == Constraints()
+    assert Settings().threshold_constraints == Constraints(max_fpr=0.001, max_review_rate=0.02)
+
+
+@pytest.mark.parametrize("raw", ["-0.01", "1.5", "nan"])
+def test_review_capacity_outside_zero_to_one_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_REVIEW_CAPACITY"):
+        Settings.from_env({"FRAUDSTREAM_REVIEW_CAPACITY": raw})
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "1", "x"])
+def test_limit_margin_outside_zero_to_one_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_LIMIT_MARGIN"):
+        Settings.from_env({"FRAUDSTREAM_LIMIT_MARGIN": raw})
+
+
+def test_new_pairs_are_chosen_within_half_of_each_limit_by_default() -> None:
+    assert Settings().selection_constraints == Constraints(max_fpr=0.0005, max_review_rate=0.01)
+
+
+def test_review_capacity_zero_means_declines_only() -> None:
+    settings = Settings.from_env({"FRAUDSTREAM_REVIEW_CAPACITY": "0"})
+    assert settings.threshold_constraints.max_review_rate == 0.0
 
 
 PASSWORD = "s3cret-not-for-logs"

@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,11 @@ from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 DAY = 86_400.0
 TOLERANCE = 1e-12
 LOOSE = Constraints(max_fpr=1.0)
+#: Rails that jump straight to the target, so a test sees the optimum itself.
+FREE_RAILS = GuardRails(
+    min_frauds=1, min_legits=1, max_step=1.0, smoothing=1.0,
+    review_bounds=(0.0, 1.0), decline_bounds=(0.0, 1.0), min_change=0.0,
+)  # fmt: skip
 
 
 def window_of(scores: list[float], labels: list[bool]) -> LabelledWindow:
@@ -266,3 +272,30 @@ def test_labelled_decisions_count_only_once_they_have_matured() -> None:
     window.evict(now=15 * DAY)
     assert (window.frauds, window.legits, window.released) == (1, 1, 2)
     assert sorted(window.arrays()[0].tolist()) == [0.1, 0.9]
+
+
+def test_recall_floor_yields_to_the_review_capacity_and_says_why() -> None:
+    # Frauds near 0.5 and legit near 0.45 overlap: catching 97 % of the 60 frauds takes more
+    # reviews than the 31 a 2 % capacity allows, or more false declines than the FPR cap.
+    window = separated_window(fraud_at=0.5, legit_at=0.45)
+    capped = Constraints(max_fpr=0.001, min_recall=0.97, max_review_rate=0.02)
+    attempt = recalibrate(state(0.3, 0.9), window, CostModel(), capped, FREE_RAILS)
+    assert attempt.accepted
+    assert "min_recall 0.97 cannot be met" in attempt.figures["recall_floor_yielded"]
+    assert attempt.figures["review_rate_new"] <= 0.02
+    assert attempt.figures["fpr_new"] <= 0.001
+    unfloored = replace(capped, min_recall=None)
+    optimum = optimise_thresholds(*window.arrays(), CostModel(), unfloored).outcome
+    assert (attempt.state.review, attempt.state.decline) == (
+        optimum.review_threshold,
+        optimum.decline_threshold,
+    )
+
+
+def test_a_feasible_recall_floor_holds_and_is_not_reported_as_yielded() -> None:
+    window = separated_window(fraud_at=0.8, legit_at=0.2)
+    floored = Constraints(max_fpr=0.001, min_recall=0.97, max_review_rate=0.02)
+    attempt = recalibrate(state(0.3, 0.9), window, CostModel(), floored, FREE_RAILS)
+    assert attempt.accepted
+    assert "recall_floor_yielded" not in attempt.figures
+    assert attempt.figures["recall_new"] >= 0.97

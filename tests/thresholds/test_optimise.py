@@ -25,6 +25,7 @@ def brute_force(
         for o in outcomes
         if o.fpr <= constraints.max_fpr
         and (constraints.min_recall is None or o.recall >= constraints.min_recall)
+        and (constraints.max_review_rate is None or o.review_rate <= constraints.max_review_rate)
     ]
 
 
@@ -80,6 +81,49 @@ def test_unmeetable_max_fpr_is_a_value_error_naming_the_constraint() -> None:
         optimise_thresholds([0.1, 0.9], [0, 1], constraints=Constraints(max_fpr=-0.1))
 
 
+def test_review_capacity_trades_reviews_for_a_false_decline() -> None:
+    # Unlimited, reviewing the top three (30) is cheapest; with room for one review in four,
+    # declining them (one false decline, 50) beats missing a fraud (5000).
+    scores, labels = [0.1, 0.2, 0.4, 0.9], [0, 1, 1, 0]
+    unlimited = optimise_thresholds(scores, labels, constraints=Constraints(0.5)).outcome
+    assert (unlimited.review_threshold, unlimited.decline_threshold) == (0.2, NEVER_FIRES)
+    assert (unlimited.reviews, unlimited.total_cost) == (3, 30.0)
+    capped = optimise_thresholds(scores, labels, constraints=Constraints(0.5, None, 0.25))
+    outcome = capped.outcome
+    assert (outcome.review_threshold, outcome.decline_threshold) == (0.2, 0.2)
+    assert (outcome.reviews, outcome.total_cost, outcome.recall) == (0, 50.0, 1.0)
+
+
+def test_zero_review_capacity_leaves_declines_only() -> None:
+    scores, labels = [0.1, 0.5, 0.5, 0.9], [0, 1, 0, 1]
+    outcome = optimise_thresholds(scores, labels, constraints=Constraints(0.5, None, 0.0)).outcome
+    assert outcome.reviews == 0
+    assert outcome.review_threshold == outcome.decline_threshold == 0.5
+
+
+def test_review_capacity_makes_a_recall_floor_infeasible_and_says_so() -> None:
+    scores, labels = [0.1, 0.2, 0.4, 0.9], [0, 1, 1, 0]
+    with pytest.raises(
+        NoFeasibleThresholds,
+        match="min_recall 1.0 cannot be met under max_fpr 0.0 and max_review_rate 0.25: "
+        "best feasible recall is 0.0",
+    ):
+        optimise_thresholds(scores, labels, constraints=Constraints(0.0, 1.0, 0.25))
+
+
+def test_negative_review_capacity_is_rejected() -> None:
+    with pytest.raises(ValueError, match="max_review_rate must be None"):
+        Constraints(max_review_rate=-0.01)
+
+
+def test_a_margin_keeps_a_share_of_the_fpr_cap_and_capacity_free() -> None:
+    limits = Constraints(max_fpr=0.002, min_recall=0.9, max_review_rate=0.02)
+    assert limits.with_margin(0.25) == Constraints(0.0015, 0.9, 0.015)
+    assert Constraints(0.002).with_margin(0.5) == Constraints(0.001)
+    with pytest.raises(ValueError, match="margin must be in"):
+        limits.with_margin(1.0)
+
+
 def test_invalid_scores_are_rejected_before_searching() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         optimise_thresholds([0.1, 0.9], [1])
@@ -94,6 +138,8 @@ CONSTRAINTS = st.builds(
     Constraints,
     max_fpr=st.sampled_from([-0.01, 0.0, 0.1, 0.25, 0.5, 1.0]),
     min_recall=st.sampled_from([None, 0.0, 0.5, 0.75, 1.0, 1.01]),
+    max_review_rate=st.sampled_from([None, None, 0.0, 0.01, 0.04, 0.1, 0.2, 1 / 3, 0.5, 1.0])
+    | st.floats(0, 1),
 )
 
 
@@ -108,7 +154,7 @@ def feasible_or_refused(
     return feasible
 
 
-@settings(max_examples=300)
+@settings(max_examples=500)
 @given(
     rows=ROWS,
     cost=st.builds(CostModel, *[st.integers(0, 100).map(float)] * 3),
@@ -147,3 +193,12 @@ def test_matches_brute_force_cost_for_any_costs(
     assert outcome in feasible
     best_cost = min(o.total_cost for o in feasible)
     assert outcome.total_cost == pytest.approx(best_cost, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=200)
+@given(rows=st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=400))
+def test_chosen_pair_never_reviews_more_than_the_capacity(rows: list[tuple[float, bool]]) -> None:
+    scores, labels = (list(column) for column in zip(*rows, strict=True))
+    outcome = optimise_thresholds(scores, labels, constraints=Constraints(0.01, None, 0.02)).outcome
+    assert outcome.reviews <= 0.02 * len(scores)
+    assert outcome.fpr <= 0.01

@@ -30,10 +30,13 @@ def test_evaluate_reports_every_model_and_scenario(trained_run: Path) -> None:
     )
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"xgboost", "isolation_forest", "ensemble", "rules"}
+    # The default limits: a 2 % review capacity and a 0.1 % FPR cap on declines.
+    assert report["constraints"] == {"max_fpr": 0.001, "min_recall": None, "max_review_rate": 0.02}
     for figures in report["models"].values():
         assert 0.0 <= figures["auc_roc"] <= 1.0
         assert figures["review_threshold"] <= figures["decline_threshold"]
-        assert figures["cost_per_txn"] <= figures["cost_per_txn_deployed"] + 1e-9
+        assert figures["review_rate"] <= 0.02 and figures["fpr"] <= 0.001
+        assert 0.0 <= figures["card_precision_at_capacity"] <= 1.0
     assert "novel" in report["recall_by_scenario"]
     assert report["models"]["xgboost"]["auc_roc"] > report["models"]["rules"]["auc_roc"]
 
@@ -49,6 +52,12 @@ def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> Non
         "rules",
     }
     assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
+    # The pair is chosen within half of each limit (FRAUDSTREAM_LIMIT_MARGIN 0.5).
+    assert models.metadata["constraints"] == {
+        "max_fpr": 0.0005,
+        "min_recall": None,
+        "max_review_rate": 0.01,
+    }
 
 
 def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:

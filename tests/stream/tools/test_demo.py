@@ -35,5 +35,7 @@ def test_demo_decides_everything_and_reports_cpu_per_process(
     windows = summary["e2e_p99_ms_by_10s_window"]
     assert windows and all(p99 is None or p99 >= 0 for p99 in windows)
     assert 0.0 <= summary["stand_in_share"] <= 1.0
+    # The run is held against the settings' limits (defaults: 2 % review, 0.1 % FPR).
+    assert (summary["quality"]["review_capacity"], summary["quality"]["max_fpr"]) == (0.02, 0.001)
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "## Where the CPU went" in report

@@ -11,6 +11,7 @@ from fraudstream.features.transaction import Label
 from fraudstream.stream.contract import Decision
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.thresholds.cost import CostModel
+from fraudstream.thresholds.optimise import Constraints
 from tests.support.decisions import a_decision
 
 SUMMARY_KEYS = {
@@ -129,6 +130,45 @@ def test_quality_uses_each_decision_as_made(
     assert other["quality"]["cost_per_txn"] == pytest.approx(10.1)
 
 
+def test_review_rate_and_decline_fpr_are_held_against_the_limits(
+    decisions: list[Decision], labels: dict[str, Label]
+) -> None:
+    limits = Constraints(max_fpr=0.1, max_review_rate=0.2)
+    summary = summarize_run(
+        decisions, labels, produced=11, dead_lettered=0, seconds=1.0, constraints=limits
+    )
+    quality = summary["quality"]
+    assert quality["review_rate"] == pytest.approx(2 / 11)  # t2, t5 of 11 decided
+    assert (quality["review_capacity"], quality["review_within_capacity"]) == (0.2, True)
+    assert (quality["max_fpr"], quality["fpr_within_cap"]) == (0.1, False)  # 1/7 declined
+    assert quality["review_precision"] == pytest.approx(1 / 2)  # t2 fraud, t5 legit
+    # One day, 10 labelled decisions: k = 2 cards, c1 (t1 fraud) and c2 (t2 fraud) at the top.
+    card = quality["card_precision_at_capacity"]
+    assert card == {
+        "mean": 1.0,
+        "by_day": [{"day": "1970-01-01", "transactions": 10, "k": 2, "precision": 1.0}],
+    }
+    text = format_summary(summary)
+    assert "review 18.18 % (capacity 20 %)   PASS" in text
+    assert "decline FPR 14.286 % (cap 10 %)   FAIL" in text
+    tighter = Constraints(max_fpr=0.2, max_review_rate=0.1)
+    other = summarize_run(
+        decisions, labels, produced=11, dead_lettered=0, seconds=1.0, constraints=tighter
+    )
+    assert "review 18.18 % (capacity 10 %)   FAIL" in format_summary(other)
+    assert "decline FPR 14.286 % (cap 20 %)   PASS" in format_summary(other)
+
+
+def test_no_review_capacity_always_passes_and_has_no_card_precision(
+    decisions: list[Decision], labels: dict[str, Label]
+) -> None:
+    summary = summarize_run(decisions, labels, produced=11, dead_lettered=0, seconds=1.0)
+    quality = summary["quality"]
+    assert (quality["review_capacity"], quality["review_within_capacity"]) == (None, True)
+    assert quality["card_precision_at_capacity"] == {"mean": None, "by_day": []}
+    assert "review 18.18 % (no capacity set)   PASS" in format_summary(summary)
+
+
 def test_undefined_figures_are_none_not_zero() -> None:
     summary = summarize_run([], {}, produced=0, dead_lettered=0, seconds=0.0)
     assert summary["decided"] == 0 and summary["throughput_tps"] == 0.0
@@ -136,6 +176,8 @@ def test_undefined_figures_are_none_not_zero() -> None:
     assert summary["within_budget"] == {"p50": False, "p95": False, "p99": False}
     assert summary["quality"]["precision"] is None
     assert summary["quality"]["cost_per_txn"] is None
+    assert summary["quality"]["review_rate"] is None
+    assert not summary["quality"]["fpr_within_cap"]  # no FPR measured is no PASS
     assert "n/a" in format_summary(summary)
 
 
@@ -147,7 +189,10 @@ def test_unknown_budget_percentile_is_rejected(decisions: list[Decision]) -> Non
 def test_run_folder_holds_summary_report_and_plots(
     tmp_path: Path, decisions: list[Decision], labels: dict[str, Label]
 ) -> None:
-    summary = summarize_run(decisions, labels, produced=12, dead_lettered=1, seconds=2.0)
+    summary = summarize_run(
+        decisions, labels, produced=12, dead_lettered=1, seconds=2.0,
+        constraints=Constraints(max_fpr=0.1, max_review_rate=0.2),
+    )  # fmt: skip
     paths = write_run_folder(tmp_path / "run", summary, decisions, labels)
 
     names = [path.name for path in paths]
@@ -158,6 +203,9 @@ def test_run_folder_holds_summary_report_and_plots(
     assert "latency_histogram.png" in report and "score_distribution.png" in report
     assert "| p50 | 6.00 | 25 | PASS |" in report
     assert "| stolen_card | 1.000 |" in report
+    assert "| review rate (all decisions) | 18.18% | 20.00% | PASS |" in report
+    assert "| decline FPR | 14.286% | 10.000% | FAIL |" in report
+    assert "| 1970-01-01 | 10 | 2 | 1.000 |" in report
     assert paths[2].read_bytes().startswith(b"\x89PNG")
 
 
@@ -166,7 +214,7 @@ def test_plain_text_summary_is_short_and_has_the_headline_figures(
 ) -> None:
     summary = summarize_run(decisions, labels, produced=12, dead_lettered=1, seconds=2.0)
     text = format_summary(summary)
-    assert len(text.splitlines()) <= 14
+    assert len(text.splitlines()) <= 16
     for fragment in (
         "dead-lettered: 1",
         "5.5 decisions/s",
