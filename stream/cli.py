@@ -294,9 +294,12 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 def _rules_backtest(args: argparse.Namespace) -> int:
     try:
-        cost = Settings.from_env().cost_model
-        report = backtest_from_file(args.file, args.data, _registry(args), args.labels, cost,
-                                    args.review_capacity)  # fmt: skip
+        settings = Settings.from_env()
+        capacity = args.review_capacity
+        if capacity is None:
+            capacity = settings.review_capacity
+        report = backtest_from_file(args.file, args.data, _registry(args), args.labels,
+                                    settings.cost_model, capacity)  # fmt: skip
     except (RulesError, RegistryError, InvalidTransaction) as error:
         print(f"fraudstream rules backtest: {error}", file=sys.stderr)
         return 1
@@ -494,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
     backtest.add_argument(
         "--review-capacity", type=_share, default=None,
-        help="share of transactions a rule may send to review, unless it sets its own",
+        help="share of transactions a rule may send to review, unless it sets its own "
+             "(default: FRAUDSTREAM_REVIEW_CAPACITY)",
     )  # fmt: skip
     backtest.add_argument("--json", type=Path, default=None)
     backtest.set_defaults(run=_rules_backtest)

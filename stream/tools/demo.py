@@ -56,6 +56,7 @@ from fraudstream.stream.tools.workers import (
 from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, redact_url
 from fraudstream.stream.worker.recalibration import shared_threshold
 from fraudstream.thresholds.pair import ThresholdPair
+from fraudstream.thresholds.rules import RulesError, RuleSet, load_rules
 
 #: How long the follower may take to connect to the broker.
 FOLLOWER_START_TIMEOUT_S = 30.0
@@ -142,6 +143,15 @@ def _progress_line(follower: DecisionFollower, produced: int, total: int, starte
     )
 
 
+def rules_in_force(settings: Settings) -> RuleSet | None:
+    """The business rules the demo's workers decide with, for the report (None when the
+    file is invalid: the workers then decide without rules, and log why)."""
+    try:
+        return load_rules(settings.rules_path)
+    except RulesError:
+        return None
+
+
 def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +223,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary = summarize_run(
         follower.decisions, labels, produced=report.produced,
         dead_lettered=len(follower.dead_letters), seconds=seconds, cost=settings.cost_model,
-        constraints=settings.threshold_constraints,
+        constraints=settings.threshold_constraints, rule_set=rules_in_force(settings),
     )  # fmt: skip
     summary["cpu_s_per_1000_txn"] = per_1000(cpu_seconds, report.produced)
     summary["load_average"] = load_average()

@@ -28,6 +28,8 @@ from fraudstream.stream.contract import OUTCOMES, Decision, first_decisions
 from fraudstream.stream.latency import latency_percentiles
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints
+from fraudstream.thresholds.rules.backtest import over_capacity_reviews, review_capacity_of
+from fraudstream.thresholds.rules.engine import RuleSet
 
 #: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
 DEFAULT_BUDGET_MS: Mapping[str, float] = MappingProxyType({"p50": 25, "p95": 50, "p99": 100})
@@ -112,6 +114,36 @@ def _quality(
     }
 
 
+def _rules(
+    decided: Sequence[Decision], rule_set: RuleSet | None, review_capacity: float | None
+) -> list[dict[str, Any]]:
+    """Per rule or list of `rule_set` (else per id seen in the decisions): decisions it
+    matched, those its action made (the first of a decision's `rules`), the reviews it sent
+    and how many of them lie beyond its review capacity (its own, else `review_capacity`)."""
+    matched = Counter(rule_id for decision in decided for rule_id in decision.rules)
+    made = Counter(decision.rules[0] for decision in decided if decision.rules)
+    reviews = Counter(d.rules[0] for d in decided if d.rules and d.decision == "review")
+    known = rule_set if rule_set is not None else RuleSet(rules=(), lists={})
+    actions = dict(zip(known.ids, known.actions, strict=True))
+    rules_by_id = {rule.id: rule for rule in known.rules}
+    rows = []
+    for rule_id in known.ids or sorted(matched):
+        action = actions.get(rule_id)
+        capacity = (
+            None if action is None
+            else review_capacity_of(action, rules_by_id.get(rule_id), review_capacity)
+        )  # fmt: skip
+        rows.append({
+            "id": rule_id, "action": action, "matched": matched[rule_id],
+            "decided": made[rule_id], "reviews": reviews[rule_id],
+            "review_share": _ratio(reviews[rule_id], len(decided)),
+            "review_capacity": capacity,
+            "over_capacity_reviews": over_capacity_reviews(
+                reviews[rule_id], capacity, len(decided)),
+        })  # fmt: skip
+    return rows
+
+
 def summarize_run(
     decisions: Sequence[Decision],
     labels: Mapping[str, Label],
@@ -122,6 +154,7 @@ def summarize_run(
     budget_ms: Mapping[str, float] = DEFAULT_BUDGET_MS,
     cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
+    rule_set: RuleSet | None = None,
 ) -> dict[str, Any]:
     """Figures of one run; latencies in ms, `throughput_tps` = distinct decisions / seconds.
 
@@ -132,7 +165,8 @@ def summarize_run(
     Quality counts only decided transactions that have a label; cost uses each decision's
     actual outcome (approved fraud → cost_fn, declined legit → cost_fp, review → cost_review).
     The review rate counts every decision; `constraints` gives the review capacity and FPR
-    cap they are held against (the demo passes `Settings.threshold_constraints`).
+    cap they are held against (the demo passes `Settings.threshold_constraints`);
+    `rule_set` names the business rules the workers used (see `_rules`).
     """
     decided = first_decisions(decisions)
     e2e = latency_percentiles(
@@ -167,6 +201,7 @@ def summarize_run(
         "stand_in": sum(d.stand_in for d in decided),
         "stand_in_share": _ratio(sum(d.stand_in for d in decided), len(decided)),
         "quality": _quality(decided, labels, cost, constraints),
+        "rules": _rules(decided, rule_set, constraints.max_review_rate),
     }
 
 
@@ -195,6 +230,25 @@ def _limit_lines(quality: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per rule that matched: matched, decided, and its reviews against capacity."""
+    lines = []
+    for row in rules:
+        if not row["matched"]:
+            continue
+        line = f"    {row['id']} ({row['action']}): matched {row['matched']}, "
+        line += f"decided {row['decided']}"
+        if row["review_capacity"] is not None:
+            line += (
+                f", reviews {_fmt(row['review_share'], '.2%')} (capacity "
+                f"{row['review_capacity']:.2%})   "
+                + ("PASS" if row["over_capacity_reviews"] == 0
+                   else f"OVER by {row['over_capacity_reviews']}")
+            )  # fmt: skip
+        lines.append(line)
+    return ["  rules:" + ("" if lines else " none matched"), *lines] if rules else []
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The short plain-text summary the demo prints at the end of a run."""
     e2e, budget, ok = summary["e2e_latency_ms"], summary["budget_ms"], summary["within_budget"]
@@ -220,6 +274,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"  precision: {_fmt(quality['precision'])}   recall: {_fmt(quality['recall'])}",
         *_limit_lines(quality),
         f"  cost per transaction: {_fmt(quality['cost_per_txn'], '.2f')}",
+        *_rule_lines(summary.get("rules", [])),
     ]
     if "cpu_s_per_1000_txn" in summary:
         lines.append(
@@ -266,11 +321,27 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     lines += _limits_markdown(quality)
     lines += ["", "### Recall by scenario", "", "| scenario | recall |", "|---|---|"]
     lines += [f"| {s} | {r:.3f} |" for s, r in quality["recall_by_scenario"].items()]
+    lines += _rules_markdown(summary.get("rules", []))
     lines += ["", "![scores](score_distribution.png)", "", "## Latency by stage (ms)", ""]
     lines += ["| stage | p50 | p99 |", "|---|---|---|"]
     for stage, pct in summary["stage_latency_ms"].items():
         lines.append(f"| {stage} | {_fmt(pct['p50'], '.2f')} | {_fmt(pct['p99'], '.2f')} |")
     return "\n".join(lines) + "\n"
+
+
+def _rules_markdown(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["", "## Business rules", "",
+             "| rule or list | action | matched | decided | reviews | review capacity | over |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for row in rules:
+        capacity = row["review_capacity"]
+        over = row["over_capacity_reviews"]
+        lines.append(
+            f"| {row['id']} | {row['action']} | {row['matched']} | {row['decided']} | "
+            f"{row['reviews']} | {'' if capacity is None else f'{capacity:.2%}'} | "
+            f"{'' if over is None else over} |"
+        )
+    return lines if rules else []
 
 
 def _limits_markdown(quality: Mapping[str, Any]) -> list[str]:

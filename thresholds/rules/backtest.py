@@ -64,11 +64,16 @@ def _cost_per_txn(
     return evaluate_thresholds(decision_scores[labelled], labels, 0.5, 1.0, cost).cost_per_txn
 
 
-def _review_capacity(action: str, rule: Rule | None, given: float | None) -> float | None:
+def review_capacity_of(action: str, rule: Rule | None, given: float | None) -> float | None:
     """The rule's own capacity, else the one given; None for an entry that never reviews."""
     if action != "review":
         return None
     return rule.review_capacity if rule and rule.review_capacity is not None else given
+
+
+def over_capacity_reviews(reviews: int, capacity: float | None, transactions: int) -> int | None:
+    """Reviews beyond `capacity` (a share of `transactions`); None without a capacity."""
+    return None if capacity is None else max(0, reviews - math.floor(capacity * transactions))
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -107,7 +112,7 @@ def backtest_rules(
     entries = []
     for entry_id, action, matched in zip(rule_set.ids, rule_set.actions, hits, strict=True):
         rule = rules_by_id.get(entry_id)
-        capacity = _review_capacity(action, rule, review_capacity)
+        capacity = review_capacity_of(action, rule, review_capacity)
         reviews = decided[entry_id] if action == "review" else 0
         alone = np.where(matched, _DECISION_SCORE[DECISION_OF_ACTION[action]], model)
         alone_cost = _cost_per_txn(alone, is_fraud, cost)
@@ -122,8 +127,7 @@ def backtest_rules(
             reviews=reviews,
             review_share=reviews / len(transactions) if len(transactions) else 0.0,
             review_capacity=capacity,
-            over_capacity_reviews=None if capacity is None else max(
-                0, reviews - math.floor(capacity * len(transactions))),
+            over_capacity_reviews=over_capacity_reviews(reviews, capacity, len(transactions)),
             cost_per_txn_delta=None if model_cost is None or alone_cost is None else (
                 alone_cost - model_cost),
         ))  # fmt: skip

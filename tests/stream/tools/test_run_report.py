@@ -12,6 +12,7 @@ from fraudstream.stream.contract import Decision
 from fraudstream.stream.tools.run_report import format_summary, summarize_run, write_run_folder
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
+from fraudstream.thresholds.rules import parse_rules
 from tests.support.decisions import a_decision
 
 SUMMARY_KEYS = {
@@ -30,6 +31,7 @@ SUMMARY_KEYS = {
     "stand_in",
     "stand_in_share",
     "quality",
+    "rules",
 }
 # t1..t11: action and truth. t11 has no label (its chargeback has not arrived).
 ACTIONS = ["decline", "review", "approve", "decline", "review"] + ["approve"] * 6
@@ -223,3 +225,36 @@ def test_plain_text_summary_is_short_and_has_the_headline_figures(
         "507.00",
     ):
         assert fragment in text
+
+
+def test_each_rule_is_reported_with_its_reviews_against_its_capacity() -> None:
+    rule_set = parse_rules(
+        "lists:\n  stolen: {field: card_id, values: [c9]}\nblock: [stolen]\nrules:\n"
+        "  - {id: odd, when: amount > 1, action: review, review_capacity: 0.1}\n"
+        "  - {id: wide, when: amount > 0, action: review}\n"
+    )
+    decisions = [a_decision(f"t{n}") for n in range(20)]
+    decisions[0] = a_decision("t0", decision="decline", rules=("stolen", "odd", "wide"))
+    for n in range(1, 5):  # 4 reviews by `odd` of 20 decisions: 2 allowed at 10 %
+        decisions[n] = a_decision(f"t{n}", decision="review", rules=("odd", "wide"))
+    decisions[5] = a_decision("t5", decision="review", rules=("wide",))
+    limits = Constraints(max_review_rate=0.2)
+    summary = summarize_run(
+        decisions, {}, produced=20, dead_lettered=0, seconds=1.0, constraints=limits,
+        rule_set=rule_set,
+    )  # fmt: skip
+
+    rows = {row["id"]: row for row in summary["rules"]}
+    assert rows["stolen"] == {
+        "id": "stolen", "action": "decline", "matched": 1, "decided": 1, "reviews": 0,
+        "review_share": 0.0, "review_capacity": None, "over_capacity_reviews": None,
+    }  # fmt: skip
+    assert (rows["odd"]["matched"], rows["odd"]["decided"], rows["odd"]["reviews"]) == (5, 4, 4)
+    assert (rows["odd"]["review_capacity"], rows["odd"]["over_capacity_reviews"]) == (0.1, 2)
+    assert (rows["wide"]["matched"], rows["wide"]["reviews"]) == (6, 1)
+    assert (rows["wide"]["review_capacity"], rows["wide"]["over_capacity_reviews"]) == (0.2, 0)
+    text = format_summary(summary)
+    assert "odd (review): matched 5, decided 4, reviews 20.00% (capacity 10.00%)   OVER by 2" in (
+        text
+    )
+    assert "wide (review): matched 6, decided 1, reviews 5.00% (capacity 20.00%)   PASS" in text
