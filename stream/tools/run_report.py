@@ -272,6 +272,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         + (", ".join(f"{m} {n}" for m, n in summary["fallbacks"].items()) or "none"),
         f"  labelled: {quality['labelled']}   frauds: {quality['frauds']}",
         f"  precision: {_fmt(quality['precision'])}   recall: {_fmt(quality['recall'])}",
+        "  recall by scenario: "
+        + (", ".join(f"{s} {r:.2f}" for s, r in quality["recall_by_scenario"].items()) or "n/a"),
         *_limit_lines(quality),
         f"  cost per transaction: {_fmt(quality['cost_per_txn'], '.2f')}",
         *_rule_lines(summary.get("rules", [])),

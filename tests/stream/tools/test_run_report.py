@@ -216,8 +216,11 @@ def test_plain_text_summary_is_short_and_has_the_headline_figures(
 ) -> None:
     summary = summarize_run(decisions, labels, produced=12, dead_lettered=1, seconds=2.0)
     text = format_summary(summary)
-    assert len(text.splitlines()) <= 16
+    assert len(text.splitlines()) <= 17
+    recall = summary["quality"]["recall_by_scenario"]
+    assert recall  # the fixture's frauds carry scenarios
     for fragment in (
+        "recall by scenario: " + ", ".join(f"{s} {r:.2f}" for s, r in recall.items()),
         "dead-lettered: 1",
         "5.5 decisions/s",
         "latency p99: 10.9 ms   budget 100 ms   PASS",
