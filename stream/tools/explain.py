@@ -22,6 +22,7 @@ from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.ensemble import combine
 from fraudstream.stream.contract import Decision
 from fraudstream.stream.tools.tail import event_time_text
+from fraudstream.thresholds.cost import decide
 from fraudstream.thresholds.pair import ThresholdPair
 
 
@@ -137,8 +138,17 @@ def _threshold_lines(story: Mapping[str, Any]) -> list[str]:
         line += f": review at score >= {pair['review']:.4f}, decline at >= {pair['decline']:.4f}"
     else:
         line += ": its review/decline values were not found (see notes)"
-    return ["## 4. Thresholds", "", line,
-            f"score {story['score']:.4f} -> {story['decision'].upper()}"]  # fmt: skip
+    outcome = f"score {story['score']:.4f} -> "
+    if story["rules"]:  # the first rule that fired decided, whatever the thresholds said
+        by_thresholds = (
+            "?" if pair["review"] is None
+            else decide(story["score"], pair["review"], pair["decline"]).upper()
+        )  # fmt: skip
+        outcome += (f"{by_thresholds} by the thresholds; rule {story['rules'][0]} decided "
+                    f"{story['decision'].upper()}")  # fmt: skip
+    else:
+        outcome += story["decision"].upper()
+    return ["## 4. Thresholds", "", line, outcome]
 
 
 def _health_lines(story: Mapping[str, Any]) -> list[str]:

@@ -73,6 +73,7 @@ def test_walk_through_names_features_threshold_rules_reasons_and_stage_latency()
     assert f"| amount | {column} |" in text, "features by name, in FEATURE_NAMES order"
     assert "pair v2: review at score >= 0.0500, decline at >= 0.7000" in text
     assert "night-burst (rules version r3)" in text
+    assert "score 0.6200 -> REVIEW by the thresholds; rule night-burst decided REVIEW" in text
     assert "- amount=900 (+1.20)" in text
     assert "| features | 1.50 |" in text and "| end_to_end | 9.00 |" in text
 
@@ -85,11 +86,21 @@ def test_without_rules_or_pair_values_the_walk_through_says_so() -> None:
     assert "| xgboost | 0.8000 | ? | ? | ? | - |" in text
 
 
+def test_a_rule_that_overrode_the_thresholds_is_shown_against_them() -> None:
+    record = flagged_record(decision="decline", rules=["card-testing"], rules_version="r3")
+    sources = DecisionSources(record, weights=WEIGHTS, pair=ThresholdPair("v2", 0.05, 0.7))
+    text = format_explanation(explain_decision(sources))
+
+    assert "score 0.6200 -> REVIEW by the thresholds; rule card-testing decided DECLINE" in text
+
+
 def test_the_rules_that_fired_are_named_with_their_version() -> None:
     record = flagged_record(rules=["stolen-cards", "card-testing"], rules_version="635b1919a3a7")
     text = format_explanation(explain_decision(DecisionSources(record)))
 
     assert "## 5. Rules fired\n\nstolen-cards, card-testing (rules version 635b1919a3a7)\n" in text
+    # The pair is unknown here: what the thresholds alone would say is not claimed.
+    assert "score 0.6200 -> ? by the thresholds; rule stolen-cards decided REVIEW" in text
 
 
 def test_json_walk_through_round_trips() -> None:
