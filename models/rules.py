@@ -41,12 +41,3 @@ class RulesScorer:
 
     def score_one(self, features: NDArray[np.float64]) -> float:
         return float(self.score_batch(features)[0])
-
-    def reasons(self, features: NDArray[np.float64]) -> list[str]:
-        """Human-readable names of the rules that fire for one transaction."""
-        fired = self.fired(features)[0]
-        return [
-            f"{name} {op} {limit:g}"
-            for (name, op, limit), hit in zip(RULES, fired, strict=True)
-            if hit
-        ]

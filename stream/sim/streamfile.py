@@ -65,7 +65,7 @@ def write_stream(stream: SyntheticStream, path: Path) -> Path:
     return labels_path
 
 
-_Record = TypeVar("_Record", Transaction, Label)
+_Record = TypeVar("_Record")
 _STRING_FIELDS = ("txn_id", "card_id", "merchant_id", "currency", "country", "channel")
 _FLOAT_FIELDS = ("amount", "event_time", "lat", "lon")
 
@@ -131,15 +131,18 @@ def read_transactions(path: Path) -> list[Transaction]:
         if path.suffix == ".csv":
             records = (_csv_record(row) for row in csv.DictReader(source))
             return _parsed(enumerate(records, 1), path, parse_transaction)
-        lines = ((n, line) for n, line in enumerate(source, 1) if line.strip())
-        return _parsed(lines, path, parse_transaction)
+        return _parsed(_numbered_lines(source), path, parse_transaction)
+
+
+def _numbered_lines(source: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each non-blank line."""
+    return ((n, line) for n, line in enumerate(source, 1) if line.strip())
 
 
 def read_labels(path: Path) -> list[Label]:
     """Labels from a JSONL file such as the one `write_stream` puts at `labels_path_for`."""
     with path.open(encoding="utf-8") as source:
-        lines = ((n, line) for n, line in enumerate(source, 1) if line.strip())
-        return _parsed(lines, path, parse_label)
+        return _parsed(_numbered_lines(source), path, parse_label)
 
 
 def read_stream_file(path: Path) -> tuple[list[Transaction], list[Label]]:
@@ -165,18 +168,7 @@ def _transaction_or_label(line: str) -> Transaction | Label:
 def read_mixed_jsonl(path: Path) -> tuple[list[Transaction], list[Label]]:
     """Transactions and labels from one JSONL file, a record with `is_fraud` being a label
     (an export that interleaves the two topics); errors as `read_transactions`'."""
-    transactions: list[Transaction] = []
-    labels: list[Label] = []
     with path.open(encoding="utf-8") as source:
-        for number, line in enumerate(source, 1):
-            if not line.strip():
-                continue
-            try:
-                record = _transaction_or_label(line)
-            except InvalidTransaction as error:
-                raise InvalidTransaction(f"{path}, record {number}: {error}") from None
-            if isinstance(record, Label):
-                labels.append(record)
-            else:
-                transactions.append(record)
-    return transactions, labels
+        records = _parsed(_numbered_lines(source), path, _transaction_or_label)
+    transactions = [record for record in records if isinstance(record, Transaction)]
+    return transactions, [record for record in records if isinstance(record, Label)]

@@ -10,8 +10,6 @@ ensemble weights (registry metadata, overridden by settings as in the worker) an
 from __future__ import annotations
 
 import asyncio
-import queue
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ from fraudstream.stream.tools.run_files import (
 )
 from fraudstream.stream.tools.services import kafka_bootstrap
 from fraudstream.stream.tools.tail import TAIL_FETCH_MAX_WAIT_MS
-from fraudstream.stream.tools.topic_reader import TopicReader
+from fraudstream.stream.tools.topic_reader import arrivals
 from fraudstream.stream.worker.recalibration import shared_threshold
 from fraudstream.stream.worker.runtime import registry_pair, weights_for
 from fraudstream.thresholds.pair import ThresholdPair
@@ -139,24 +137,18 @@ def _find_on_topics(
 ) -> tuple[dict[str, Any] | None, Transaction | None]:
     """The first decision and the transaction for `txn_id`, reading the decisions and
     transactions topics from their beginning until both are found or `timeout_s` passes."""
-    arrived: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    reader = TopicReader(
+    records = arrivals(
         kafka_bootstrap(kafka_url), [settings.topic_decisions, settings.topic_transactions],
-        settings.partitions, lambda topic, value, _read_at: arrived.put((topic, value)),
-        from_end=False, fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS, security=settings.kafka_security,
+        settings.partitions, from_end=False, fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS,
+        security=settings.kafka_security, ready_timeout_s=timeout_s, search_timeout_s=timeout_s,
     )  # fmt: skip
     record: dict[str, Any] | None = None
     transaction: Transaction | None = None
-    reader.start()
     try:
-        reader.wait_ready(timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while (record is None or transaction is None) and time.monotonic() < deadline:
-            reader.raise_error()
+        for topic, value in records:
             try:
-                topic, value = arrived.get(timeout=0.2)
                 found = orjson.loads(value)
-            except (queue.Empty, orjson.JSONDecodeError):
+            except orjson.JSONDecodeError:
                 continue
             if not isinstance(found, dict) or found.get("txn_id") != txn_id:
                 continue
@@ -167,8 +159,10 @@ def _find_on_topics(
                     transaction = parse_transaction(found)
                 except InvalidTransaction:
                     continue
+            if record is not None and transaction is not None:
+                break
     finally:
-        reader.stop()
+        records.close()  # stops the reader
     return record, transaction
 
 

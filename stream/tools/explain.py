@@ -28,8 +28,8 @@ from fraudstream.thresholds.pair import ThresholdPair
 
 @dataclass(frozen=True)
 class DecisionSources:
-    """What was found about one decision: its record as on the topic (fields the contract
-    does not know yet, such as fired `rules`, included), and whatever else could be."""
+    """What was found about one decision: its record as on the topic, and whatever else
+    could be."""
 
     record: Mapping[str, Any]
     transaction: Transaction | None = None
@@ -62,8 +62,7 @@ def _model_rows(decision: Decision, weights: Mapping[str, float] | None) -> list
 
 def explain_decision(sources: DecisionSources) -> dict[str, Any]:
     """The walk-through of one decision as JSON-ready data (see `format_explanation`)."""
-    record = sources.record
-    decision = Decision.from_dict(record)
+    decision = Decision.from_dict(sources.record)
     models = _model_rows(decision, sources.weights)
     contributions = [row["contribution"] for row in models]
     pair = sources.pair
@@ -83,8 +82,8 @@ def explain_decision(sources: DecisionSources) -> dict[str, Any]:
         "threshold": {"version": decision.threshold_version,
                       "review": None if pair is None else pair.review,
                       "decline": None if pair is None else pair.decline},
-        "rules": list(record.get("rules") or []),
-        "rules_version": record.get("rules_version"),
+        "rules": list(decision.rules),
+        "rules_version": decision.rules_version,
         "reasons": list(decision.reasons),
         "fallbacks": dict(decision.fallbacks),
         "stand_in": decision.stand_in,

@@ -29,8 +29,7 @@ def write_decisions(path: Path, decisions: Iterable[Decision]) -> None:
 
 
 def read_decision_records(path: Path) -> list[dict[str, Any]]:
-    """The decision records of `write_decisions`, as JSON objects (fields the contract does
-    not know yet, such as fired rules, are kept for whoever reads them)."""
+    """The decision records of `write_decisions`, as JSON objects."""
     with path.open("rb") as source:
         return [orjson.loads(line) for line in source if line.strip()]
 

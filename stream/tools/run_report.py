@@ -26,18 +26,13 @@ from fraudstream.features.transaction import Label
 from fraudstream.models.metrics import card_precision_by_day, mean_card_precision
 from fraudstream.stream.contract import OUTCOMES, Decision, first_decisions
 from fraudstream.stream.latency import latency_percentiles
-from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
+from fraudstream.thresholds.cost import DECISION_SCORE, CostModel, evaluate_as_decided
 from fraudstream.thresholds.optimise import Constraints
 from fraudstream.thresholds.rules.backtest import over_capacity_reviews, review_capacity_of
-from fraudstream.thresholds.rules.engine import RuleSet
+from fraudstream.thresholds.rules.engine import NO_RULES, RuleSet
 
 #: End-to-end latency budget in milliseconds per percentile (DESIGN §1).
 DEFAULT_BUDGET_MS: Mapping[str, float] = MappingProxyType({"p50": 25, "p95": 50, "p99": 100})
-#: Stand-in scores that make `evaluate_thresholds(…, 0.5, 1.0)` reproduce each decision as it
-#: was made, so the cost arithmetic lives in one place (thresholds.cost).
-_OUTCOME_SCORE = {"approve": 0.0, "review": 0.5, "decline": 1.0}
-
-
 def _within(measured: float | None, limit: float) -> bool:
     return measured is not None and measured <= limit
 
@@ -91,8 +86,8 @@ def _quality(
             caught[label.scenario] += action != "approve"
     cost_per_txn = None
     if labelled:
-        scores = [_OUTCOME_SCORE[action] for action, _ in labelled]
-        cost_per_txn = evaluate_thresholds(scores, fraud, 0.5, 1.0, cost).cost_per_txn
+        scores = [DECISION_SCORE[action] for action, _ in labelled]
+        cost_per_txn = evaluate_as_decided(scores, fraud, cost).cost_per_txn
     return {
         "labelled": len(labelled),
         "frauds": frauds,
@@ -123,12 +118,11 @@ def _rules(
     matched = Counter(rule_id for decision in decided for rule_id in decision.rules)
     made = Counter(decision.rules[0] for decision in decided if decision.rules)
     reviews = Counter(d.rules[0] for d in decided if d.rules and d.decision == "review")
-    known = rule_set if rule_set is not None else RuleSet(rules=(), lists={})
-    actions = dict(zip(known.ids, known.actions, strict=True))
+    known = rule_set if rule_set is not None else NO_RULES
     rules_by_id = {rule.id: rule for rule in known.rules}
     rows = []
     for rule_id in known.ids or sorted(matched):
-        action = actions.get(rule_id)
+        action = known.action_of.get(rule_id)
         capacity = (
             None if action is None
             else review_capacity_of(action, rules_by_id.get(rule_id), review_capacity)

@@ -1,8 +1,8 @@
 """`fraudstream tail`: follow the `decisions` topic, one readable line per decision.
 
-A `TopicReader` thread reads the topic and hands each record to the caller's thread through
-a queue, so Ctrl-C, `max_lines` and `idle_timeout_s` are handled where the lines are
-printed. Card ids in decisions are pseudonyms (features/pseudonyms.py): a card filter
+A reader thread reads the topic and hands each record to the caller's thread
+(`topic_reader.arrivals`), so Ctrl-C, `max_lines` and `idle_timeout_s` are handled where
+the lines are printed. Card ids in decisions are pseudonyms (features/pseudonyms.py): a card filter
 matches the pseudonym of the id given, or the id itself when it already is one.
 
 Example of a line (event time UTC, card pseudonym, amount, outcome, score, top reasons,
@@ -15,9 +15,7 @@ amount_zscore_30d=6.1 (+1.92), amount=912.5 (+0.88)  14.2 ms
 from __future__ import annotations
 
 import datetime
-import queue
-import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import orjson
@@ -27,7 +25,7 @@ from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.stream.contract import Decision
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.services import kafka_bootstrap
-from fraudstream.stream.tools.topic_reader import TopicReader
+from fraudstream.stream.tools.topic_reader import arrivals
 
 #: How many of a decision's reasons its line shows (the worker ranks them, strongest first).
 TOP_REASONS_SHOWN = 3
@@ -102,20 +100,6 @@ def wanted(decision: Decision, options: TailOptions, card_ids: Collection[str]) 
     return not card_ids or decision.card_id in card_ids
 
 
-def _records(
-    reader: TopicReader, records: queue.Queue[bytes], idle_timeout_s: float | None
-) -> Iterator[bytes]:
-    """Record values as they arrive, until `idle_timeout_s` passes without one."""
-    last = time.monotonic()
-    while idle_timeout_s is None or time.monotonic() - last < idle_timeout_s:
-        reader.raise_error()
-        try:
-            yield records.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        last = time.monotonic()
-
-
 def tail_decisions(
     settings: Settings, options: TailOptions, write: Callable[[str], None],
     *, on_unreadable: Callable[[str], None] = lambda _message: None,
@@ -129,18 +113,15 @@ def tail_decisions(
         raise ValueError("tail needs FRAUDSTREAM_KAFKA_URL, the broker the workers use")
     pseudonyms = None if settings.id_hash_key is None else IdPseudonyms(settings.id_hash_key)
     card_ids = card_matcher(options.cards, pseudonyms)
-    arrived: queue.Queue[bytes] = queue.Queue()
-    reader = TopicReader(
+    records = arrivals(
         kafka_bootstrap(settings.kafka_url), [settings.topic_decisions], settings.partitions,
-        lambda _topic, value, _read_at: arrived.put(value),
         from_end=not options.from_beginning, fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS,
-        security=settings.kafka_security,
+        security=settings.kafka_security, ready_timeout_s=READER_START_TIMEOUT_S,
+        idle_timeout_s=options.idle_timeout_s,
     )  # fmt: skip
-    reader.start()
     written = 0
     try:
-        reader.wait_ready(READER_START_TIMEOUT_S)
-        for value in _records(reader, arrived, options.idle_timeout_s):
+        for _topic, value in records:
             try:
                 decision = Decision.from_json_bytes(value)
             except ValueError as error:  # not JSON, or not the contract
@@ -155,5 +136,5 @@ def tail_decisions(
     except KeyboardInterrupt:
         pass
     finally:
-        reader.stop()
+        records.close()  # stops the reader
     return written

@@ -1,17 +1,18 @@
 """Read topics in a background thread, stamping each record with the time it arrived.
 
 The demo's decision follower and the load test's decision clock both read while the main
-thread produces and reports. aiokafka (its C record parser costs a quarter of
-kafka-python's CPU) runs in the thread's own event loop, and each record is stamped when
-its fetch returns, not when the main thread next looks.
+thread produces and reports; `tail` and `explain` read through `arrivals`. aiokafka (its C
+record parser costs a quarter of kafka-python's CPU) runs in the thread's own event loop,
+and each record is stamped when its fetch returns, not when the main thread next looks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -90,3 +91,37 @@ class TopicReader(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.join(10)
+
+
+def arrivals(
+    bootstrap: str, topics: Sequence[str], partitions: int, *, from_end: bool,
+    fetch_max_wait_ms: int, security: KafkaSecurity, ready_timeout_s: float,
+    idle_timeout_s: float | None = None, search_timeout_s: float | None = None,
+) -> Generator[tuple[str, bytes], None, None]:  # fmt: skip
+    """(topic, value) of each record as it arrives, in the caller's thread: a `TopicReader`
+    hands them over through a queue, so the caller can stop (a break, Ctrl-C) between two.
+
+    Ends after `idle_timeout_s` without a record, or `search_timeout_s` after reading
+    started (None: never); the reader stops when the iteration ends.
+    """
+    arrived: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    reader = TopicReader(
+        bootstrap, topics, partitions, lambda topic, value, _at: arrived.put((topic, value)),
+        from_end=from_end, fetch_max_wait_ms=fetch_max_wait_ms, security=security,
+    )  # fmt: skip
+    reader.start()
+    try:
+        reader.wait_ready(ready_timeout_s)
+        started = last = time.monotonic()
+        while (idle_timeout_s is None or time.monotonic() - last < idle_timeout_s) and (
+            search_timeout_s is None or time.monotonic() - started < search_timeout_s
+        ):
+            reader.raise_error()
+            try:
+                record = arrived.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            last = time.monotonic()
+            yield record
+    finally:
+        reader.stop()

@@ -29,9 +29,13 @@ from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels
 from fraudstream.models.scorers import Scorer, rank_contributions
 from fraudstream.stream.contract import DeadLetter, Decision, ShadowDecision
-from fraudstream.stream.worker.rules_watch import NO_RULES
 from fraudstream.thresholds.pair import ThresholdPair
-from fraudstream.thresholds.rules.engine import DECISION_OF_ACTION, RuleSet, RuleVerdict
+from fraudstream.thresholds.rules.engine import (
+    DECISION_OF_ACTION,
+    NO_RULES,
+    RuleSet,
+    RuleVerdict,
+)
 
 #: How many XGBoost contributions a flagged decision lists in its `reasons`.
 TOP_REASONS = 3
@@ -365,9 +369,10 @@ class DecisionPipeline:
         rule_set: RuleSet, verdicts: Sequence[RuleVerdict], outcome: BatchOutcome
     ) -> None:
         """Per (rule or list id, its action): decisions it fired for, and those it made."""
-        action_of = dict(zip(rule_set.ids, rule_set.actions, strict=True))
         for verdict in verdicts:
-            outcome.rules_fired.update((rule_id, action_of[rule_id]) for rule_id in verdict.fired)
+            outcome.rules_fired.update(
+                (rule_id, rule_set.action_of[rule_id]) for rule_id in verdict.fired
+            )
             if verdict.decided_by is not None and verdict.action is not None:
                 outcome.rules_decided[verdict.decided_by, verdict.action] += 1
 

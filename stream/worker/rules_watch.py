@@ -17,14 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fraudstream.features.pseudonyms import IdPseudonyms
-from fraudstream.thresholds.rules.engine import RuleSet
+from fraudstream.thresholds.rules.engine import NO_RULES
 from fraudstream.thresholds.rules.fileformat import RulesError, load_rules
 
 log = logging.getLogger(__name__)
-
-#: No rules (version ""): before a worker has read its file, or when it started on an
-#: invalid one.
-NO_RULES = RuleSet(rules=(), lists={})
 
 #: What identifies one content of the file without reading it: inode, size, mtime.
 FileStamp = tuple[int, int, int] | None

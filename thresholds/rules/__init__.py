@@ -4,6 +4,7 @@ the transaction and its features, loaded from a checked file and compiled once."
 from fraudstream.thresholds.rules.engine import (
     ACTIONS,
     DECISION_OF_ACTION,
+    NO_RULES,
     NO_VERDICT,
     Action,
     Rule,
@@ -21,6 +22,7 @@ __all__ = [
     "ACTIONS",
     "DECISION_OF_ACTION",
     "DEFAULT_RULES_FILE",
+    "NO_RULES",
     "NO_VERDICT",
     "Action",
     "Rule",

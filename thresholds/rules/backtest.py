@@ -14,8 +14,8 @@ For every block list, allow list and rule (an "entry"), on the transactions give
 
 The model decides by `thresholds.cost.decide` at the given pair; an entry's action
 replaces that decision where it hits (allow = approve). Costs come from
-`evaluate_thresholds`, fed each decision as a score of 0 (approve), 0.5 (review) or 1
-(decline) under the pair (0.5, 1), so they follow its conventions exactly.
+`thresholds.cost.evaluate_as_decided`, so they follow `evaluate_thresholds`' conventions
+exactly.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.transaction import Transaction
-from fraudstream.thresholds.cost import CostModel, decide, evaluate_thresholds
+from fraudstream.thresholds.cost import DECISION_SCORE, CostModel, decide, evaluate_as_decided
 from fraudstream.thresholds.rules.engine import DECISION_OF_ACTION, Rule, RuleSet
-
-_DECISION_SCORE = {"approve": 0.0, "review": 0.5, "decline": 1.0}
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def _cost_per_txn(
     if not labelled.any():
         return None
     labels = is_fraud[labelled] == 1
-    return evaluate_thresholds(decision_scores[labelled], labels, 0.5, 1.0, cost).cost_per_txn
+    return evaluate_as_decided(decision_scores[labelled], labels, cost).cost_per_txn
 
 
 def review_capacity_of(action: str, rule: Rule | None, given: float | None) -> float | None:
@@ -74,6 +72,12 @@ def review_capacity_of(action: str, rule: Rule | None, given: float | None) -> f
 def over_capacity_reviews(reviews: int, capacity: float | None, transactions: int) -> int | None:
     """Reviews beyond `capacity` (a share of `transactions`); None without a capacity."""
     return None if capacity is None else max(0, reviews - math.floor(capacity * transactions))
+
+
+def _review_share(decision_scores: NDArray[np.float64]) -> float:
+    if not len(decision_scores):
+        return 0.0
+    return float(np.mean(decision_scores == DECISION_SCORE["review"]))
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -97,13 +101,13 @@ def backtest_rules(
     its own may send to review.
     """
     review_threshold, decline_threshold = thresholds
-    model = np.array([_DECISION_SCORE[decide(score, review_threshold, decline_threshold)]
+    model = np.array([DECISION_SCORE[decide(score, review_threshold, decline_threshold)]
                       for score in scores])  # fmt: skip
     hits = rule_set.hits(transactions, feature_rows)
     verdicts = rule_set.evaluate(transactions, feature_rows)
     decided = Counter(verdict.decided_by for verdict in verdicts)
     with_rules = np.array([model[row] if verdict.action is None
-                           else _DECISION_SCORE[DECISION_OF_ACTION[verdict.action]]
+                           else DECISION_SCORE[DECISION_OF_ACTION[verdict.action]]
                            for row, verdict in enumerate(verdicts)])  # fmt: skip
     labelled = ~np.isnan(is_fraud)
     fraud = labelled & (is_fraud == 1)
@@ -114,7 +118,7 @@ def backtest_rules(
         rule = rules_by_id.get(entry_id)
         capacity = review_capacity_of(action, rule, review_capacity)
         reviews = decided[entry_id] if action == "review" else 0
-        alone = np.where(matched, _DECISION_SCORE[DECISION_OF_ACTION[action]], model)
+        alone = np.where(matched, DECISION_SCORE[DECISION_OF_ACTION[action]], model)
         alone_cost = _cost_per_txn(alone, is_fraud, cost)
         entries.append(EntryFigures(
             id=entry_id,
@@ -143,8 +147,8 @@ def backtest_rules(
         "cost_per_txn_with_rules": rules_cost,
         "cost_per_txn_delta": None if model_cost is None or rules_cost is None else (
             rules_cost - model_cost),  # fmt: skip
-        "review_share_model": float(np.mean(model == 0.5)) if len(model) else 0.0,
-        "review_share_with_rules": float(np.mean(with_rules == 0.5)) if len(model) else 0.0,
+        "review_share_model": _review_share(model),
+        "review_share_with_rules": _review_share(with_rules),
         "review_capacity": review_capacity,
         "rules": [asdict(entry) for entry in entries],
     }

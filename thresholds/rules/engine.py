@@ -98,6 +98,8 @@ class RuleSet:
               for rule in by_priority),
         )  # fmt: skip
         self._ids = np.array([entry.id for entry in self._entries], dtype=object)
+        #: The action of each id (decline for block lists, allow for allow lists).
+        self.action_of: dict[str, Action] = {entry.id: entry.action for entry in self._entries}
 
     def _list_entry(self, name: str, action: Action) -> _Entry:
         named = self.lists[name]
@@ -159,3 +161,8 @@ class RuleSet:
         rules = [replace(rule, condition=map_constants(rule.condition, mappers))
                  for rule in self.rules]  # fmt: skip
         return RuleSet(rules, lists, self.block, self.allow, self.version)
+
+
+#: No rules (version ""): before a worker has read its rules file, or when it started on an
+#: invalid one; and wherever no rules are in force.
+NO_RULES = RuleSet(rules=(), lists={})
