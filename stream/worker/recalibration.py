@@ -9,6 +9,7 @@ same version, and every worker applies whatever is live within one refresh inter
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -110,7 +111,13 @@ class ThresholdKeeper:
         self._since_attempt = 0
         await self.refresh()
         assert self.live is not None
-        attempt = recalibrate(self.live, self.window, self.cost, self.constraints, self.rails)
+        # Off the event loop: an attempt costs ~10 ms per 10,000 labelled decisions in the
+        # window (100,000 at most), and on the loop it stalled every batch in flight
+        # (issue 9). The window stays put meanwhile: only this method changes it, and the
+        # label agent awaits it before taking its next batch.
+        attempt = await asyncio.to_thread(
+            recalibrate, self.live, self.window, self.cost, self.constraints, self.rails
+        )
         self._note_recall_floor(attempt)
         if not attempt.accepted:
             return attempt

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import numpy as np
@@ -96,6 +97,48 @@ def test_a_recall_floor_the_review_capacity_cannot_hold_yields_with_one_log_line
         yielded = [r for r in caplog.records if "recall floor yields" in r.getMessage()]
         assert len(yielded) == 1
         assert keeper.live is not None and keeper.live.version >= 2
+        await keeper.shared.close()
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_an_attempt_runs_off_the_event_loop(
+    redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches keep being decided while the optimiser works on a large window."""
+    real_recalibrate = recalibration.recalibrate
+
+    def slow_recalibrate(*args: object) -> object:
+        time.sleep(0.3)  # a 100,000-decision window on a busy machine
+        return real_recalibrate(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recalibration, "recalibrate", slow_recalibrate)
+
+    async def run() -> None:
+        store = RedisScoreStore.from_url(redis_server.url)
+        keeper = keeper_for(store, redis_server.url, f"group-{uuid.uuid4().hex[:6]}",
+                            TEST_SIGNING_KEY, maturity_days=1.0, window_days=30.0,
+                            cost=CostModel(), constraints=Constraints(max_fpr=0.01))  # fmt: skip
+        await keeper.start(INITIAL)
+        labels = await recorded_history(store)
+        ticks = 0
+
+        async def other_work() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(other_work())
+        attempts = 0
+        for i in range(0, len(labels), 500):
+            before = ticks
+            if await keeper.learn(labels[i : i + 500]) is not None:
+                attempts += 1
+                assert ticks > before, "the event loop stood still during the attempt"
+        ticker.cancel()
+        assert attempts >= 1
         await keeper.shared.close()
         await store.close()
 
