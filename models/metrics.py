@@ -1,9 +1,14 @@
 """Detection-quality metrics for scored, labelled transactions (pure NumPy/scikit-learn).
 
-`card_precision_at_k` follows the Fraud Detection Handbook (Le Borgne et al.): for each
-day, rank cards by their highest score that day, take the top k, and count the share that
-had at least one fraud that day; the figure is the mean over days. k is fixed, or a share
-of each day's transactions (the review capacity: what analysts can check that day).
+`card_precision_by_day` is the card precision top-k of the Fraud Detection Handbook (Le
+Borgne et al., "Reproducible Machine Learning for Credit Card Fraud Detection - Practical
+Handbook", `card_precision_top_k` in its shared functions): each UTC day, the cards not
+yet detected are ranked by their highest score that day, the top k are the day's alerts,
+and their precision is the share compromised that day; compromised cards among the alerts
+count as detected and leave every later day's ranking. k is fixed, or a share of each
+day's transactions (the review capacity: what analysts can check that day). Cards known
+compromised before the period are the caller's to remove (`stream.offline.protocol`).
+Definitions and sources of every figure: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -70,12 +75,14 @@ def card_precision_by_day(
     k: int | None = None,
     share_of_day: float | None = None,
 ) -> list[DailyCardPrecision]:
-    """Card precision top-k for each UTC day present, oldest first.
+    """Card precision top-k for each UTC day present, oldest first, as the Handbook defines it.
 
-    Give either a fixed `k`, or `share_of_day`: then each day's k is that share of the
-    day's transactions, rounded half up (k = review capacity x transactions: the cards a review
-    team can check that day). A day with fewer than k cards still divides by k, as the
-    Handbook does; cards flagged on earlier days are not excluded.
+    A card detected on an earlier day (compromised and among that day's top k) is left out
+    of every later day: its cardholder has been called, so alerting on it again would count
+    one fraud many times. Give either a fixed `k`, or `share_of_day`: then each day's k is
+    that share of the day's transactions left once detected cards are out, rounded half up
+    (the cards a review team can check that day). A day with fewer than k cards still
+    divides by k, as the Handbook does.
     """
     if (k is None) == (share_of_day is None):
         raise ValueError("give exactly one of k and share_of_day")
@@ -84,26 +91,32 @@ def card_precision_by_day(
     days = (np.asarray(event_times, dtype=np.float64) // SECONDS_PER_DAY).astype(np.int64)
     best_score: dict[tuple[int, str], float] = defaultdict(lambda: -np.inf)
     compromised: dict[tuple[int, str], bool] = defaultdict(bool)
+    transactions: Counter[tuple[int, str]] = Counter()
     for score, fraud, day, card in zip(score_array, labels, days, card_ids, strict=True):
         key = (int(day), card)
         best_score[key] = max(best_score[key], float(score))
         compromised[key] |= bool(fraud)
-    per_day: dict[int, list[tuple[float, bool]]] = defaultdict(list)
-    for key, score in best_score.items():
-        per_day[key[0]].append((score, compromised[key]))
-    transactions_per_day = Counter(days.tolist())
+        transactions[key] += 1
+    cards_per_day: dict[int, list[str]] = defaultdict(list)
+    for day, card in best_score:
+        cards_per_day[day].append(card)
+    detected: set[str] = set()
     result = []
-    for day in sorted(per_day):
-        transactions = transactions_per_day[day]
-        day_k = k if share_of_day is None else math.floor(share_of_day * transactions + 0.5)
+    for day in sorted(cards_per_day):
+        candidates = [card for card in cards_per_day[day] if card not in detected]
+        day_transactions = sum(transactions[(day, card)] for card in candidates)
+        day_k = k if share_of_day is None else math.floor(share_of_day * day_transactions + 0.5)
         assert day_k is not None
-        top = sorted(per_day[day], key=lambda item: item[0], reverse=True)[:day_k]
+        # Highest score first; equal scores in card order, so the ranking is reproducible.
+        ranked = sorted(candidates, key=lambda card: (-best_score[(day, card)], card))
+        caught = [card for card in ranked[:day_k] if compromised[(day, card)]]
+        detected.update(caught)
         result.append(
             DailyCardPrecision(
                 day=(EPOCH + datetime.timedelta(days=day)).isoformat(),
-                transactions=transactions,
+                transactions=day_transactions,
                 k=day_k,
-                precision=sum(fraud for _, fraud in top) / day_k if day_k else None,
+                precision=len(caught) / day_k if day_k else None,
             )
         )
     return result
@@ -122,5 +135,5 @@ def card_precision_at_k(
     event_times: ArrayLike,
     k: int = 100,
 ) -> float:
-    """Daily card precision top-k, averaged over the days present."""
+    """The Handbook's card precision top-k: `card_precision_by_day`, averaged over days."""
     return mean_card_precision(card_precision_by_day(scores, is_fraud, card_ids, event_times, k=k))
