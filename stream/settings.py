@@ -67,6 +67,9 @@ Variables (default in brackets):
 ``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
 ``FRAUDSTREAM_LABEL_MATURITY_DAYS`` a labelled decision counts once this old [10]
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
+``FRAUDSTREAM_LABEL_DELAY_DAYS``    days before a fraud is known (chargebacks, customer calls):
+                                    ``evaluate`` tests one delay after what the model was fitted
+                                    on and drops cards known compromised by then, >= 0 [7]
 ``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window, unless
                                     the FPR cap and review capacity allow none that does: then
                                     the cheapest pair within them [0.97]
@@ -177,6 +180,7 @@ class Settings:
     shadow_version: str | None = None
     label_maturity_days: float = 10.0
     label_window_days: float = 30.0
+    label_delay_days: float = 7.0
     recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
     signing_key: SigningKey | None = None
@@ -329,6 +333,7 @@ class Settings:
                 "LABEL_MATURITY_DAYS", _non_negative_float, d.label_maturity_days
             ),
             label_window_days=get("LABEL_WINDOW_DAYS", _positive_float, d.label_window_days),
+            label_delay_days=get("LABEL_DELAY_DAYS", _non_negative_float, d.label_delay_days),
             recalibration_min_recall=get(
                 "RECALIBRATION_MIN_RECALL", _fraction, d.recalibration_min_recall
             ),

@@ -37,6 +37,12 @@ def test_empty_environment_gives_documented_defaults() -> None:
     assert settings.event_skew_limit_s == 86_400.0  # ± 1 day
 
 
+def test_label_delay_is_a_week_unless_set() -> None:
+    assert Settings.from_env({}).label_delay_days == 7.0
+    assert Settings.from_env({"FRAUDSTREAM_LABEL_DELAY_DAYS": "2.5"}).label_delay_days == 2.5
+    assert Settings.from_env({"FRAUDSTREAM_LABEL_DELAY_DAYS": "0"}).label_delay_days == 0.0
+
+
 def test_event_time_skew_zero_turns_the_check_off() -> None:
     assert Settings.from_env({"FRAUDSTREAM_MAX_EVENT_SKEW_S": "0"}).event_skew_limit_s is None
     assert Settings.from_env({"FRAUDSTREAM_MAX_EVENT_SKEW_S": "3600"}).event_skew_limit_s == 3600
@@ -133,6 +139,8 @@ def test_other_variables_are_ignored() -> None:
         ("FRAUDSTREAM_TOPIC_DLQ", "bad topic"),
         ("FRAUDSTREAM_APP_ID", "two words"),
         ("FRAUDSTREAM_ID_HASH_KEY", "too-short-to-be-a-secret"),
+        ("FRAUDSTREAM_LABEL_DELAY_DAYS", "-1"),
+        ("FRAUDSTREAM_LABEL_DELAY_DAYS", "a week"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_the_variable(variable: str, value: str) -> None:
