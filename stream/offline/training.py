@@ -64,6 +64,21 @@ class TimeSplit:
             valid_end=start + (TRAIN_FRACTION + VALID_FRACTION) * span,
         )
 
+    @classmethod
+    def ending_at(cls, start: float, valid_end: float) -> TimeSplit:
+        """Train and validation in the proportions of `of`, filling `[start, valid_end)`:
+        how a prequential fold fits on everything before its label-delay gap."""
+        train_share = TRAIN_FRACTION / (TRAIN_FRACTION + VALID_FRACTION)
+        return cls(train_end=start + train_share * (valid_end - start), valid_end=valid_end)
+
+    def rows(
+        self, event_times: NDArray[np.float64], is_fraud: NDArray[np.float64]
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """The labelled training rows and the labelled validation rows."""
+        labelled = ~np.isnan(is_fraud)
+        train = labelled & (event_times < self.train_end)
+        return train, labelled & ~train & (event_times < self.valid_end)
+
 
 def load_labelled_stream(data: Path, since: float | None = None) -> FeatureMatrix:
     """Read a stream and the labels file beside it, and build point-in-time features.
@@ -128,30 +143,29 @@ def cheapest_weights(
     return EnsembleWeights(xgboost=1.0 - best[1], isolation_forest=best[1])
 
 
-def train_from_file(
-    data: Path,
-    registry: Path,
-    cost: CostModel = CostModel(),
-    constraints: Constraints = Constraints(),
-    since: float | None = None,
-    *,
-    signing_key: SigningKey,
-) -> str:
-    """Train both models on `data`, pick each scorer's thresholds, register a new version
-    signed with `signing_key`.
+@dataclass(frozen=True)
+class FittedScorers:
+    """What training chooses on one split, before anything is registered: both models, the
+    ensemble weights, and each scorer's thresholds with their cost on validation."""
 
-    Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
-    (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
-    the FPR cap and review capacity less a margin, as the pair will decide unseen
-    traffic); both are stored in the version's metadata. `since` retrains on the recent part only
-    (see `load_labelled_stream`).
+    models: TrainedModels
+    weights: EnsembleWeights
+    thresholds: dict[str, dict[str, float]]
+    valid_scores: dict[str, NDArray[np.float64]]
+
+
+def fit_scorers(
+    matrix: FeatureMatrix,
+    train: NDArray[np.bool_],
+    valid: NDArray[np.bool_],
+    cost: CostModel,
+    constraints: Constraints,
+) -> FittedScorers:
+    """Fit both models on the `train` rows of `matrix`, then choose on the `valid` rows the
+    ensemble weights and every scorer's thresholds: the cheapest under `cost` within
+    `constraints`. Shared by `train_from_file` and the prequential evaluation, so the folds
+    evaluate what training registers.
     """
-    matrix = load_labelled_stream(data, since)
-    times = np.array([txn.event_time for txn in matrix.transactions])
-    split = TimeSplit.of(times)
-    labelled = ~np.isnan(matrix.is_fraud)
-    train = labelled & (times < split.train_end)
-    valid = labelled & (times >= split.train_end) & (times < split.valid_end)
     y = matrix.is_fraud
     trained = train_models(
         matrix.features[train],
@@ -174,20 +188,46 @@ def train_from_file(
             "decline": choice.outcome.decline_threshold,
             "validation_cost_per_txn": choice.outcome.cost_per_txn,
         }
+    return FittedScorers(trained, weights, thresholds, valid_scores)
+
+
+def train_from_file(
+    data: Path,
+    registry: Path,
+    cost: CostModel = CostModel(),
+    constraints: Constraints = Constraints(),
+    since: float | None = None,
+    *,
+    signing_key: SigningKey,
+) -> str:
+    """Train both models on `data`, pick each scorer's thresholds, register a new version
+    signed with `signing_key`.
+
+    Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
+    (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
+    the FPR cap and review capacity less a margin, as the pair will decide unseen
+    traffic); both are stored in the version's metadata. `since` retrains on the recent part only
+    (see `load_labelled_stream`).
+    """
+    matrix = load_labelled_stream(data, since)
+    times = np.array([txn.event_time for txn in matrix.transactions])
+    split = TimeSplit.of(times)
+    train, valid = split.rows(times, matrix.is_fraud)
+    fitted = fit_scorers(matrix, train, valid, cost, constraints)
     return save_version(
         registry,
-        trained,
+        fitted.models,
         training_data_hash=file_sha256(data, labels_path_for(data)),
         extra_metadata={
             "data": str(data),
             "since": since,
             "split": {"train_end": split.train_end, "valid_end": split.valid_end},
             "rows": {"train": int(train.sum()), "valid": int(valid.sum())},
-            "weights": weights.as_dict(),
+            "weights": fitted.weights.as_dict(),
             "cost_model": vars(cost),
             "constraints": vars(constraints),
-            "thresholds": thresholds,
-            "score_reference": ScoreReference.fit(valid_scores["ensemble"]).to_dict(),
+            "thresholds": fitted.thresholds,
+            "score_reference": ScoreReference.fit(fitted.valid_scores["ensemble"]).to_dict(),
         },
         signing_key=signing_key,
     )
