@@ -22,6 +22,8 @@ from fraudstream.stream.offline.evaluation import (
     evaluate_from_file,
     format_report,
 )
+from fraudstream.stream.offline.prequential import evaluate_prequential, format_prequential_report
+from fraudstream.stream.offline.protocol import ProtocolError
 from fraudstream.stream.offline.rules_backtest import backtest_from_file
 from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings, SettingsError
@@ -31,6 +33,10 @@ from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 from fraudstream.thresholds.rules import RulesError, load_rules
 from fraudstream.thresholds.rules.backtest import format_backtest
+
+#: The prequential protocol's defaults, the Handbook's: four folds of a week.
+PREQUENTIAL_FOLDS = 4
+PREQUENTIAL_FOLD_DAYS = 7
 
 if TYPE_CHECKING:  # the demo module imports the Kafka client: loaded only when run
     from fraudstream.stream.tools.demo import DemoOptions
@@ -87,15 +93,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.protocol == "split" and (args.folds, args.fold_days) != (None, None):
+        print("fraudstream evaluate: --folds and --fold-days are for --protocol prequential",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    settings = Settings.from_env()
     try:
-        settings = Settings.from_env()
-        report = evaluate_from_file(
-            args.data, _registry(args), settings.cost_model, settings.threshold_constraints
-        )
-    except NoHeldOutTransactions as error:
+        if args.protocol == "prequential":
+            report = evaluate_prequential(
+                args.data, args.folds or PREQUENTIAL_FOLDS, args.fold_days or PREQUENTIAL_FOLD_DAYS,
+                settings.cost_model, settings.threshold_constraints,
+                settings.selection_constraints, settings.label_delay_days,
+            )  # fmt: skip
+            text = format_prequential_report(report)
+        else:
+            report = evaluate_from_file(
+                args.data, _registry(args), settings.cost_model, settings.threshold_constraints,
+                settings.label_delay_days,
+            )  # fmt: skip
+            text = format_report(report)
+    except (NoHeldOutTransactions, ProtocolError) as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
-    _print_report(format_report(report), report, args.json)
+    _print_report(text, report, args.json)
     return 0
 
 
@@ -147,8 +167,12 @@ def _offline_demo(args: argparse.Namespace) -> int:
     version = train_from_file(data, registry, settings.cost_model, settings.selection_constraints,
                               signing_key=_training_key(settings, registry))  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
-    print("[3/3] evaluating on the held-out latest 30%\n", flush=True)
-    report = evaluate_from_file(data, registry, settings.cost_model, settings.threshold_constraints)
+    print(f"[3/3] evaluating from a {settings.label_delay_days:g}-day label delay after the "
+          "validation split to the end\n", flush=True)  # fmt: skip
+    report = evaluate_from_file(
+        data, registry, settings.cost_model, settings.threshold_constraints,
+        settings.label_delay_days,
+    )  # fmt: skip
     _print_report(format_report(report), report, out / "evaluation.json")
     return 0
 
@@ -444,9 +468,26 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="score held-out data with every model")
+    evaluate = commands.add_parser(
+        "evaluate", help="score held-out data with every model (docs/evaluation.md)"
+    )
     evaluate.add_argument("--data", type=Path, required=True)
-    evaluate.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)
+    evaluate.add_argument(
+        "--registry", type=Path, default=None, help=f"split protocol: {REGISTRY_HELP}"
+    )
+    evaluate.add_argument(
+        "--protocol", choices=("split", "prequential"), default="split",
+        help="split: the live version, tested one label delay (FRAUDSTREAM_LABEL_DELAY_DAYS) "
+             "after its validation split; prequential: rolling folds, each trained afresh",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--folds", type=_positive_int, default=None,
+        help=f"prequential: test periods, back to back at the stream's end [{PREQUENTIAL_FOLDS}]",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--fold-days", type=_positive_int, default=None,
+        help=f"prequential: days each fold tests [{PREQUENTIAL_FOLD_DAYS}]",
+    )  # fmt: skip
     evaluate.add_argument("--json", type=Path, default=None)
     evaluate.set_defaults(run=_evaluate)
 

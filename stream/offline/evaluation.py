@@ -1,8 +1,17 @@
-"""The offline path, evaluation: every scorer on the part of a stream training never saw.
+"""The offline path, evaluation: every scorer on transactions its training never saw.
 
-Training (`fraudstream.stream.offline.training`) records its time split in the registry;
-evaluation scores only what lies after the validation split, with figures at the
-thresholds that are cost-optimal on that held-out part and at the ones training chose.
+Two protocols (docs/evaluation.md, after the Fraud Detection Handbook's `get_train_test_set`
+and `prequentialSplit`; the periods and the known-compromised rule are in
+`fraudstream.stream.offline.protocol`):
+
+- split (default): the registry's live version, tested from one label delay after the
+  validation split training recorded, to the stream's end;
+- prequential: rolling folds, each fitted afresh by training's own code on everything
+  before it, then tested on the days after a label delay; the report gives each figure's
+  mean and standard deviation over the folds.
+
+Both drop cards known compromised before each test day, and give figures at the thresholds
+that are cost-optimal on the test itself and at the ones training chose on validation.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from fraudstream.features.builder import FeatureMatrix
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.metrics import (
     auc_pr,
@@ -23,8 +34,17 @@ from fraudstream.models.metrics import (
     recall_at_fpr,
 )
 from fraudstream.models.names import ModelName
-from fraudstream.models.registry import load_version
-from fraudstream.stream.offline.training import load_labelled_stream, score_all
+from fraudstream.models.registry import LoadedModels, load_version
+from fraudstream.models.training import TrainedModels
+from fraudstream.stream.offline.protocol import (
+    HeldOutPeriod,
+    known_compromised,
+)
+from fraudstream.stream.offline.training import (
+    load_labelled_stream,
+    score_all,
+)
+from fraudstream.stream.settings import Settings
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
@@ -32,78 +52,73 @@ from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 MODEL_NAMES = (*ModelName, "ensemble", "rules")
 #: Per-scenario recall is read at the score that flags this share of legitimate traffic.
 SCENARIO_ALERT_FPR = 0.01
+#: Cards a day's alerts hold in the fixed-k card precision (the Handbook's k).
+CARD_ALERTS_PER_DAY = 100
+DEFAULT_LABEL_DELAY_DAYS = Settings.label_delay_days
 
 
 class NoHeldOutTransactions(ValueError):
-    """The stream has no labelled transaction after the model's validation split.
+    """The stream has no labelled transaction from one label delay after the model's
+    validation split on.
 
-    Everything before that point trained or tuned the model, so scoring it would report
-    figures the model has already seen; the message says what to give instead.
+    Everything before that point trained or tuned the model, or sits in the label-delay gap,
+    so scoring it would report figures the model has already seen or could not yet have
+    been tested on; the message says what to give instead.
     """
 
 
-def evaluate_from_file(
-    data: Path,
-    registry: Path,
-    cost: CostModel = CostModel(),
-    constraints: Constraints = Constraints(),
+def iso_time(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat()
+
+
+def test_rows(
+    matrix: FeatureMatrix, times: NDArray[np.float64], period: HeldOutPeriod, delay_days: float
+) -> tuple[NDArray[np.bool_], int]:
+    """The labelled rows of `period` whose card is not known compromised on their day, and
+    how many labelled rows of the period were left out as known compromised."""
+    cards = [txn.card_id for txn in matrix.transactions]
+    in_period = ~np.isnan(matrix.is_fraud) & period.holds(times)
+    known = known_compromised(cards, times, matrix.is_fraud, delay_days)
+    return in_period & ~known, int((in_period & known).sum())
+
+
+def period_report(
+    scorers: LoadedModels | TrainedModels,
+    weights: EnsembleWeights,
+    thresholds: dict[str, dict[str, float]],
+    matrix: FeatureMatrix,
+    times: NDArray[np.float64],
+    rows: NDArray[np.bool_],
+    cost: CostModel,
+    constraints: Constraints,
 ) -> dict[str, Any]:
-    """Quality of every scorer on the part of `data` the live model never trained on.
-
-    Two costs per scorer: `cost_per_txn` at the thresholds that are cost-optimal on this
-    held-out data within `constraints` (what the scorer's ranking is worth), and
-    `cost_per_txn_deployed` at the thresholds chosen on the validation split and stored in
-    the registry (what a static deployment would have paid; the gap is what online
-    recalibration is for), with the deployed pair's review rate and FPR to hold against
-    the limits. Both use `cost`; the command line passes `Settings.cost_model` and
-    `Settings.threshold_constraints` (the full limits: the version's own are the
-    narrower ones its pair was chosen under), and the report records both.
-    Raises `NoHeldOutTransactions` when no labelled transaction of `data` lies after the
-    version's validation split.
-    """
-    models = load_version(registry)
-    matrix = load_labelled_stream(data)
-    times = np.array([txn.event_time for txn in matrix.transactions])
-    valid_end = models.metadata["split"]["valid_end"]
-    held_out = ~np.isnan(matrix.is_fraud) & (times >= valid_end)
-    if not held_out.any():
-        moment = datetime.datetime.fromtimestamp(valid_end, datetime.UTC).isoformat()
-        raise NoHeldOutTransactions(
-            f"no transactions after the validation split of model {models.version} "
-            f"({moment}) carry a label in {data}: training saw everything before it, so "
-            "nothing is held out to evaluate; give a longer stream that continues past it"
-        )
-    features = matrix.features[held_out]
-    y = matrix.is_fraud[held_out]
-    cards = [txn.card_id for txn, keep in zip(matrix.transactions, held_out, strict=True) if keep]
-    scenarios = np.array(matrix.scenarios)[held_out]
-    weights = EnsembleWeights.from_dict(models.metadata["weights"])
+    """Every scorer's figures on the test `rows` of `matrix`, and recall by fraud scenario."""
+    y = matrix.is_fraud[rows]
+    cards = [txn.card_id for txn, keep in zip(matrix.transactions, rows, strict=True) if keep]
+    test_times = times[rows]
+    scenarios = np.array(matrix.scenarios)[rows]
+    capacity = constraints.max_review_rate
     report: dict[str, Any] = {
-        "model_version": models.version,
-        "transactions": int(held_out.sum()),
+        "transactions": int(rows.sum()),
         "frauds": int(y.sum()),
-        "cost_model": vars(cost),
-        "constraints": {},
-        "period": {"start": float(times[held_out].min()), "end": float(times[held_out].max())},
         "models": {},
         "recall_by_scenario": {},
     }
-    report["constraints"] = vars(constraints)
-    capacity = constraints.max_review_rate
-    held_out_times = times[held_out]
-    for name, scores in score_all(models, weights, features).items():
-        chosen = models.metadata["thresholds"][name]
+    for name, scores in score_all(scorers, weights, matrix.features[rows]).items():
+        chosen = thresholds[name]
         deployed = evaluate_thresholds(scores, y, chosen["review"], chosen["decline"], cost)
         optimal = optimise_thresholds(scores, y, cost, constraints).outcome
         report["models"][name] = {
             "auc_roc": auc_roc(scores, y),
             "auc_pr": auc_pr(scores, y),
             "recall_at_fpr_0_1pct": recall_at_fpr(scores, y, 0.001),
-            "card_precision_at_100": card_precision_at_k(scores, y, cards, held_out_times, 100),
+            "card_precision_at_100": card_precision_at_k(
+                scores, y, cards, test_times, CARD_ALERTS_PER_DAY
+            ),
             "card_precision_at_capacity": None
             if capacity is None
             else mean_card_precision(
-                card_precision_by_day(scores, y, cards, held_out_times, share_of_day=capacity)
+                card_precision_by_day(scores, y, cards, test_times, share_of_day=capacity)
             ),
             "cost_per_txn": optimal.cost_per_txn,
             "review_threshold": optimal.review_threshold,
@@ -124,11 +139,66 @@ def evaluate_from_file(
     return report
 
 
+def evaluate_from_file(
+    data: Path,
+    registry: Path,
+    cost: CostModel = CostModel(),
+    constraints: Constraints = Constraints(),
+    delay_days: float = DEFAULT_LABEL_DELAY_DAYS,
+) -> dict[str, Any]:
+    """Quality of every scorer of the live version, from one label delay after its
+    validation split to the end of `data`, cards known compromised left out.
+
+    Two costs per scorer: `cost_per_txn` at the thresholds that are cost-optimal on this
+    held-out data within `constraints` (what the scorer's ranking is worth), and
+    `cost_per_txn_deployed` at the thresholds chosen on the validation split and stored in
+    the registry (what a static deployment would have paid; the gap is what online
+    recalibration is for), with the deployed pair's review rate and FPR to hold against
+    the limits. Both use `cost`; the command line passes `Settings.cost_model`,
+    `Settings.threshold_constraints` (the full limits: the version's own are the
+    narrower ones its pair was chosen under) and `Settings.label_delay_days`, and the
+    report records them. Raises `NoHeldOutTransactions` when no labelled transaction of
+    `data` lies in the test period.
+    """
+    models = load_version(registry)
+    matrix = load_labelled_stream(data)
+    times = np.array([txn.event_time for txn in matrix.transactions])
+    valid_end = models.metadata["split"]["valid_end"]
+    period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))
+    rows, known = test_rows(matrix, times, period, delay_days)
+    if not rows.any():
+        raise NoHeldOutTransactions(
+            f"no labelled transactions in {data} from {iso_time(period.start)} on: that is one "
+            f"label delay ({delay_days:g} days, FRAUDSTREAM_LABEL_DELAY_DAYS) after the "
+            f"validation split of model {models.version} ({iso_time(valid_end)}), and training "
+            "saw everything before it; give a longer stream that continues past it"
+        )
+    weights = EnsembleWeights.from_dict(models.metadata["weights"])
+    figures = period_report(
+        models, weights, models.metadata["thresholds"], matrix, times, rows, cost, constraints
+    )
+    return {
+        "protocol": "split",
+        "model_version": models.version,
+        "label_delay_days": delay_days,
+        "period": {"fit_end": valid_end, "start": period.start, "end": period.end},
+        "known_compromised_removed": known,
+        "cost_model": vars(cost),
+        "constraints": vars(constraints),
+        **figures,
+    }
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The evaluation as two plain-text tables: quality per model, recall per scenario."""
+    period = report["period"]
     lines = [
         f"model version {report['model_version']}: {report['transactions']:,} held-out "
-        f"transactions, {report['frauds']:,} frauds",
+        f"transactions, {report['frauds']:,} frauds, tested from "
+        f"{iso_time(period['start'])[:10]} (a {report['label_delay_days']:g}-day label delay "
+        f"after its validation split ended {iso_time(period['fit_end'])[:19]}); "
+        f"{report['known_compromised_removed']:,} transactions left out, their card known "
+        "compromised that day",
         "",
         f"{'model':<17}{'auc_roc':>8}{'auc_pr':>8}{'rec@0.1%':>9}{'cp@100':>8}"
         f"{'cost/txn':>10}{'review>=':>10}{'decline>=':>10}{'recall':>8}{'fpr':>8}"
@@ -146,6 +216,8 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         "cost/txn: at the thresholds (review>=, decline>=) that are cost-optimal on this data;",
         "deployed: at the thresholds chosen on the validation split, as a static deployment.",
+        f"cp@100: card precision top-{CARD_ALERTS_PER_DAY}, detected cards out of later days' "
+        "ranking (docs/evaluation.md).",
         "costs: {cost_fn:g} per missed fraud, {cost_fp:g} per false decline, "
         "{cost_review:g} per review.".format(**report["cost_model"]),
         "",

@@ -202,7 +202,8 @@ def test_evaluate_refuses_a_stream_that_ends_before_the_validation_split(
     )
     assert main(["evaluate", "--data", str(short), "--registry", str(default_registry)]) == 1
     error = capsys.readouterr().err
-    assert "no transactions after the validation split" in error
+    assert "no labelled transactions" in error
+    assert "one label delay (7 days, FRAUDSTREAM_LABEL_DELAY_DAYS) after the validation" in error
     assert "give a longer stream" in error
     with pytest.raises(evaluation.NoHeldOutTransactions, match="after the validation split"):
         evaluate_from_file(short, default_registry, CostModel())
