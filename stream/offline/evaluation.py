@@ -6,9 +6,9 @@ and `prequentialSplit`; the periods and the known-compromised rule are in
 
 - split (default): the registry's live version, tested from one label delay after the
   validation split training recorded, to the stream's end;
-- prequential: rolling folds, each fitted afresh by training's own code on everything
-  before it, then tested on the days after a label delay; the report gives each figure's
-  mean and standard deviation over the folds.
+- prequential (`fraudstream.stream.offline.prequential`): rolling folds, each fitted afresh
+  by training's own code on everything before it, then tested on the days after a label
+  delay; the report gives each figure's mean and standard deviation over the folds.
 
 Both drop cards known compromised before each test day, and give figures at the thresholds
 that are cost-optimal on the test itself and at the ones training chose on validation.
@@ -36,14 +36,8 @@ from fraudstream.models.metrics import (
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels, load_version
 from fraudstream.models.training import TrainedModels
-from fraudstream.stream.offline.protocol import (
-    HeldOutPeriod,
-    known_compromised,
-)
-from fraudstream.stream.offline.training import (
-    load_labelled_stream,
-    score_all,
-)
+from fraudstream.stream.offline.protocol import HeldOutPeriod, known_compromised
+from fraudstream.stream.offline.training import load_labelled_stream, score_all
 from fraudstream.stream.settings import Settings
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
@@ -54,6 +48,7 @@ MODEL_NAMES = (*ModelName, "ensemble", "rules")
 SCENARIO_ALERT_FPR = 0.01
 #: Cards a day's alerts hold in the fixed-k card precision (the Handbook's k).
 CARD_ALERTS_PER_DAY = 100
+#: FRAUDSTREAM_LABEL_DELAY_DAYS when unset.
 DEFAULT_LABEL_DELAY_DAYS = Settings.label_delay_days
 
 
@@ -68,10 +63,11 @@ class NoHeldOutTransactions(ValueError):
 
 
 def iso_time(moment: float) -> str:
+    """An epoch-second moment as a UTC ISO 8601 string, for reports and messages."""
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat()
 
 
-def test_rows(
+def held_out_rows(
     matrix: FeatureMatrix, times: NDArray[np.float64], period: HeldOutPeriod, delay_days: float
 ) -> tuple[NDArray[np.bool_], int]:
     """The labelled rows of `period` whose card is not known compromised on their day, and
@@ -165,7 +161,7 @@ def evaluate_from_file(
     times = np.array([txn.event_time for txn in matrix.transactions])
     valid_end = models.metadata["split"]["valid_end"]
     period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))
-    rows, known = test_rows(matrix, times, period, delay_days)
+    rows, known = held_out_rows(matrix, times, period, delay_days)
     if not rows.any():
         raise NoHeldOutTransactions(
             f"no labelled transactions in {data} from {iso_time(period.start)} on: that is one "

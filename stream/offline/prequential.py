@@ -18,9 +18,9 @@ import numpy as np
 from fraudstream.stream.offline.evaluation import (
     DEFAULT_LABEL_DELAY_DAYS,
     MODEL_NAMES,
+    held_out_rows,
     iso_time,
     period_report,
-    test_rows,
 )
 from fraudstream.stream.offline.protocol import ProtocolError, prequential_periods
 from fraudstream.stream.offline.training import (
@@ -75,7 +75,7 @@ def evaluate_prequential(
     fold_reports = []
     for number, period in enumerate(periods, start=1):
         label = f"fold {number} of {folds} (test from {iso_time(period.start)})"
-        rows, known = test_rows(matrix, times, period, delay_days)
+        rows, known = held_out_rows(matrix, times, period, delay_days)
         if not rows.any():
             raise ProtocolError(f"{label}: no labelled transactions to test in {data}")
         split = TimeSplit.ending_at(first_event, period.fit_end)
