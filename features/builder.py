@@ -1,24 +1,32 @@
 """Offline feature builder: a historical stream in, a point-in-time training matrix out.
 
-Transactions are replayed in `(event_time, txn_id)` order through in-memory window state,
-so each row sees only earlier events; a fraud label informs the merchant features only
-once its `label_time` has passed. This is the oracle the online store is tested against.
+Transactions are taken in `(event_time, txn_id)` order, so each row sees only earlier
+events; a fraud label informs the merchant features only once its `label_time` has passed.
+
+`PointInTimeState` replays a stream row by row through in-memory window state: the
+reference the online stores and the fast path are tested against (`build_features_row_by_row`).
+`build_features` gives the same matrix to the bit, faster: the card columns for all rows
+at once (features/card_windows.py), the merchant columns row by row (`merchant_columns`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fraudstream.features.card_windows import card_feature_columns
 from fraudstream.features.definitions import (
+    CARD_FEATURE_NAMES,
     FEATURE_NAMES,
     MERCHANT_COUNT_WINDOW_SECONDS,
+    MERCHANT_FEATURE_NAMES,
     MERCHANT_RATE_WINDOW_SECONDS,
     MerchantCounts,
-    feature_vector,
+    card_features,
+    merchant_features,
 )
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import CardEvent, CardHistory, MerchantHistory
@@ -59,15 +67,23 @@ class PointInTimeState:
 
     def features_then_record(self, txn: Transaction) -> NDArray[np.float64]:
         """The features of `txn` given everything recorded so far; then record `txn`."""
-        card = self.cards.setdefault(txn.card_id, CardHistory())
-        vector = feature_vector(
-            txn, card.before(txn.event_time, txn.txn_id), self.merchant_counts(txn)
+        return np.asarray(
+            [*self.card_features_then_record(txn), *self.merchant_features_then_record(txn)],
+            dtype=np.float64,
         )
+
+    def card_features_then_record(self, txn: Transaction) -> list[float]:
+        card = self.cards.setdefault(txn.card_id, CardHistory())
+        values = card_features(txn, card.before(txn.event_time, txn.txn_id))
         card.add(CardEvent.from_transaction(txn))
+        return values
+
+    def merchant_features_then_record(self, txn: Transaction) -> tuple[float, ...]:
+        values = merchant_features(self.merchant_counts(txn))
         self.merchants.setdefault(txn.merchant_id, MerchantHistory()).add_transaction(
             txn.event_time, txn.txn_id
         )
-        return vector
+        return values
 
     def record_fraud_label(self, merchant_id: str, label: Label) -> None:
         self.merchants.setdefault(merchant_id, MerchantHistory()).add_fraud_label(
@@ -75,19 +91,32 @@ class PointInTimeState:
         )
 
 
-def build_features(
-    transactions: Sequence[Transaction], labels: Sequence[Label] = ()
-) -> FeatureMatrix:
-    """Point-in-time features for every transaction (returned in event order)."""
-    ordered = sorted(transactions, key=lambda txn: (txn.event_time, txn.txn_id))
-    merchant_of = {txn.txn_id: txn.merchant_id for txn in ordered}
-    label_of = {label.txn_id: label for label in labels}
-    frauds_by_arrival = sorted(
-        (label for label in labels if label.is_fraud and label.txn_id in merchant_of),
+def _in_event_order(transactions: Sequence[Transaction]) -> list[Transaction]:
+    return sorted(transactions, key=lambda txn: (txn.event_time, txn.txn_id))
+
+
+def _fraud_labels_by_arrival(
+    ordered: Sequence[Transaction], labels: Sequence[Label]
+) -> list[Label]:
+    known = {txn.txn_id for txn in ordered}
+    return sorted(
+        (label for label in labels if label.is_fraud and label.txn_id in known),
         key=lambda label: label.label_time,
     )
-    state = PointInTimeState()
-    rows = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
+
+
+def _replay(
+    ordered: Sequence[Transaction],
+    labels: Sequence[Label],
+    state: PointInTimeState,
+    features_then_record: Callable[[Transaction], Sequence[float]],
+    width: int,
+) -> NDArray[np.float64]:
+    """Rows of `features_then_record` for `ordered`, each fraud label recorded in `state`
+    before the first transaction after its `label_time`."""
+    merchant_of = {txn.txn_id: txn.merchant_id for txn in ordered}
+    frauds_by_arrival = _fraud_labels_by_arrival(ordered, labels)
+    rows = np.empty((len(ordered), width), dtype=np.float64)
     next_label = 0
     for row, txn in enumerate(ordered):
         while (
@@ -97,11 +126,59 @@ def build_features(
             label = frauds_by_arrival[next_label]
             state.record_fraud_label(merchant_of[label.txn_id], label)
             next_label += 1
-        rows[row] = state.features_then_record(txn)
+        rows[row] = features_then_record(txn)
+    return rows
+
+
+def merchant_columns(
+    ordered: Sequence[Transaction], labels: Sequence[Label]
+) -> NDArray[np.float64]:
+    """`MERCHANT_FEATURE_NAMES` of every row of `ordered` (event order), row by row through
+    `PointInTimeState`'s merchant windows: the one place the fast path computes them."""
+    state = PointInTimeState()
+    return _replay(
+        ordered, labels, state, state.merchant_features_then_record, len(MERCHANT_FEATURE_NAMES)
+    )
+
+
+def _matrix(
+    ordered: list[Transaction], labels: Sequence[Label], features: NDArray[np.float64]
+) -> FeatureMatrix:
+    label_of = {label.txn_id: label for label in labels}
     known = [label_of.get(txn.txn_id) for txn in ordered]
     return FeatureMatrix(
         transactions=ordered,
-        features=rows,
+        features=features,
         is_fraud=np.array([np.nan if label is None else float(label.is_fraud) for label in known]),
         scenarios=["unknown" if label is None else label.scenario for label in known],
     )
+
+
+def build_features(
+    transactions: Sequence[Transaction], labels: Sequence[Label] = ()
+) -> FeatureMatrix:
+    """Point-in-time features for every transaction (returned in event order).
+
+    Equal to the bit to `build_features_row_by_row`, many times faster.
+    """
+    ordered = _in_event_order(transactions)
+    features = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
+    card_part, needs_reference = card_feature_columns(ordered)
+    if needs_reference.any():
+        reference = PointInTimeState()
+        for row in np.flatnonzero(needs_reference).tolist():
+            card_part[row] = reference.card_features_then_record(ordered[row])
+    features[:, : len(CARD_FEATURE_NAMES)] = card_part
+    del card_part
+    features[:, len(CARD_FEATURE_NAMES) :] = merchant_columns(ordered, labels)
+    return _matrix(ordered, labels, features)
+
+
+def build_features_row_by_row(
+    transactions: Sequence[Transaction], labels: Sequence[Label] = ()
+) -> FeatureMatrix:
+    """`build_features` through `PointInTimeState` one row at a time: the reference."""
+    ordered = _in_event_order(transactions)
+    state = PointInTimeState()
+    features = _replay(ordered, labels, state, state.features_then_record, len(FEATURE_NAMES))
+    return _matrix(ordered, labels, features)

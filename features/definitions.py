@@ -1,8 +1,11 @@
 """The feature vector of DESIGN.md §4: one definition for training and for serving.
 
-`feature_vector` is the only place a feature is computed. The offline builder
-(features/builder.py) and the Redis-backed online store both call it with the card's
-earlier events and the merchant's counts, so a parity test can compare them row by row.
+`feature_vector` is the only place a feature is defined. The online stores call it with
+the card's earlier events and the merchant's counts, and so does the offline builder's
+per-row reference (features/builder.py `PointInTimeState`), so a parity test can compare
+them row by row. The offline builder's fast path computes the card part for a whole
+history at once (features/card_windows.py) and is tested equal to `card_features` to the
+bit; that is why every sum here is exactly rounded (`math.fsum`), never order-dependent.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ _WINDOW_FIELDS = (
     "weekend_count",
 )
 
-FEATURE_NAMES: tuple[str, ...] = (
+#: Bump when a feature's arithmetic changes without its name changing: cached feature
+#: matrices (stream/offline/feature_cache.py) are keyed by it and by the names.
+FEATURE_DEFINITION_VERSION = 2
+
+#: What the card's own recent history says (features/card_windows.py computes these for a
+#: whole history at once, bit-identical to `card_features`).
+CARD_FEATURE_NAMES: tuple[str, ...] = (
     *(f"{field}_{window}" for window in WINDOWS for field in _WINDOW_FIELDS),
     "amount",
     "amount_zscore_30d",
@@ -48,10 +57,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"channel_{channel}" for channel in CHANNELS),
     "is_new_merchant",
     "is_new_country",
+)
+#: What the merchant's history says (`merchant_features`).
+MERCHANT_FEATURE_NAMES: tuple[str, ...] = (
     "merchant_txn_count_1d",
     "merchant_fraud_labels_30d",
     "merchant_fraud_rate_30d",
 )
+FEATURE_NAMES: tuple[str, ...] = (*CARD_FEATURE_NAMES, *MERCHANT_FEATURE_NAMES)
 
 #: How far a transaction departs from its card's own habits: the features an unsupervised
 #: anomaly detector sees. Population-level features (merchant counts, raw window totals)
@@ -98,6 +111,8 @@ class _WindowPass:
 
     values: list[float]  # the seven aggregates of each window, in `WINDOWS` order
     start_30d: int  # index in `prior` of the first event inside the 30-day window
+    amounts_30d: list[float]  # newest first
+    total_30d: float
     merchants_30d: set[str]
     countries_30d: set[str]
 
@@ -107,11 +122,15 @@ def _window_values(prior: Sequence[CardEvent], t: float) -> _WindowPass:
 
     Equal to `aggregate()` of each window's events (checked by a property test), but the
     windows are nested, so one pass serves all four, and its 30-day merchant and country
-    sets answer the is-new questions too: the hot path of every decision.
+    sets answer the is-new questions too: the hot path of every decision. Totals are
+    `math.fsum`, the exactly rounded sum: it does not depend on the order of the events,
+    which lets the offline builder compute it from exact prefix sums and still agree to
+    the bit.
     """
     values: list[float] = []
-    count = nights = weekends = 0
+    nights = weekends = 0
     total = 0.0
+    amounts: list[float] = []
     merchants: set[str] = set()
     countries: set[str] = set()
     position = len(prior) - 1
@@ -119,16 +138,66 @@ def _window_values(prior: Sequence[CardEvent], t: float) -> _WindowPass:
         start = t - length
         while position >= 0 and prior[position].event_time >= start:
             event = prior[position]
-            count += 1
-            total += event.amount
+            amounts.append(event.amount)
             merchants.add(event.merchant_id)
             countries.add(event.country)
             nights += event.night
             weekends += event.weekend
             position -= 1
+        count = len(amounts)
+        total = math.fsum(amounts)
         values += (count, total, total / count if count else 0.0, len(merchants),
                    len(countries), nights, weekends)  # fmt: skip
-    return _WindowPass(values, position + 1, merchants, countries)
+    return _WindowPass(values, position + 1, amounts, total, merchants, countries)
+
+
+def amount_zscore(amount: float, count: int, total: float, sum_of_squares: float) -> float:
+    """How many 30-day standard deviations `amount` lies from the card's 30-day mean.
+
+    From the window's count, exactly rounded total and exactly rounded sum of squared
+    amounts, so the value does not depend on the order of the events; 0 below two
+    events, and the deviation is floored at `MIN_AMOUNT_STD`.
+    """
+    if count < 2:
+        return 0.0
+    mean = total / count
+    variance = max(0.0, sum_of_squares / count - mean * mean)
+    return (amount - mean) / max(math.sqrt(variance), MIN_AMOUNT_STD)
+
+
+def card_features(txn: Transaction, prior: Sequence[CardEvent]) -> list[float]:
+    """The `CARD_FEATURE_NAMES` of `txn`.
+
+    `prior` holds the card's events strictly before `txn` (sorted, oldest first; anything
+    older than 30 days is ignored).
+    """
+    t = txn.event_time
+    windows = _window_values(prior, t)
+    values = windows.values
+    window_30d = prior[windows.start_30d :]
+    amounts = windows.amounts_30d
+    since_last = t - window_30d[-1].event_time if window_30d else NO_RECENT_TRANSACTION_SECONDS
+    hour, weekday = local_hour_and_weekday(t, txn.country)
+    values += (
+        txn.amount,
+        amount_zscore(
+            txn.amount, len(amounts), windows.total_30d, math.fsum([a * a for a in amounts])
+        ),
+        since_last,
+        _velocity_kmh(txn, window_30d),
+        hour,
+        weekday,
+        *(float(txn.channel == channel) for channel in CHANNELS),
+        float(txn.merchant_id not in windows.merchants_30d),
+        float(txn.country not in windows.countries_30d),
+    )
+    return values
+
+
+def merchant_features(merchant: MerchantCounts) -> tuple[float, ...]:
+    """The `MERCHANT_FEATURE_NAMES` from the merchant counts at the transaction's time."""
+    rate = min(1.0, merchant.fraud_labels_30d / max(1, merchant.txn_count_30d))
+    return (merchant.txn_count_1d, merchant.fraud_labels_30d, rate)
 
 
 def feature_vector(
@@ -139,34 +208,4 @@ def feature_vector(
     `prior` holds the card's events strictly before `txn` (sorted, oldest first; anything
     older than 30 days is ignored), `merchant` the merchant counts at `txn.event_time`.
     """
-    t = txn.event_time
-    windows = _window_values(prior, t)
-    values = windows.values
-    window_30d = prior[windows.start_30d :]
-
-    amounts = [event.amount for event in window_30d]
-    if len(amounts) >= 2:
-        mean = sum(amounts) / len(amounts)
-        std = math.sqrt(sum((a - mean) ** 2 for a in amounts) / len(amounts))
-        zscore = (txn.amount - mean) / max(std, MIN_AMOUNT_STD)
-    else:
-        zscore = 0.0
-    since_last = t - window_30d[-1].event_time if window_30d else NO_RECENT_TRANSACTION_SECONDS
-    hour, weekday = local_hour_and_weekday(t, txn.country)
-    merchant_rate = min(1.0, merchant.fraud_labels_30d / max(1, merchant.txn_count_30d))
-
-    values += (
-        txn.amount,
-        zscore,
-        since_last,
-        _velocity_kmh(txn, window_30d),
-        hour,
-        weekday,
-        *(float(txn.channel == channel) for channel in CHANNELS),
-        float(txn.merchant_id not in windows.merchants_30d),
-        float(txn.country not in windows.countries_30d),
-        merchant.txn_count_1d,
-        merchant.fraud_labels_30d,
-        merchant_rate,
-    )
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray([*card_features(txn, prior), *merchant_features(merchant)], dtype=np.float64)

@@ -13,7 +13,10 @@ SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
 EARTH_RADIUS_KM = 6371.0088
 #: 1970-01-01 was a Thursday; weekday 0 is Monday.
-_EPOCH_WEEKDAY = 3
+EPOCH_WEEKDAY = 3
+#: Local night is 00:00 up to this hour; the weekend starts on this weekday (Saturday).
+NIGHT_END_HOUR = 6
+FIRST_WEEKEND_DAY = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +63,17 @@ def local_hour_and_weekday(event_time: float, country: str) -> tuple[int, int]:
     """Local hour (0..23) and weekday (0 = Monday .. 6 = Sunday) of an epoch time."""
     local = event_time + utc_offset_seconds(country)
     hour = int(local // SECONDS_PER_HOUR) % 24
-    weekday = (int(local // SECONDS_PER_DAY) + _EPOCH_WEEKDAY) % 7
+    weekday = (int(local // SECONDS_PER_DAY) + EPOCH_WEEKDAY) % 7
     return hour, weekday
 
 
 def is_night(hour: int) -> bool:
     """Local 00:00-06:00."""
-    return hour < 6
+    return hour < NIGHT_END_HOUR
 
 
 def is_weekend(weekday: int) -> bool:
-    return weekday >= 5
+    return weekday >= FIRST_WEEKEND_DAY
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
