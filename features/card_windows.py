@@ -27,6 +27,8 @@ to the caller, which replays them through the reference (`needs_reference`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,11 +55,14 @@ _Rows = NDArray[np.int64]
 
 
 def _codes(values: Sequence[str]) -> _Rows:
-    """Each value's first-seen index among the distinct values (a dict: faster than sorting
-    a million strings)."""
-    index: dict[str, int] = {}
-    return np.fromiter((index.setdefault(value, len(index)) for value in values), np.int64,
-                       len(values))  # fmt: skip
+    """Each value's index among the distinct values in first-seen order (a dict: faster than
+    sorting a million strings)."""
+    index = {value: code for code, value in enumerate(dict.fromkeys(values))}
+    return np.fromiter(map(index.__getitem__, values), np.int64, len(values))
+
+
+def _column(txns: Sequence[Transaction], field: str) -> list[Any]:
+    return list(map(attrgetter(field), txns))
 
 
 class _CardOrder:
@@ -164,6 +169,13 @@ def _velocity_kmh(
     return velocity
 
 
+def _is(codes: _Rows, names: list[str], name: str) -> NDArray[np.float64]:
+    """1.0 where the coded value is `name`."""
+    return (
+        (codes == names.index(name)).astype(np.float64) if name in names else np.zeros(len(codes))
+    )
+
+
 def _reused_txn_ids(card: _Rows, txn_ids: Sequence[str]) -> NDArray[np.bool_]:
     """Rows of cards on which some `txn_id` occurs twice."""
     txn_code = _codes(txn_ids)
@@ -182,21 +194,27 @@ def card_feature_columns(
     """
     n = len(ordered)
     order = _CardOrder(
-        _codes([txn.card_id for txn in ordered]),
-        np.fromiter((txn.event_time for txn in ordered), np.float64, n),
+        _codes(_column(ordered, "card_id")),
+        np.array(_column(ordered, "event_time"), dtype=np.float64),
     )
     times = order.times
-    txns = [ordered[row] for row in order.rows.tolist()]
-    amount = np.fromiter((txn.amount for txn in txns), np.float64, n)
-    merchant = _codes([txn.merchant_id for txn in txns])
-    countries = [txn.country for txn in txns]
+    txns = list(map(ordered.__getitem__, order.rows.tolist()))
+    amount = np.array(_column(txns, "amount"), dtype=np.float64)
+    merchant = _codes(_column(txns, "merchant_id"))
+    countries = _column(txns, "country")
     country = _codes(countries)
-    located_rows = [txn.lat is not None and txn.lon is not None for txn in txns]
-    located = np.array(located_rows, dtype=bool)
-    lat = np.array([txn.lat if ok else 0.0 for txn, ok in zip(txns, located_rows, strict=True)])
-    lon = np.array([txn.lon if ok else 0.0 for txn, ok in zip(txns, located_rows, strict=True)])
+    lat_or_none, lon_or_none = _column(txns, "lat"), _column(txns, "lon")
+    located = np.array(
+        [
+            lat is not None and lon is not None
+            for lat, lon in zip(lat_or_none, lon_or_none, strict=True)
+        ]
+    )
+    lat = np.array([0.0 if value is None else value for value in lat_or_none])
+    lon = np.array([0.0 if value is None else value for value in lon_or_none])
     hour, weekday = _local_time(times, countries)
-    channel = np.array([CHANNELS.index(txn.channel) for txn in txns], dtype=np.int64)
+    channel = _codes(_column(txns, "channel"))
+    channel_names = list(dict.fromkeys(_column(txns, "channel")))
 
     positions = np.arange(n, dtype=np.int64)
     amount_sums, amount_scale = _exact_prefix_sums(amount)
@@ -241,7 +259,7 @@ def card_feature_columns(
         _velocity_kmh(order, lat, lon, located, start_30d),
         hour.astype(np.float64),
         weekday.astype(np.float64),
-        *((channel == code).astype(np.float64) for code in range(len(CHANNELS))),
+        *(_is(channel, channel_names, name) for name in CHANNELS),
         (previous_merchant < start_30d).astype(np.float64),
         (previous_country < start_30d).astype(np.float64),
     )
@@ -250,5 +268,5 @@ def card_feature_columns(
     features = np.empty_like(by_card)
     features[order.rows] = by_card
     needs_reference = np.zeros(n, dtype=bool)
-    needs_reference[order.rows] = _reused_txn_ids(order.card, [txn.txn_id for txn in txns])
+    needs_reference[order.rows] = _reused_txn_ids(order.card, _column(txns, "txn_id"))
     return features, needs_reference
