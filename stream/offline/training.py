@@ -36,6 +36,7 @@ from fraudstream.models.signing import (
     signing_key_for,
 )
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
+from fraudstream.stream.offline.feature_cache import FeatureCache, cache_key
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
@@ -80,12 +81,23 @@ class TimeSplit:
         return train, labelled & ~train & (event_times < self.valid_end)
 
 
-def load_labelled_stream(data: Path, since: float | None = None) -> FeatureMatrix:
+def load_labelled_stream(
+    data: Path, since: float | None = None, cache: FeatureCache | None = None
+) -> FeatureMatrix:
     """Read a stream and the labels file beside it, and build point-in-time features.
 
     With `since`, keep transactions from that time on and only the labels that had
-    arrived by the stream's last event: what a retrain can know at that moment.
+    arrived by the stream's last event: what a retrain can know at that moment. With
+    `cache`, a matrix built before from the same files and feature definition is reused,
+    and one built now is kept (see `feature_cache`).
     """
+    if cache is None:
+        return _build_labelled_stream(data, since)
+    key = cache_key(data, labels_path_for(data), since)
+    return cache.load_or_build(key, lambda: _build_labelled_stream(data, since))
+
+
+def _build_labelled_stream(data: Path, since: float | None) -> FeatureMatrix:
     transactions, labels = read_stream_file(data)
     if since is not None:
         transactions = [txn for txn in transactions if txn.event_time >= since]
@@ -209,7 +221,7 @@ def train_from_file(
     traffic); both are stored in the version's metadata. `since` retrains on the recent part only
     (see `load_labelled_stream`).
     """
-    matrix = load_labelled_stream(data, since)
+    matrix = load_labelled_stream(data, since, FeatureCache.in_registry(registry))
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
     train, valid = split.rows(times, matrix.is_fraud)
