@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fraudstream.features import windows
 from fraudstream.features.definitions import (
     CARD_FEATURE_NAMES,
     MIN_AMOUNT_STD,
@@ -49,7 +50,6 @@ from fraudstream.features.geo import (
     utc_offset_seconds,
 )
 from fraudstream.features.transaction import CHANNELS, Transaction
-from fraudstream.features.windows import MAX_CARD_EVENTS, WINDOWS
 
 _Rows = NDArray[np.int64]
 
@@ -85,7 +85,7 @@ class _CardOrder:
         """First position of each row's window `[event_time - length, event_time)`, capped
         to the row's latest `MAX_CARD_EVENTS` predecessors."""
         start = np.searchsorted(self._event_keys, self._key(self.times - length), side="left")
-        return np.maximum(start, np.arange(len(start), dtype=np.int64) - MAX_CARD_EVENTS)
+        return np.maximum(start, np.arange(len(start), dtype=np.int64) - windows.MAX_CARD_EVENTS)
 
 
 def _neighbours(order: _CardOrder, value: _Rows) -> tuple[_Rows, _Rows]:
@@ -224,7 +224,7 @@ def card_feature_columns(
     previous_country, next_country = _neighbours(order, country)
 
     columns: list[NDArray[np.float64]] = []
-    for length in WINDOWS.values():
+    for length in windows.WINDOWS.values():
         start = order.window_start(length)
         count = positions - start
         total = _window_sums(amount_sums, amount_scale, start, positions)

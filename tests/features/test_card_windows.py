@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.features import card_windows, windows
+from fraudstream.features import windows
 from fraudstream.features.builder import (
     FeatureMatrix,
     build_features,
@@ -40,8 +40,7 @@ def assert_identical(fast: FeatureMatrix, reference: FeatureMatrix) -> None:
 def small_caps() -> Iterator[None]:
     """`MAX_CARD_EVENTS` and `STORED_CARD_EVENTS` small enough to reach in a test."""
     with pytest.MonkeyPatch.context() as patch:
-        for module in (windows, card_windows):
-            patch.setattr(module, "MAX_CARD_EVENTS", SMALL_CAP)
+        patch.setattr(windows, "MAX_CARD_EVENTS", SMALL_CAP)
         patch.setattr(windows, "STORED_CARD_EVENTS", 2 * SMALL_CAP)
         yield
 
@@ -58,8 +57,9 @@ def test_generated_stream_features_equal_the_reference_in_any_input_order(seed: 
 
 def test_a_card_beyond_the_event_caps_saturates_like_the_reference(small_caps: None) -> None:
     busy = [
-        Transaction(f"b{i:03d}", "bot", f"m{i % 9}", 1.0 + i, "USD", "US", "ecom",
-                    BASE_TIME + 60.0 * i)  # fmt: skip
+        Transaction(
+            f"b{i:03d}", "bot", f"m{i % 9}", 1.0 + i, "USD", "US", "ecom", BASE_TIME + 60.0 * i
+        )  # fmt: skip
         for i in range(5 * SMALL_CAP)
     ]
     quiet = [Transaction("q1", "quiet", "m1", 5.0, "USD", "US", "pos", BASE_TIME)]
@@ -72,8 +72,7 @@ def test_a_card_beyond_the_event_caps_saturates_like_the_reference(small_caps: N
 def test_window_totals_are_exactly_rounded_sums() -> None:
     # Added one by one, ten amounts of 0.1 make 0.9999999999999999; exactly rounded, 1.0.
     txns = [
-        Transaction(f"t{i}", "c1", "m1", 0.1, "USD", "US", "pos", BASE_TIME + i)
-        for i in range(11)
+        Transaction(f"t{i}", "c1", "m1", 0.1, "USD", "US", "pos", BASE_TIME + i) for i in range(11)
     ]
     fast = build_features(txns)
     assert_identical(fast, build_features_row_by_row(txns))
@@ -86,8 +85,8 @@ def histories(draw: st.DrawFn) -> tuple[list[Transaction], list[Label]]:
     txn_ids (same or other content), equal timestamps, missing coordinates, cards of one
     event, events past the retention, amounts from tiny to the maximum."""
     count = draw(st.integers(min_value=1, max_value=50))
-    times = st.sampled_from([BASE_TIME + offset for offset in
-                             (0.0, 1.0, 59.0, HOUR, HOUR + 0.5, DAY, 7 * DAY, 30 * DAY, 45 * DAY)])  # fmt: skip
+    offsets = (0.0, 1.0, 59.0, HOUR, HOUR + 0.5, DAY, 7 * DAY, 30 * DAY, 45 * DAY)
+    times = st.sampled_from([BASE_TIME + offset for offset in offsets])
     transactions = []
     for _ in range(count):
         located = draw(st.booleans())
@@ -137,8 +136,7 @@ def test_any_history_gives_the_reference_features_under_small_caps(
 ) -> None:
     transactions, labels = history
     with pytest.MonkeyPatch.context() as patch:
-        for module in (windows, card_windows):
-            patch.setattr(module, "MAX_CARD_EVENTS", SMALL_CAP)
+        patch.setattr(windows, "MAX_CARD_EVENTS", SMALL_CAP)
         patch.setattr(windows, "STORED_CARD_EVENTS", 2 * SMALL_CAP)
         assert_identical(
             build_features(transactions, labels), build_features_row_by_row(transactions, labels)
