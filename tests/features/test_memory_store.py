@@ -57,7 +57,7 @@ def test_in_memory_vectors_equal_offline_builder(batch: int) -> None:
         txn.txn_id for txn in stream.transactions
     ]
     assert matched > 0  # fraud labels did reach the merchant features
-    np.testing.assert_allclose(online, offline.features, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(online, offline.features)
 
 
 def test_redelivered_transactions_get_the_vectors_of_their_first_delivery() -> None:

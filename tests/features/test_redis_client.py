@@ -51,7 +51,7 @@ def test_the_store_logs_in_with_the_password_in_the_url(
     url = redis_with_password.url if over == "tcp" else redis_with_password.unix_url
     assert url is not None and f":{PASSWORD}@" in url
     vectors = featurize(url, TRANSACTIONS)
-    np.testing.assert_allclose(vectors, build_features(TRANSACTIONS).features, atol=1e-9)
+    np.testing.assert_array_equal(vectors, build_features(TRANSACTIONS).features)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_tls_with_the_ca_file_setting_and_without_it(tmp_path: Path) -> None:
         )
         assert settings.redis_url is not None
         vectors = featurize(settings.redis_url, TRANSACTIONS)
-        np.testing.assert_allclose(vectors, build_features(TRANSACTIONS).features, atol=1e-9)
+        np.testing.assert_array_equal(vectors, build_features(TRANSACTIONS).features)
         # Without the CA file the self-signed certificate is not trusted; no TLS, no answer.
         with pytest.raises(FeatureStoreError, match="certificate verify failed"):
             featurize(server.url, TRANSACTIONS[:3])
