@@ -32,6 +32,7 @@ test: lint unit
 
 bench: install
 	$(BIN)/python -m bench.bench_generate --transactions 1000000
+	$(BIN)/python -m bench.bench_offline --transactions 1000000
 	$(BIN)/python -m bench.bench_scoring
 	$(BIN)/python -m bench.bench_loadtest
 	$(BIN)/python -m bench.bench_demo

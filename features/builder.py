@@ -109,7 +109,7 @@ def _replay(
     ordered: Sequence[Transaction],
     labels: Sequence[Label],
     state: PointInTimeState,
-    features_then_record: Callable[[Transaction], Sequence[float]],
+    features_then_record: Callable[[Transaction], Sequence[float] | NDArray[np.float64]],
     width: int,
 ) -> NDArray[np.float64]:
     """Rows of `features_then_record` for `ordered`, each fraud label recorded in `state`

@@ -21,6 +21,7 @@ import os
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -148,8 +149,9 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.entry(key)
         partial = path.with_suffix(".partial")
+        columns: dict[str, Any] = _columns(matrix)  # (typing: else taken for savez's flags)
         with partial.open("wb") as out:
-            np.savez(out, **_columns(matrix))
+            np.savez(out, allow_pickle=False, **columns)
         partial.replace(path)
         entries = sorted(self.folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in entries[KEPT_ENTRIES:]:
