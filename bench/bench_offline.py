@@ -1,0 +1,122 @@
+"""The offline feature build: speed, memory, and that it still equals the reference.
+
+    python -m bench.bench_offline --transactions 1000000
+
+Generates a stream (seed 7) into a temporary JSONL file in a child process, so the
+generator's memory does not count, then in this process: reads it (parse time), times
+`build_features` `--repeats` times (median; each run from the same parsed transactions),
+times its two parts alone (card columns for all rows at once, merchant columns row by
+row) and writing and reading the train/evaluate feature cache. Peak RSS is this
+process's (reading included) at that point. Then, for the "before" figure, it runs the
+row-by-row reference on a second generated stream of `--reference` transactions (same
+per-card density: the generator scales cards with transactions) and checks that the
+fast build equals it to the bit.
+The printed lines are meant to be pasted into bench/RESULTS.md; the machine is shared, so
+the load average is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from fraudstream.features.builder import (
+    build_features,
+    build_features_row_by_row,
+    merchant_columns,
+)
+from fraudstream.features.card_windows import card_feature_columns
+from fraudstream.stream.offline.feature_cache import FeatureCache
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.streamfile import read_stream_file, write_stream
+
+_Result = TypeVar("_Result")
+
+
+def _write_generated(transactions: int, seed: int, path: Path) -> None:
+    write_stream(generate_stream(GeneratorConfig(transactions=transactions, seed=seed)), path)
+
+
+def timed(call: Callable[[], _Result]) -> tuple[float, _Result]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def _load() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--reference", type=int, default=100_000, help="transactions of the reference run"
+    )
+    args = parser.parse_args(argv)
+    command = f"python -m bench.bench_offline --transactions {args.transactions}"
+    with tempfile.TemporaryDirectory() as folder:
+        data, small = Path(folder) / "stream.jsonl", Path(folder) / "reference.jsonl"
+        for count, path in ((args.transactions, data), (args.reference, small)):
+            child = multiprocessing.Process(target=_write_generated, args=(count, args.seed, path))
+            child.start()
+            child.join()
+            if child.exitcode != 0:
+                print(f"generating {path} failed (exit code {child.exitcode})", file=sys.stderr)
+                return 1
+        print(f"### Offline feature build (`{command}`, seed {args.seed})")
+        print(f"- {os.cpu_count()} cores; load average before: {_load()}")
+        read_s, (transactions, labels) = timed(lambda: read_stream_file(data))
+        n = len(transactions)
+        print(f"- reading the file (parse + validate): {read_s:.1f} s")
+        seconds = []
+        for _ in range(args.repeats):
+            elapsed, matrix = timed(lambda: build_features(transactions, labels))
+            seconds.append(elapsed)
+        median = statistics.median(seconds)
+        runs = ", ".join(f"{s:.1f}" for s in seconds)
+        print(f"- `build_features`, {n:,} transactions: median {median:.1f} s of "
+              f"{args.repeats} ({runs}), {n / median:,.0f} txn/s")  # fmt: skip
+        card_s, _ = timed(lambda: card_feature_columns(matrix.transactions))
+        merchant_s, _ = timed(lambda: merchant_columns(matrix.transactions, labels))
+        print(f"- of which card columns (all rows at once) {card_s:.1f} s, merchant columns "
+              f"(row by row) {merchant_s:.1f} s ({merchant_s / median:.0%}); the rest is "
+              "sorting and assembling")  # fmt: skip
+        cache = FeatureCache(Path(folder) / "cache")
+        store_s, path = timed(lambda: cache.store("bench", matrix))
+        load_s, _ = timed(lambda: cache.load("bench"))
+        print(f"- feature cache: written in {store_s:.1f} s ({path.stat().st_size / 1e6:,.0f} "
+              f"MB), read back in {load_s:.1f} s")  # fmt: skip
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"- peak RSS of this process so far: {peak_mb:,.0f} MB")
+        print(f"- load average after: {_load()}")
+        return _compare_with_reference(small)
+
+
+def _compare_with_reference(path: Path) -> int:
+    """Time the row-by-row reference and the fast build on `path`; 1 unless bit-identical."""
+    transactions, labels = read_stream_file(path)
+    n = len(transactions)
+    reference_s, reference = timed(lambda: build_features_row_by_row(transactions, labels))
+    fast_s, fast = timed(lambda: build_features(transactions, labels))
+    identical = fast.features.tobytes() == reference.features.tobytes()
+    print(f"- {n:,} transactions: row-by-row reference {reference_s:.1f} s "
+          f"({n / reference_s:,.0f} txn/s), `build_features` {fast_s:.1f} s "
+          f"({n / fast_s:,.0f} txn/s), {reference_s / fast_s:.1f}x; bit-identical: "
+          f"{identical}; load average after: {_load()}")  # fmt: skip
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
