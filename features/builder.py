@@ -163,13 +163,12 @@ def build_features(
     """
     ordered = _in_event_order(transactions)
     features = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
-    card_part, needs_reference = card_feature_columns(ordered)
+    card_part = features[:, : len(CARD_FEATURE_NAMES)]
+    needs_reference = card_feature_columns(ordered, card_part)
     if needs_reference.any():
         reference = PointInTimeState()
         for row in np.flatnonzero(needs_reference).tolist():
             card_part[row] = reference.card_features_then_record(ordered[row])
-    features[:, : len(CARD_FEATURE_NAMES)] = card_part
-    del card_part
     features[:, len(CARD_FEATURE_NAMES) :] = merchant_columns(ordered, labels)
     return _matrix(ordered, labels, features)
 

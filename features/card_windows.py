@@ -26,7 +26,7 @@ to the caller, which replays them through the reference (`needs_reference`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -185,20 +185,35 @@ def _reused_txn_ids(card: _Rows, txn_ids: Sequence[str]) -> NDArray[np.bool_]:
 
 
 def card_feature_columns(
-    ordered: Sequence[Transaction],
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """`CARD_FEATURE_NAMES` of every row of `ordered` (sorted by `(event_time, txn_id)`).
+    ordered: Sequence[Transaction], out: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Write the `CARD_FEATURE_NAMES` of every row of `ordered` (sorted by
+    `(event_time, txn_id)`) into `out` (rows x names), one column at a time (a million
+    rows: each column is 8 MB, the matrix 300).
 
-    Also returns which rows belong to cards that reuse a `txn_id`: their values here are
-    not the reference's, and the caller must compute them row by row.
+    Returns which rows belong to cards that reuse a `txn_id`: their values here are not
+    the reference's, and the caller must compute them row by row.
     """
-    n = len(ordered)
     order = _CardOrder(
         _codes(_column(ordered, "card_id")),
         np.array(_column(ordered, "event_time"), dtype=np.float64),
     )
-    times = order.times
     txns = list(map(ordered.__getitem__, order.rows.tolist()))
+    for index, values in zip(
+        range(len(CARD_FEATURE_NAMES)), _columns_in_card_order(order, txns), strict=True
+    ):
+        out[order.rows, index] = values
+    needs_reference = np.zeros(len(txns), dtype=bool)
+    needs_reference[order.rows] = _reused_txn_ids(order.card, _column(txns, "txn_id"))
+    return needs_reference
+
+
+def _columns_in_card_order(
+    order: _CardOrder, txns: Sequence[Transaction]
+) -> Iterator[NDArray[np.float64]]:
+    """The card feature columns in `CARD_FEATURE_NAMES` order, rows in `order`."""
+    n = len(txns)
+    times = order.times
     amount = np.array(_column(txns, "amount"), dtype=np.float64)
     merchant = _codes(_column(txns, "merchant_id"))
     countries = _column(txns, "country")
@@ -223,13 +238,12 @@ def card_feature_columns(
     previous_merchant, next_merchant = _neighbours(order, merchant)
     previous_country, next_country = _neighbours(order, country)
 
-    columns: list[NDArray[np.float64]] = []
     for length in windows.WINDOWS.values():
         start = order.window_start(length)
         count = positions - start
         total = _window_sums(amount_sums, amount_scale, start, positions)
         mean = np.divide(total, count, out=np.zeros(n), where=count > 0)
-        columns += (
+        yield from (
             count.astype(np.float64),
             total,
             mean,
@@ -252,7 +266,7 @@ def card_feature_columns(
     )
     previous_time = np.concatenate(([0.0], times[:-1]))
     since_last = np.where(count_30d > 0, times - previous_time, NO_RECENT_TRANSACTION_SECONDS)
-    columns += (
+    yield from (
         amount,
         zscore,
         since_last,
@@ -263,10 +277,3 @@ def card_feature_columns(
         (previous_merchant < start_30d).astype(np.float64),
         (previous_country < start_30d).astype(np.float64),
     )
-    assert len(columns) == len(CARD_FEATURE_NAMES)
-    by_card = np.column_stack(columns)
-    features = np.empty_like(by_card)
-    features[order.rows] = by_card
-    needs_reference = np.zeros(n, dtype=bool)
-    needs_reference[order.rows] = _reused_txn_ids(order.card, _column(txns, "txn_id"))
-    return features, needs_reference
