@@ -15,6 +15,7 @@ folder is always safe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -141,7 +142,8 @@ class FeatureCache:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             log.warning("ignoring damaged feature cache %s (%s); building anew", path, error)
             return None
-        os.utime(path)  # recently used: kept longest
+        with contextlib.suppress(OSError):  # a read-only registry still serves its cache
+            os.utime(path)  # recently used: kept longest
         return matrix
 
     def store(self, key: str, matrix: FeatureMatrix) -> Path:
@@ -164,5 +166,8 @@ class FeatureCache:
             log.info("features from cache %s", self.entry(key))
             return cached
         matrix = build()
-        self.store(key, matrix)
+        try:
+            self.store(key, matrix)
+        except OSError as error:  # a cache that cannot be written must not fail the command
+            log.warning("could not keep the features in %s: %s", self.folder, error)
         return matrix

@@ -115,3 +115,12 @@ def test_only_the_newest_entries_are_kept(data: Path, tmp_path: Path) -> None:
         cache.store(f"entry{number}", matrix)
     assert len(entries(cache)) == KEPT_ENTRIES
     assert cache.entry(f"entry{KEPT_ENTRIES + 1}").exists()
+
+
+def test_a_cache_folder_that_cannot_be_written_does_not_fail_the_build(
+    data: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    cache = FeatureCache(blocker / CACHE_FOLDER)
+    assert_same_matrix(load_labelled_stream(data, cache=cache), load_labelled_stream(data))
