@@ -37,7 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     summaries = [
-        run_demo(settings, DemoOptions(out=args.out / f"run-{run + 1}")) for run in range(args.runs)
+        run_demo(settings, DemoOptions(out=args.out / f"run-{run + 1}"))
+        for run in range(args.runs)
     ]
     print("| run | decided | decisions/s | p50 ms | p95 ms | p99 ms | fallbacks | stand-in | "
           + " | ".join(f"{role} CPU s/1k" for role in ROLES) + " |")  # fmt: skip
@@ -45,7 +46,9 @@ def main() -> None:
     for index, summary in enumerate(summaries, 1):
         print(_row(str(index), summary))
     p99 = statistics.median(s["e2e_latency_ms"]["p99"] for s in summaries)
-    within = sum(s["e2e_latency_ms"]["p99"] <= 100.0 and not s["fallbacks"] for s in summaries)
+    within = sum(
+        s["e2e_latency_ms"]["p99"] <= 100.0 and not s["fallbacks"] for s in summaries
+    )
     print(f"\n- median p99 {p99:,.1f} ms; p99 <= 100 ms with 0 fallbacks in {within} of "
           f"{len(summaries)} runs")  # fmt: skip
 

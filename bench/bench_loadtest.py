@@ -138,12 +138,8 @@ def main() -> None:
     steady = LoadTestOptions(tps=args.cpu_tps, duration_s=args.cpu_duration,
                              raw_consume_records=0)  # fmt: skip
     cpu_steps = [
-        _run(
-            settings,
-            replace(
-                steady, out=args.out / f"cpu-{args.cpu_tps:.0f}-run{run + 1}.json", seed=2026 + run
-            ),
-        )["steps"][0]  # fmt: skip
+        _run(settings, replace(steady, out=args.out / f"cpu-{args.cpu_tps:.0f}-run{run + 1}.json",
+                               seed=2026 + run))["steps"][0]  # fmt: skip
         for run in range(args.runs)
     ]
     half = round((_median([r["max_sustainable_tps"] for r in ramps]) or 1000.0) / 2)
