@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def test_evaluate_reports_every_model_and_scenario(trained_run: Path) -> None:
     # stream: with cards known compromised left out (docs/evaluation.md) it read 0.843
     # against the rules' 0.857, the ensemble 0.949.
     assert report["models"]["ensemble"]["auc_roc"] > report["models"]["rules"]["auc_roc"]
+
+
+def test_evaluate_reads_the_features_train_kept(
+    trained_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = trained_run / "fraudstream.stream.jsonl"
+    registry = trained_run / "registry"
+    [kept] = (registry / "feature-cache").glob("*.npz")
+    with caplog.at_level(logging.INFO, logger="fraudstream.stream.offline.feature_cache"):
+        assert main(["evaluate", "--data", str(data), "--registry", str(registry)]) == 0
+    assert f"features from cache {kept}" in caplog.text
+    assert list((registry / "feature-cache").glob("*.npz")) == [kept]
 
 
 def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> None:
