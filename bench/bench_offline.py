@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,10 +50,21 @@ def _write_generated(transactions: int, seed: int, path: Path) -> None:
     write_stream(generate_stream(GeneratorConfig(transactions=transactions, seed=seed)), path)
 
 
-def timed(call: Callable[[], _Result]) -> tuple[float, _Result]:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Took:
+    """Wall and CPU seconds of one call: on a shared machine the CPU time is the steadier."""
+
+    wall: float
+    cpu: float
+
+    def __str__(self) -> str:
+        return f"{self.wall:.1f} s ({self.cpu:.1f} s CPU)"
+
+
+def timed(call: Callable[[], _Result]) -> tuple[Took, _Result]:
+    wall, cpu = time.perf_counter(), time.process_time()
     result = call()
-    return time.perf_counter() - started, result
+    return Took(time.perf_counter() - wall, time.process_time() - cpu), result
 
 
 def _load() -> str:
@@ -80,30 +92,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
         print(f"### Offline feature build (`{command}`, seed {args.seed})")
         print(f"- {os.cpu_count()} cores; load average before: {_load()}")
-        read_s, (transactions, labels) = timed(lambda: read_stream_file(data))
+        read, (transactions, labels) = timed(lambda: read_stream_file(data))
         n = len(transactions)
-        print(f"- reading the file (parse + validate): {read_s:.1f} s")
+        print(f"- reading the file (parse + validate): {read}")
         # Only the last run's matrix is kept, so one matrix at a time counts in the peak.
-        seconds = [
+        runs = [
             timed(lambda: build_features(transactions, labels))[0] for _ in range(args.repeats - 1)
         ]
-        last_s, matrix = timed(lambda: build_features(transactions, labels))
-        seconds.append(last_s)
-        median = statistics.median(seconds)
-        runs = ", ".join(f"{s:.1f}" for s in seconds)
-        print(f"- `build_features`, {n:,} transactions: median {median:.1f} s of "
-              f"{args.repeats} ({runs}), {n / median:,.0f} txn/s")  # fmt: skip
+        last, matrix = timed(lambda: build_features(transactions, labels))
+        runs.append(last)
+        wall = statistics.median(run.wall for run in runs)
+        cpu = statistics.median(run.cpu for run in runs)
+        print(f"- `build_features`, {n:,} transactions: median {wall:.1f} s of {args.repeats} "
+              f"({', '.join(str(run) for run in runs)}), {n / wall:,.0f} txn/s; median CPU "
+              f"{cpu:.1f} s, {n / cpu:,.0f} txn/s of CPU")  # fmt: skip
         card_part = np.empty((n, len(CARD_FEATURE_NAMES)))
-        card_s, _ = timed(lambda: card_feature_columns(matrix.transactions, card_part))
-        merchant_s, _ = timed(lambda: merchant_columns(matrix.transactions, labels))
-        print(f"- of which card columns (all rows at once) {card_s:.1f} s, merchant columns "
-              f"(row by row) {merchant_s:.1f} s ({merchant_s / median:.0%}); the rest is "
+        card, _ = timed(lambda: card_feature_columns(matrix.transactions, card_part))
+        merchant, _ = timed(lambda: merchant_columns(matrix.transactions, labels))
+        print(f"- of which card columns (all rows at once) {card}, merchant columns (row by "
+              f"row) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; the rest is "
               "sorting and assembling")  # fmt: skip
         cache = FeatureCache(Path(folder) / "cache")
-        store_s, path = timed(lambda: cache.store("bench", matrix))
-        load_s, _ = timed(lambda: cache.load("bench"))
-        print(f"- feature cache: written in {store_s:.1f} s ({path.stat().st_size / 1e6:,.0f} "
-              f"MB), read back in {load_s:.1f} s")  # fmt: skip
+        store, path = timed(lambda: cache.store("bench", matrix))
+        load, _ = timed(lambda: cache.load("bench"))
+        print(f"- feature cache: written in {store} ({path.stat().st_size / 1e6:,.0f} MB), "
+              f"read back in {load}")  # fmt: skip
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"- peak RSS of this process so far: {peak_mb:,.0f} MB")
         print(f"- load average after: {_load()}")
@@ -114,13 +127,13 @@ def _compare_with_reference(path: Path) -> int:
     """Time the row-by-row reference and the fast build on `path`; 1 unless bit-identical."""
     transactions, labels = read_stream_file(path)
     n = len(transactions)
-    reference_s, reference = timed(lambda: build_features_row_by_row(transactions, labels))
-    fast_s, fast = timed(lambda: build_features(transactions, labels))
+    reference_took, reference = timed(lambda: build_features_row_by_row(transactions, labels))
+    fast_took, fast = timed(lambda: build_features(transactions, labels))
     identical = fast.features.tobytes() == reference.features.tobytes()
-    print(f"- {n:,} transactions: row-by-row reference {reference_s:.1f} s "
-          f"({n / reference_s:,.0f} txn/s), `build_features` {fast_s:.1f} s "
-          f"({n / fast_s:,.0f} txn/s), {reference_s / fast_s:.1f}x; bit-identical: "
-          f"{identical}; load average after: {_load()}")  # fmt: skip
+    print(f"- {n:,} transactions: row-by-row reference {reference_took}, "
+          f"{n / reference_took.cpu:,.0f} txn/s of CPU; `build_features` {fast_took}, "
+          f"{n / fast_took.cpu:,.0f} txn/s of CPU: {reference_took.cpu / fast_took.cpu:.1f}x "
+          f"less CPU; bit-identical: {identical}; load average after: {_load()}")  # fmt: skip
     return 0 if identical else 1
 
 
