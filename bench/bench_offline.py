@@ -67,6 +67,10 @@ def timed(call: Callable[[], _Result]) -> tuple[Took, _Result]:
     return Took(time.perf_counter() - wall, time.process_time() - cpu), result
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _load() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {os.cpu_count()} cores; load average before: {_load()}")
         read, (transactions, labels) = timed(lambda: read_stream_file(data))
         n = len(transactions)
-        print(f"- reading the file (parse + validate): {read}")
+        print(f"- reading the file (parse + validate): {read}; peak RSS then {_peak_mb():,.0f} MB")
         # Only the last run's matrix is kept, so one matrix at a time counts in the peak.
         runs = [
             timed(lambda: build_features(transactions, labels))[0] for _ in range(args.repeats - 1)
@@ -117,8 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load, _ = timed(lambda: cache.load("bench"))
         print(f"- feature cache: written in {store} ({path.stat().st_size / 1e6:,.0f} MB), "
               f"read back in {load}")  # fmt: skip
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"- peak RSS of this process so far: {peak_mb:,.0f} MB")
+        print(f"- peak RSS of this process (reading, building, caching): {_peak_mb():,.0f} MB")
         print(f"- load average after: {_load()}")
         return _compare_with_reference(small)
 
