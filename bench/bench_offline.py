@@ -116,12 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- of which card columns (all rows at once) {card}, merchant columns (row by "
               f"row) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; the rest is "
               "sorting and assembling")  # fmt: skip
+        print(f"- peak RSS of this process after the builds: {_peak_mb():,.0f} MB")
         cache = FeatureCache(Path(folder) / "cache")
         store, path = timed(lambda: cache.store("bench", matrix))
         load, _ = timed(lambda: cache.load("bench"))
         print(f"- feature cache: written in {store} ({path.stat().st_size / 1e6:,.0f} MB), "
               f"read back in {load}")  # fmt: skip
-        print(f"- peak RSS of this process (reading, building, caching): {_peak_mb():,.0f} MB")
+        print(f"- peak RSS after reading the cache back (a second matrix): {_peak_mb():,.0f} MB")
         print(f"- load average after: {_load()}")
         return _compare_with_reference(small)
 

@@ -158,11 +158,8 @@ def _velocity_kmh(
     previous = np.concatenate(([-1], last_located[:-1]))
     moving = located & (previous >= start_30d)
     here, there = positions[moving], previous[moving]
-    distance = np.array(
-        [haversine_km(*pair) for pair in zip(lat[there].tolist(), lon[there].tolist(),
-                                             lat[here].tolist(), lon[here].tolist(), strict=True)],
-        dtype=np.float64,
-    )  # fmt: skip
+    ends = (lat[there].tolist(), lon[there].tolist(), lat[here].tolist(), lon[here].tolist())
+    distance = np.array(list(map(haversine_km, *ends)), dtype=np.float64)
     gap = np.maximum(order.times[here] - order.times[there], MIN_VELOCITY_GAP_SECONDS)
     velocity = np.zeros(n, dtype=np.float64)
     velocity[here] = distance / (gap / 3600.0)
