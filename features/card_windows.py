@@ -54,11 +54,11 @@ from fraudstream.features.transaction import CHANNELS, Transaction
 _Rows = NDArray[np.int64]
 
 
-def _codes(values: Sequence[str]) -> _Rows:
-    """Each value's index among the distinct values in first-seen order (a dict: faster than
-    sorting a million strings)."""
+def distinct_codes(values: Sequence[str]) -> tuple[_Rows, list[str]]:
+    """Each value's index among the distinct values, and those values in first-seen order
+    (a dict: faster than sorting a million strings)."""
     index = {value: code for code, value in enumerate(dict.fromkeys(values))}
-    return np.fromiter(map(index.__getitem__, values), np.int64, len(values))
+    return np.fromiter(map(index.__getitem__, values), np.int64, len(values)), list(index)
 
 
 def _column(txns: Sequence[Transaction], field: str) -> list[Any]:
@@ -133,12 +133,9 @@ def _window_sums(
     return ((sums[end] - sums[start]) / (1 << scale)).astype(np.float64)
 
 
-def _local_time(times: NDArray[np.float64], countries: Sequence[str]) -> tuple[_Rows, _Rows]:
+def _local_time(times: NDArray[np.float64], offsets: NDArray[np.float64]) -> tuple[_Rows, _Rows]:
     """Local hour and weekday as `geo.local_hour_and_weekday` computes them."""
-    country_code = _codes(countries)
-    seen = dict.fromkeys(countries)
-    offsets = np.array([utc_offset_seconds(country) for country in seen], dtype=np.float64)
-    local = times + offsets[country_code]
+    local = times + offsets
     hour = np.floor_divide(local, SECONDS_PER_HOUR).astype(np.int64) % 24
     weekday = (np.floor_divide(local, SECONDS_PER_DAY).astype(np.int64) + EPOCH_WEEKDAY) % 7
     return hour, weekday
@@ -173,9 +170,8 @@ def _is(codes: _Rows, names: list[str], name: str) -> NDArray[np.float64]:
     )
 
 
-def _reused_txn_ids(card: _Rows, txn_ids: Sequence[str]) -> NDArray[np.bool_]:
+def _reused_txn_ids(card: _Rows, txn_code: _Rows) -> NDArray[np.bool_]:
     """Rows of cards on which some `txn_id` occurs twice."""
-    txn_code = _codes(txn_ids)
     pair = card * (int(txn_code.max(initial=0)) + 1) + txn_code
     _, first, counts = np.unique(pair, return_index=True, return_counts=True)
     return np.isin(card, card[first[counts > 1]])
@@ -192,41 +188,46 @@ def card_feature_columns(
     the reference's, and the caller must compute them row by row.
     """
     order = _CardOrder(
-        _codes(_column(ordered, "card_id")),
+        distinct_codes(_column(ordered, "card_id"))[0],
         np.array(_column(ordered, "event_time"), dtype=np.float64),
     )
-    txns = list(map(ordered.__getitem__, order.rows.tolist()))
+    event_row = np.empty_like(order.rows)  # position in card order of each row
+    event_row[order.rows] = np.arange(len(ordered), dtype=np.int64)
     for index, values in zip(
-        range(len(CARD_FEATURE_NAMES)), _columns_in_card_order(order, txns), strict=True
+        range(len(CARD_FEATURE_NAMES)), _columns_in_card_order(order, ordered), strict=True
     ):
-        out[order.rows, index] = values
-    needs_reference = np.zeros(len(txns), dtype=bool)
-    needs_reference[order.rows] = _reused_txn_ids(order.card, _column(txns, "txn_id"))
-    return needs_reference
+        out[:, index] = values[event_row]
+    txn_code = distinct_codes(_column(ordered, "txn_id"))[0]
+    return _reused_txn_ids(order.card, txn_code[order.rows])[event_row]
 
 
 def _columns_in_card_order(
-    order: _CardOrder, txns: Sequence[Transaction]
+    order: _CardOrder, ordered: Sequence[Transaction]
 ) -> Iterator[NDArray[np.float64]]:
-    """The card feature columns in `CARD_FEATURE_NAMES` order, rows in `order`."""
-    n = len(txns)
-    times = order.times
-    amount = np.array(_column(txns, "amount"), dtype=np.float64)
-    merchant = _codes(_column(txns, "merchant_id"))
-    countries = _column(txns, "country")
-    country = _codes(countries)
-    lat_or_none, lon_or_none = _column(txns, "lat"), _column(txns, "lon")
+    """The card feature columns in `CARD_FEATURE_NAMES` order, rows in `order`.
+
+    Fields are read in event order, the order the transactions were parsed in and so lie
+    in memory: in card order every read would miss the CPU cache (3x slower at 1 M).
+    """
+    n = len(ordered)
+    rows, times = order.rows, order.times
+    amount = np.array(_column(ordered, "amount"), dtype=np.float64)[rows]
+    merchant = distinct_codes(_column(ordered, "merchant_id"))[0][rows]
+    country, country_names = distinct_codes(_column(ordered, "country"))
+    offsets = np.array([utc_offset_seconds(name) for name in country_names], dtype=np.float64)
+    country = country[rows]
+    lat_or_none, lon_or_none = _column(ordered, "lat"), _column(ordered, "lon")
     located = np.array(
         [
             lat is not None and lon is not None
             for lat, lon in zip(lat_or_none, lon_or_none, strict=True)
         ]
-    )
-    lat = np.array([0.0 if value is None else value for value in lat_or_none])
-    lon = np.array([0.0 if value is None else value for value in lon_or_none])
-    hour, weekday = _local_time(times, countries)
-    channel = _codes(_column(txns, "channel"))
-    channel_names = list(dict.fromkeys(_column(txns, "channel")))
+    )[rows]
+    lat = np.array([0.0 if value is None else value for value in lat_or_none])[rows]
+    lon = np.array([0.0 if value is None else value for value in lon_or_none])[rows]
+    hour, weekday = _local_time(times, offsets[country])
+    channel, channel_names = distinct_codes(_column(ordered, "channel"))
+    channel = channel[rows]
 
     positions = np.arange(n, dtype=np.int64)
     amount_sums, amount_scale = _exact_prefix_sums(amount)

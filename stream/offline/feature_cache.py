@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.builder import FeatureMatrix
+from fraudstream.features.card_windows import distinct_codes
 from fraudstream.features.definitions import FEATURE_DEFINITION_VERSION, FEATURE_NAMES
 from fraudstream.features.transaction import Transaction
 from fraudstream.features.windows import MAX_CARD_EVENTS, RETENTION_SECONDS, WINDOWS
@@ -69,9 +70,8 @@ def cache_key(data: Path, labels: Path, since: float | None) -> str:
 
 def _categories(values: Sequence[str]) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
     """Distinct values (first-seen order) and each value's index among them."""
-    index = {value: code for code, value in enumerate(dict.fromkeys(values))}
-    codes = np.fromiter(map(index.__getitem__, values), np.int64, len(values))
-    return np.array(list(index), dtype=np.str_), codes
+    codes, distinct = distinct_codes(values)
+    return np.array(distinct, dtype=np.str_), codes
 
 
 def _columns(matrix: FeatureMatrix) -> dict[str, NDArray[np.generic]]:
