@@ -11,7 +11,9 @@ at once (features/card_windows.py), the merchant columns row by row (`merchant_c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +156,24 @@ def _matrix(
     )
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a build.
+
+    A build makes millions of small objects that never form cycles (window keys, rows,
+    columns); with a million parsed transactions alive, each full pass of the collector
+    walks them all and frees nothing: a quarter of the CPU of a 1 M build (cProfile).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def build_features(
     transactions: Sequence[Transaction], labels: Sequence[Label] = ()
 ) -> FeatureMatrix:
@@ -161,16 +181,17 @@ def build_features(
 
     Equal to the bit to `build_features_row_by_row`, many times faster.
     """
-    ordered = _in_event_order(transactions)
-    features = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
-    card_part = features[:, : len(CARD_FEATURE_NAMES)]
-    needs_reference = card_feature_columns(ordered, card_part)
-    if needs_reference.any():
-        reference = PointInTimeState()
-        for row in np.flatnonzero(needs_reference).tolist():
-            card_part[row] = reference.card_features_then_record(ordered[row])
-    features[:, len(CARD_FEATURE_NAMES) :] = merchant_columns(ordered, labels)
-    return _matrix(ordered, labels, features)
+    with _cyclic_gc_paused():
+        ordered = _in_event_order(transactions)
+        features = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
+        card_part = features[:, : len(CARD_FEATURE_NAMES)]
+        needs_reference = card_feature_columns(ordered, card_part)
+        if needs_reference.any():
+            reference = PointInTimeState()
+            for row in np.flatnonzero(needs_reference).tolist():
+                card_part[row] = reference.card_features_then_record(ordered[row])
+        features[:, len(CARD_FEATURE_NAMES) :] = merchant_columns(ordered, labels)
+        return _matrix(ordered, labels, features)
 
 
 def build_features_row_by_row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterator
 from dataclasses import replace
@@ -141,3 +142,15 @@ def test_any_history_gives_the_reference_features_under_small_caps(
         assert_identical(
             build_features(transactions, labels), build_features_row_by_row(transactions, labels)
         )
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_build_leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    txns = [Transaction("t1", "c1", "m1", 5.0, "USD", "US", "pos", BASE_TIME)]
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        build_features(txns)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
