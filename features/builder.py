@@ -99,12 +99,16 @@ def _in_event_order(transactions: Sequence[Transaction]) -> list[Transaction]:
 
 def _fraud_labels_by_arrival(
     ordered: Sequence[Transaction], labels: Sequence[Label]
-) -> list[Label]:
-    known = {txn.txn_id for txn in ordered}
-    return sorted(
-        (label for label in labels if label.is_fraud and label.txn_id in known),
+) -> tuple[list[Label], dict[str, str]]:
+    """The fraud labels of transactions in `ordered`, by `label_time`, and the merchant of
+    each such transaction (only those: a map of every txn_id costs ~100 MB at 1 M)."""
+    fraud_ids = {label.txn_id for label in labels if label.is_fraud}
+    merchant_of = {txn.txn_id: txn.merchant_id for txn in ordered if txn.txn_id in fraud_ids}
+    arrivals = sorted(
+        (label for label in labels if label.is_fraud and label.txn_id in merchant_of),
         key=lambda label: label.label_time,
     )
+    return arrivals, merchant_of
 
 
 def _replay(
@@ -116,8 +120,7 @@ def _replay(
 ) -> NDArray[np.float64]:
     """Rows of `features_then_record` for `ordered`, each fraud label recorded in `state`
     before the first transaction after its `label_time`."""
-    merchant_of = {txn.txn_id: txn.merchant_id for txn in ordered}
-    frauds_by_arrival = _fraud_labels_by_arrival(ordered, labels)
+    frauds_by_arrival, merchant_of = _fraud_labels_by_arrival(ordered, labels)
     rows = np.empty((len(ordered), width), dtype=np.float64)
     next_label = 0
     for row, txn in enumerate(ordered):

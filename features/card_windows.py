@@ -26,8 +26,9 @@ to the caller, which replays them through the reference (`needs_reference`).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
-from operator import attrgetter
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ def distinct_codes(values: Sequence[str]) -> tuple[_Rows, list[str]]:
 
 
 def _column(txns: Sequence[Transaction], field: str) -> list[Any]:
-    return list(map(attrgetter(field), txns))
+    return list(map(operator.attrgetter(field), txns))
 
 
 class _CardOrder:
@@ -120,9 +121,8 @@ def _exact_prefix_sums(values: NDArray[np.float64]) -> tuple[NDArray[np.object_]
     integer = (mantissa * 2.0**53).astype(np.int64)  # exact: 53 bits
     shift = exponent.astype(np.int64) - 53
     scale = max(0, -int(shift.min(initial=0)))
-    exact = [m << s for m, s in zip(integer.tolist(), (shift + scale).tolist(), strict=True)]
-    sums = np.zeros(len(values) + 1, dtype=object)
-    sums[1:] = np.cumsum(np.array(exact, dtype=object))
+    exact = map(operator.lshift, integer.tolist(), (shift + scale).tolist())
+    sums = np.fromiter(accumulate(exact, initial=0), dtype=object, count=len(values) + 1)
     return sums, scale
 
 
