@@ -110,19 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- `build_features`, {n:,} transactions: median {wall:.1f} s of {args.repeats} "
               f"({', '.join(str(run) for run in runs)}), {n / wall:,.0f} txn/s; median CPU "
               f"{cpu:.1f} s, {n / cpu:,.0f} txn/s of CPU")  # fmt: skip
+        print(f"- peak RSS of this process after the builds: {_peak_mb():,.0f} MB")
         card_part = np.empty((n, len(CARD_FEATURE_NAMES)))
         card, _ = timed(lambda: card_feature_columns(matrix.transactions, card_part))
         merchant, _ = timed(lambda: merchant_columns(matrix.transactions, labels))
         print(f"- of which card columns (all rows at once) {card}, merchant columns (row by "
               f"row) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; the rest is "
               "sorting and assembling")  # fmt: skip
-        print(f"- peak RSS of this process after the builds: {_peak_mb():,.0f} MB")
         cache = FeatureCache(Path(folder) / "cache")
         store, path = timed(lambda: cache.store("bench", matrix))
         load, _ = timed(lambda: cache.load("bench"))
         print(f"- feature cache: written in {store} ({path.stat().st_size / 1e6:,.0f} MB), "
               f"read back in {load}")  # fmt: skip
-        print(f"- peak RSS after reading the cache back (a second matrix): {_peak_mb():,.0f} MB")
+        print(f"- peak RSS after timing the parts and the cache (copies of the matrix): "
+              f"{_peak_mb():,.0f} MB")  # fmt: skip
         print(f"- load average after: {_load()}")
         return _compare_with_reference(small)
 
