@@ -39,6 +39,7 @@ from fraudstream.models.training import TrainedModels
 from fraudstream.stream.offline.protocol import HeldOutPeriod, known_compromised
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
@@ -141,6 +142,7 @@ def evaluate_from_file(
     cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
     delay_days: float = DEFAULT_LABEL_DELAY_DAYS,
+    rejects: RejectedRecords | None = None,
 ) -> dict[str, Any]:
     """Quality of every scorer of the live version, from one label delay after its
     validation split to the end of `data`, cards known compromised left out.
@@ -154,10 +156,11 @@ def evaluate_from_file(
     `Settings.threshold_constraints` (the full limits: the version's own are the
     narrower ones its pair was chosen under) and `Settings.label_delay_days`, and the
     report records them. Raises `NoHeldOutTransactions` when no labelled transaction of
-    `data` lies in the test period.
+    `data` lies in the test period. Records of `data` that break the contract go to
+    `rejects` (see `read_stream_file`).
     """
     models = load_version(registry)
-    matrix = load_labelled_stream(data)
+    matrix = load_labelled_stream(data, rejects=rejects)
     times = np.array([txn.event_time for txn in matrix.transactions])
     valid_end = models.metadata["split"]["valid_end"]
     period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))

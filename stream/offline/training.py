@@ -38,6 +38,7 @@ from fraudstream.models.signing import (
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
@@ -80,13 +81,16 @@ class TimeSplit:
         return train, labelled & ~train & (event_times < self.valid_end)
 
 
-def load_labelled_stream(data: Path, since: float | None = None) -> FeatureMatrix:
+def load_labelled_stream(
+    data: Path, since: float | None = None, rejects: RejectedRecords | None = None
+) -> FeatureMatrix:
     """Read a stream and the labels file beside it, and build point-in-time features.
 
     With `since`, keep transactions from that time on and only the labels that had
-    arrived by the stream's last event: what a retrain can know at that moment.
+    arrived by the stream's last event: what a retrain can know at that moment. Records
+    that break the contract go to `rejects` (see `read_stream_file`).
     """
-    transactions, labels = read_stream_file(data)
+    transactions, labels = read_stream_file(data, rejects)
     if since is not None:
         transactions = [txn for txn in transactions if txn.event_time >= since]
         if not transactions:
@@ -199,6 +203,7 @@ def train_from_file(
     since: float | None = None,
     *,
     signing_key: SigningKey,
+    rejects: RejectedRecords | None = None,
 ) -> str:
     """Train both models on `data`, pick each scorer's thresholds, register a new version
     signed with `signing_key`.
@@ -207,9 +212,9 @@ def train_from_file(
     (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
     the FPR cap and review capacity less a margin, as the pair will decide unseen
     traffic); both are stored in the version's metadata. `since` retrains on the recent part only
-    (see `load_labelled_stream`).
+    (see `load_labelled_stream`); records that break the contract go to `rejects`.
     """
-    matrix = load_labelled_stream(data, since)
+    matrix = load_labelled_stream(data, since, rejects)
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
     train, valid = split.rows(times, matrix.is_fraud)
