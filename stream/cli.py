@@ -10,7 +10,7 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from fraudstream.stream.offline.rules_backtest import backtest_from_file
 from fraudstream.stream.offline.training import train_from_file
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.rejected import RejectedRecords, rejected_path_for
 from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
@@ -81,18 +82,49 @@ def _training_key(settings: Settings, registry: Path) -> SigningKey:
     return signing_key_for(registry, settings.signing_key, create=True)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _setting_aside(
+    command: str, run: Callable[[argparse.Namespace, RejectedRecords], int]
+) -> Callable[[argparse.Namespace], int]:
+    """`run` reading `--data` forgivingly: records that break the contract go to
+    `<stem>.rejected.jsonl` beside it, their count to stderr; `--strict` stops at the first.
+    A file that cannot be used at all is one line on stderr and status 1, never a traceback.
+    """
+
+    def command_run(args: argparse.Namespace) -> int:
+        rejects = RejectedRecords(rejected_path_for(args.data), strict=args.strict)
+        try:
+            with rejects:
+                status = run(args, rejects)
+        except (InvalidTransaction, OSError) as error:
+            print(f"fraudstream {command}: {error}", file=sys.stderr)
+            return 1
+        if rejects.count:
+            print(rejects.summary(), file=sys.stderr)
+        return status
+
+    return command_run
+
+
+def _add_strict_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="stop at the first record that breaks the contract (default: skip it, with "
+             "the reason, into <stem>.rejected.jsonl beside --data, and go on)",
+    )  # fmt: skip
+
+
+def _train(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     settings = Settings.from_env()
     registry = _registry(args)
     version = train_from_file(
         args.data, registry, settings.cost_model, settings.selection_constraints,
-        since=args.since, signing_key=_training_key(settings, registry),
+        since=args.since, signing_key=_training_key(settings, registry), rejects=rejects,
     )  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     if args.protocol == "split" and (args.folds, args.fold_days) != (None, None):
         print("fraudstream evaluate: --folds and --fold-days are for --protocol prequential",
               file=sys.stderr)  # fmt: skip
@@ -103,16 +135,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             report = evaluate_prequential(
                 args.data, args.folds or PREQUENTIAL_FOLDS, args.fold_days or PREQUENTIAL_FOLD_DAYS,
                 settings.cost_model, settings.threshold_constraints,
-                settings.selection_constraints, settings.label_delay_days,
+                settings.selection_constraints, settings.label_delay_days, rejects,
             )  # fmt: skip
             text = format_prequential_report(report)
         else:
             report = evaluate_from_file(
                 args.data, _registry(args), settings.cost_model, settings.threshold_constraints,
-                settings.label_delay_days,
+                settings.label_delay_days, rejects,
             )  # fmt: skip
             text = format_report(report)
-    except (NoHeldOutTransactions, ProtocolError) as error:
+    except (NoHeldOutTransactions, ProtocolError, RegistryError) as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
     _print_report(text, report, args.json)
@@ -217,7 +249,7 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     from fraudstream.stream.sim.replay import replay
     from fraudstream.stream.sim.streamfile import read_stream_file
 
@@ -225,7 +257,7 @@ def _replay(args: argparse.Namespace) -> int:
     if settings.kafka_url is None:
         print("fraudstream replay needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
         return 2
-    transactions, labels = read_stream_file(args.data)
+    transactions, labels = read_stream_file(args.data, rejects)
     report = replay(
         kafka_bootstrap(settings.kafka_url), transactions, labels,
         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
@@ -316,15 +348,15 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules_backtest(args: argparse.Namespace) -> int:
+def _rules_backtest(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     try:
         settings = Settings.from_env()
         capacity = args.review_capacity
         if capacity is None:
             capacity = settings.review_capacity
         report = backtest_from_file(args.file, args.data, _registry(args), args.labels,
-                                    settings.cost_model, capacity)  # fmt: skip
-    except (RulesError, RegistryError, InvalidTransaction) as error:
+                                    settings.cost_model, capacity, rejects)  # fmt: skip
+    except (RulesError, RegistryError) as error:
         print(f"fraudstream rules backtest: {error}", file=sys.stderr)
         return 1
     _print_report(format_backtest(report), report, args.json)
@@ -378,7 +410,7 @@ def _explain(args: argparse.Namespace) -> int:
         else:
             timeout_s = DEFAULT_SEARCH_TIMEOUT_S if args.timeout is None else args.timeout
             sources = sources_from_topics(settings, args.txn_id, registry, timeout_s)
-    except DecisionNotFound as error:
+    except (DecisionNotFound, InvalidTransaction) as error:
         print(f"fraudstream explain: {error}", file=sys.stderr)
         return 1
     story = explain_decision(sources)
@@ -466,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on transactions from this time on (epoch seconds or YYYY-MM-DD), with "
              "only the labels known by the stream's last event",
     )  # fmt: skip
-    train.set_defaults(run=_train)
+    _add_strict_argument(train)
+    train.set_defaults(run=_setting_aside("train", _train))
 
     evaluate = commands.add_parser(
         "evaluate", help="score held-out data with every model (docs/evaluation.md)"
@@ -489,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"prequential: days each fold tests [{PREQUENTIAL_FOLD_DAYS}]",
     )  # fmt: skip
     evaluate.add_argument("--json", type=Path, default=None)
-    evaluate.set_defaults(run=_evaluate)
+    _add_strict_argument(evaluate)
+    evaluate.set_defaults(run=_setting_aside("evaluate", _evaluate))
 
     worker = commands.add_parser("worker", help="run one Faust worker (FRAUDSTREAM_* settings)")
     worker.add_argument("--datadir", type=Path, default=Path(".fraudstream-worker"))
@@ -502,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=1000.0, help="transactions per second")
     replay.add_argument("--speedup", type=float, default=None, help="compress event time by X")
     replay.add_argument("--limit", type=int, default=None)
-    replay.set_defaults(run=_replay)
+    _add_strict_argument(replay)
+    replay.set_defaults(run=_setting_aside("replay", _replay))
 
     loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
     add_loadtest_arguments(loadtest)
@@ -542,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
              "(default: FRAUDSTREAM_REVIEW_CAPACITY)",
     )  # fmt: skip
     backtest.add_argument("--json", type=Path, default=None)
-    backtest.set_defaults(run=_rules_backtest)
+    _add_strict_argument(backtest)
+    backtest.set_defaults(run=_setting_aside("rules backtest", _rules_backtest))
 
     tail = commands.add_parser("tail", help="follow the decisions topic, one line per decision")
     tail.add_argument(
