@@ -22,6 +22,12 @@ from fraudstream.stream.offline.evaluation import (
     evaluate_from_file,
     format_report,
 )
+from fraudstream.stream.offline.importer import (
+    ImportOptions,
+    ImportRefused,
+    import_transactions,
+    parse_column_map,
+)
 from fraudstream.stream.offline.prequential import evaluate_prequential, format_prequential_report
 from fraudstream.stream.offline.protocol import ProtocolError
 from fraudstream.stream.offline.rules_backtest import backtest_from_file
@@ -83,19 +89,20 @@ def _training_key(settings: Settings, registry: Path) -> SigningKey:
 
 
 def _setting_aside(
-    command: str, run: Callable[[argparse.Namespace, RejectedRecords], int]
+    command: str, run: Callable[[argparse.Namespace, RejectedRecords], int], beside: str = "data"
 ) -> Callable[[argparse.Namespace], int]:
-    """`run` reading `--data` forgivingly: records that break the contract go to
-    `<stem>.rejected.jsonl` beside it, their count to stderr; `--strict` stops at the first.
-    A file that cannot be used at all is one line on stderr and status 1, never a traceback.
+    """`run` reading forgivingly: records that break the contract go to
+    `<stem>.rejected.jsonl` beside the file of option `beside` (`--data`, or `--out` for
+    import), their count to stderr; `--strict` stops at the first. A file that cannot be
+    used at all is one line on stderr and status 1, never a traceback.
     """
 
     def command_run(args: argparse.Namespace) -> int:
-        rejects = RejectedRecords(rejected_path_for(args.data), strict=args.strict)
+        rejects = RejectedRecords(rejected_path_for(getattr(args, beside)), strict=args.strict)
         try:
             with rejects:
                 status = run(args, rejects)
-        except (InvalidTransaction, OSError) as error:
+        except (InvalidTransaction, ImportRefused, OSError) as error:
             print(f"fraudstream {command}: {error}", file=sys.stderr)
             return 1
         if rejects.count:
@@ -109,7 +116,8 @@ def _add_strict_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true",
         help="stop at the first record that breaks the contract (default: skip it, with "
-             "the reason, into <stem>.rejected.jsonl beside --data, and go on)",
+             "the reason, into <stem>.rejected.jsonl beside --data, or --out for import, "
+             "and go on)",
     )  # fmt: skip
 
 
@@ -122,6 +130,23 @@ def _train(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     )  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     return 0
+
+
+def _import(args: argparse.Namespace, rejects: RejectedRecords) -> int:
+    options = ImportOptions(
+        columns=args.map, time_format=args.time_format, label_delay_days=args.label_delay_days,
+        currency=args.currency, country=args.country, channel=args.channel,
+        delimiter=args.delimiter, encoding=args.encoding,
+    )  # fmt: skip
+    print(import_transactions(args.source, args.out, options, rejects).summary())
+    return 0
+
+
+def _column_map(text: str) -> dict[str, str]:
+    try:
+        return parse_column_map(text)
+    except ImportRefused as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _evaluate(args: argparse.Namespace, rejects: RejectedRecords) -> int:
@@ -501,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_strict_argument(train)
     train.set_defaults(run=_setting_aside("train", _train))
 
+    add_import_parser(commands)
+
     evaluate = commands.add_parser(
         "evaluate", help="score held-out data with every model (docs/evaluation.md)"
     )
@@ -644,6 +671,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
     return parser
+
+
+def add_import_parser(commands: Any) -> None:
+    """`fraudstream import`: its options and their defaults (stream/offline/importer.py)."""
+    parser = commands.add_parser(
+        "import", help="turn your CSV or Parquet into a stream file and its labels"
+    )
+    parser.add_argument("source", type=Path, help=".csv or .parquet")
+    parser.add_argument(
+        "--map", type=_column_map, required=True, metavar="FIELD=COLUMN,...",
+        help="the source column of each contract field: card_id, merchant_id, amount and "
+             "event_time required; txn_id, currency, country, channel, lat, lon, is_fraud, "
+             "scenario, label_time optional",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="the stream file (.jsonl); labels go beside it as <stem>.labels.jsonl, rows "
+             "that cannot be imported to <stem>.rejected.jsonl",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-format", default="auto",
+        help="auto (ISO 8601 or epoch seconds; the default), iso, epoch, epoch_ms, or a "
+             "strptime format such as '%%d/%%m/%%Y %%H:%%M'; times without a zone are UTC",
+    )  # fmt: skip
+    parser.add_argument(
+        "--label-delay-days", type=float, default=7.0,
+        help="label_time is the event time plus this when label_time is not mapped (7)",
+    )  # fmt: skip
+    parser.add_argument("--currency", default="USD", help="where unmapped or empty (USD)")
+    parser.add_argument("--country", default="US", help="where unmapped or empty (US)")
+    parser.add_argument("--channel", default="pos", help="pos, ecom or atm, where unmapped "
+                        "or empty (pos)")  # fmt: skip
+    parser.add_argument("--delimiter", default=",", help="of the CSV (,)")
+    parser.add_argument("--encoding", default="utf-8-sig",
+                        help="of the CSV (utf-8, with or without a byte-order mark)")  # fmt: skip
+    _add_strict_argument(parser)
+    parser.set_defaults(run=_setting_aside("import", _import, beside="out"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
