@@ -50,6 +50,7 @@ from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import (
     ContractParser,
     Unreadable,
+    accepted_records,
     csv_rows,
     json_line,
     labels_path_for,
@@ -368,16 +369,14 @@ def _convert(
 ) -> _Written:
     written = _Written()
     parser = ContractParser()
-    for number, raw in _source_rows(source, options):
-        try:
-            if isinstance(raw, Unreadable):
-                raise InvalidTransaction(raw.error)
-            row = _Row(raw, options)
-            txn = parser.transaction(_contract_record(row, f"{source.stem}-{number}"))
-            label = _row_label(row, txn, options.label_delay_days)
-        except InvalidTransaction as error:
-            rejects.reject(source, number, "" if isinstance(raw, Unreadable) else raw, str(error))
-            continue
+
+    def converted(number: int, cells: Mapping[str | None, Any]) -> tuple[Transaction, Label | None]:
+        row = _Row(cells, options)
+        txn = parser.transaction(number, _contract_record(row, f"{source.stem}-{number}"))
+        return txn, _row_label(row, txn, options.label_delay_days)
+
+    rows = _source_rows(source, options)
+    for txn, label in accepted_records(rows, source, converted, rejects):
         txn_out.write(json_line(txn.to_dict()))
         written.transactions += 1
         if label is not None and label_out is not None:

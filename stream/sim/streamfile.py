@@ -38,11 +38,11 @@ from fraudstream.stream.sim.rejected import RejectedRecords
 __all__ = [
     "ContractParser",
     "Unreadable",
+    "accepted_records",
     "csv_rows",
     "json_line",
     "labels_path_for",
     "parquet_rows",
-    "parsed_records",
     "read_labels",
     "read_mixed_jsonl",
     "read_stream_file",
@@ -119,66 +119,64 @@ class Unreadable:
 class ContractParser:
     """Parses the records of one read against the contract, and what it takes for records
     to fit together: each txn_id once, each transaction labelled once, and a label only for
-    a transaction accepted (one of `known`, when given; otherwise any)."""
+    a transaction accepted (one of `known`, when given; otherwise any). Each method takes
+    the record's line (or row) number, to say where the first of two duplicates is."""
 
     def __init__(self, known: Container[str] | None = None) -> None:
-        self.txn_ids: set[str] = set()
-        self.labelled: set[str] = set()
+        self.txn_ids: dict[str, int] = {}
+        self.labelled: dict[str, int] = {}
         self.known = known
 
-    def transaction(self, record: Any) -> Transaction:
+    def transaction(self, number: int, record: Any) -> Transaction:
         txn = parse_transaction(record)
-        if txn.txn_id in self.txn_ids:
-            raise InvalidTransaction(
-                f"duplicate txn_id {txn.txn_id!r}: an earlier record has it and is kept"
-            )
-        self.txn_ids.add(txn.txn_id)
+        first = self.txn_ids.setdefault(txn.txn_id, number)
+        if first != number:
+            raise InvalidTransaction(f"duplicate txn_id {txn.txn_id!r}: the one at line "
+                                     f"{first} is kept")  # fmt: skip
         return txn
 
-    def label(self, record: Any) -> Label:
+    def label(self, number: int, record: Any) -> Label:
         label = parse_label(record)
         if self.known is not None and label.txn_id not in self.known:
             raise InvalidTransaction(
                 f"label for txn_id {label.txn_id!r}, which no accepted transaction has"
             )
-        if label.txn_id in self.labelled:
-            raise InvalidTransaction(
-                f"duplicate label for txn_id {label.txn_id!r}: an earlier one is kept"
-            )
-        self.labelled.add(label.txn_id)
+        first = self.labelled.setdefault(label.txn_id, number)
+        if first != number:
+            raise InvalidTransaction(f"duplicate label for txn_id {label.txn_id!r}: the one "
+                                     f"at line {first} is kept")  # fmt: skip
         return label
 
-    def transaction_or_label(self, line: bytes) -> Transaction | Label:
+    def transaction_or_label(self, number: int, line: bytes) -> Transaction | Label:
         """A record with `is_fraud` is a label, anything else a transaction."""
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as error:
             raise InvalidTransaction(f"not valid JSON: {error}") from None
         if isinstance(record, dict) and "is_fraud" in record:
-            return self.label(record)
-        return self.transaction(line)
+            return self.label(number, record)
+        return self.transaction(number, line)
 
 
-def parsed_records(
+def accepted_records(
     records: Iterable[tuple[int, Any]],
     path: Path,
-    parse: Callable[[Any], _Record],
+    parse: Callable[[int, Any], _Record],
     rejects: RejectedRecords | None,
-) -> list[_Record]:
-    """`parse` of each (line number, raw record) of `path`; a record that breaks the
-    contract goes to `rejects`, or without one raises `InvalidTransaction` "path:line: why"."""
-    parsed: list[_Record] = []
+) -> Iterator[_Record]:
+    """`parse(number, record)` of each (line or row number, raw record) of `path`, as they
+    come; a record that breaks the contract (`InvalidTransaction`) goes to `rejects`, or
+    without one raises `InvalidTransaction` "path:line: why"."""
     for number, record in records:
         try:
             if isinstance(record, Unreadable):
                 raise InvalidTransaction(record.error)
-            parsed.append(parse(record))
+            yield parse(number, record)
         except InvalidTransaction as error:
             if rejects is None:
                 raise InvalidTransaction(f"{path}:{number}: {error}") from None
             rejects.reject(path, number, "" if isinstance(record, Unreadable) else record,
                            str(error))  # fmt: skip
-    return parsed
 
 
 def _csv_record(row: dict[str | None, Any]) -> dict[str | None, Any]:
@@ -249,7 +247,8 @@ def read_transactions(path: Path, rejects: RejectedRecords | None = None) -> lis
     to `rejects`; without it, the first raises `InvalidTransaction` "file:line: why". A
     file with no transaction that fits raises `InvalidTransaction` either way.
     """
-    transactions = parsed_records(_records_of(path), path, ContractParser().transaction, rejects)
+    parse = ContractParser().transaction
+    transactions = list(accepted_records(_records_of(path), path, parse, rejects))
     if not transactions:
         raise InvalidTransaction(_nothing_read(path, rejects))
     return transactions
@@ -276,7 +275,7 @@ def read_labels(
     `read_transactions`'."""
     with path.open("rb") as source:
         parse = ContractParser(known_txn_ids).label
-        return parsed_records(_numbered_lines(source), path, parse, rejects)
+        return list(accepted_records(_numbered_lines(source), path, parse, rejects))
 
 
 def read_stream_file(
@@ -303,8 +302,8 @@ def read_mixed_jsonl(
     parser = ContractParser()
     parser.known = parser.txn_ids
     with path.open("rb") as source:
-        records = parsed_records(_numbered_lines(source), path, parser.transaction_or_label,
-                                 rejects)  # fmt: skip
+        records = list(accepted_records(_numbered_lines(source), path,
+                                        parser.transaction_or_label, rejects))  # fmt: skip
     transactions = [record for record in records if isinstance(record, Transaction)]
     if not transactions:
         raise InvalidTransaction(_nothing_read(path, rejects))

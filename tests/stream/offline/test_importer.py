@@ -57,7 +57,7 @@ FRAUD = {"1001": False, "1002": True, "1003": True, "1004": False, "1010": True}
 REFUSED = {6: "'Amount' (amount): 'n/a' is not a number",
            7: "field 'amount' must be in [0, 1e+06], got -5.0",
            8: "'TransactionTime' (event_time): 'yesterday' is not a time",
-           10: "duplicate txn_id '1002'",
+           10: "duplicate txn_id '1002': the one at line 3 is kept",
            11: "'IsFraud' (is_fraud): 'maybe' is not a fraud flag"}  # fmt: skip
 
 

@@ -118,7 +118,7 @@ def _hostile_lines(small: SyntheticStream) -> list[tuple[bytes, str]]:
         (_raw({**good, "txn_id": "big"}, "amount", b"1e400"), "number is infinity"),
         (_raw({**good, "txn_id": "huge"}, "amount", b"9" * 30), "'amount' must be in"),
         (_raw({**good, "txn_id": "bytes"}, "card_id", b'"\xff\xfe"'), "not valid UTF-8"),
-        (_line({**good, "amount": 3.0}), "duplicate txn_id 't00000001'"),
+        (_line({**good, "amount": 3.0}), "duplicate txn_id 't00000001': the one at line 1 is kept"),
         (b"[1, 2]", "expected a JSON object"),
     ]
 
