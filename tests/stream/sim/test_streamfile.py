@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fraudstream.features.transaction import InvalidTransaction
 from fraudstream.stream.sim.generator import GeneratorConfig, SyntheticStream, generate_stream
@@ -22,6 +24,8 @@ from fraudstream.stream.sim.streamfile import (
 )
 
 SMALL = GeneratorConfig(transactions=5_000, seed=3)
+A_RECORD = {"txn_id": "t1", "card_id": "c1", "merchant_id": "m1", "amount": 0.0,
+            "currency": "EUR", "country": "FR", "channel": "pos", "event_time": 1.7e9}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +98,14 @@ def test_a_mixed_file_splits_transactions_from_labels_and_locates_errors(
     path.write_text(path.read_text() + '{"txn_id": "x", "is_fraud": "yes"}\n{not json\n')
     with pytest.raises(InvalidTransaction, match=r"mixed\.jsonl:7: field 'is_fraud'"):
         read_mixed_jsonl(path)
+
+
+#: Lines a careless export holds: near-valid records with one field changed to anything.
+LINES = st.builds(
+    lambda name, value: json.dumps({**A_RECORD, name: value}, default=str).encode(),
+    st.sampled_from([*A_RECORD, "is_fraud"]),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+) | st.binary(max_size=40)
 
 
 def _line(record: dict[str, object]) -> bytes:
@@ -235,3 +247,26 @@ def test_parquet_rows_that_break_the_contract_are_set_aside_and_a_cut_file_is_re
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(InvalidTransaction, match="is not readable as Parquet at its start"):
         read_transactions(path, RejectedRecords(tmp_path / "again.jsonl"))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    content=st.binary(max_size=400) | st.lists(LINES, max_size=6).map(b"\n".join),
+    suffix=st.sampled_from([".jsonl", ".csv", ".parquet"]),
+)
+def test_any_bytes_in_a_stream_file_are_read_or_refused_in_one_line(
+    tmp_path: Path, content: bytes, suffix: str
+) -> None:
+    path = tmp_path / f"any{suffix}"
+    path.write_bytes(content)
+    rejected = tmp_path / "any.rejected.jsonl"
+    rejected.unlink(missing_ok=True)
+    with RejectedRecords(rejected) as rejects:
+        try:
+            read_stream_file(path, rejects)
+        except InvalidTransaction as error:
+            assert "\n" not in str(error)
+    if rejects.count:
+        assert len([json.loads(line) for line in rejected.read_text().splitlines()]) == (
+            rejects.count)  # fmt: skip
