@@ -237,3 +237,19 @@ def test_cli_imports_a_foreign_export_that_then_trains(
     assert main(["import", str(source), "--out", str(out), "--map", "card_id=card,"
                  "merchant_id=shop,amount=eur,event_time=at"]) == 1  # fmt: skip
     assert "has no column" in capsys.readouterr().err  # a ';' file read with ','
+
+
+def test_a_csv_in_another_encoding_is_refused_with_a_hint_and_read_when_named(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "latin.csv"
+    source.write_bytes("card,shop,amt,when\n1,Café du Port,3.5,2026-01-05\n".encode("latin-1"))
+    options = ImportOptions(parse_column_map("card_id=card,merchant_id=shop,amount=amt,"
+                                             "event_time=when"))  # fmt: skip
+    with pytest.raises(InvalidTransaction, match="'shop' .merchant_id.: holds bytes that are "
+                                                 "not utf-8-sig: give --encoding"):  # fmt: skip
+        import_transactions(source, tmp_path / "x.jsonl", options,
+                            RejectedRecords(tmp_path / "r.jsonl", strict=True))  # fmt: skip
+    latin = ImportOptions(options.columns, encoding="latin-1")
+    import_transactions(source, tmp_path / "x.jsonl", latin, RejectedRecords(tmp_path / "r.jsonl"))
+    assert read_stream_file(tmp_path / "x.jsonl")[0][0].merchant_id == "Café du Port"
