@@ -45,6 +45,7 @@ from fraudstream.features.transaction import (
     Label,
     Transaction,
     parse_label,
+    parse_transaction,
 )
 from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import (
@@ -372,8 +373,9 @@ def _convert(
 
     def converted(number: int, cells: Mapping[str | None, Any]) -> tuple[Transaction, Label | None]:
         row = _Row(cells, options)
-        txn = parser.transaction(number, _contract_record(row, f"{source.stem}-{number}"))
-        return txn, _row_label(row, txn, options.label_delay_days)
+        txn = parse_transaction(_contract_record(row, f"{source.stem}-{number}"))
+        label = _row_label(row, txn, options.label_delay_days)
+        return parser.unique(number, txn), label  # only a row kept claims its txn_id
 
     rows = _source_rows(source, options)
     for txn, label in accepted_records(rows, source, converted, rejects):

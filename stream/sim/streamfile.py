@@ -128,7 +128,10 @@ class ContractParser:
         self.known = known
 
     def transaction(self, number: int, record: Any) -> Transaction:
-        txn = parse_transaction(record)
+        return self.unique(number, parse_transaction(record))
+
+    def unique(self, number: int, txn: Transaction) -> Transaction:
+        """`txn`, read at `number`, unless an earlier record had its txn_id."""
         first = self.txn_ids.setdefault(txn.txn_id, number)
         if first != number:
             raise InvalidTransaction(f"duplicate txn_id {txn.txn_id!r}: the one at line "

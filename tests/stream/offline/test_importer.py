@@ -253,3 +253,15 @@ def test_a_csv_in_another_encoding_is_refused_with_a_hint_and_read_when_named(
     latin = ImportOptions(options.columns, encoding="latin-1")
     import_transactions(source, tmp_path / "x.jsonl", latin, RejectedRecords(tmp_path / "r.jsonl"))
     assert read_stream_file(tmp_path / "x.jsonl")[0][0].merchant_id == "Café du Port"
+
+
+def test_a_row_refused_for_its_label_does_not_claim_its_txn_id(tmp_path: Path) -> None:
+    source = tmp_path / "again.csv"
+    source.write_text("id,card,shop,amt,when,fraud\n5,1,2,3.5,2026-01-05,maybe\n"
+                      "5,1,2,3.5,2026-01-05,0\n")  # fmt: skip
+    options = ImportOptions(parse_column_map("txn_id=id,card_id=card,merchant_id=shop,"
+                                             "amount=amt,event_time=when,is_fraud=fraud"))
+    with RejectedRecords(tmp_path / "r.jsonl") as rejects:
+        import_transactions(source, tmp_path / "x.jsonl", options, rejects)
+    assert rejects.count == 1
+    assert [label.is_fraud for label in read_stream_file(tmp_path / "x.jsonl")[1]] == [False]
