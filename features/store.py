@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
+#: The merchant script's risk windows (its last arguments), shortest first.
 _MERCHANT_RISK_WINDOW_SECONDS = [WINDOWS[window] for window in MERCHANT_RISK_WINDOWS]
 #: After a failed round trip Redis is left alone this long: meanwhile batches are decided
 #: degraded at once instead of each waiting for the client's timeout.
@@ -157,12 +158,12 @@ for i = 7, #ARGV do
 end
 local fraud_times, known = {}, {}
 chunks(redis.call('ZRANGEBYSCORE', frauds, at(starts[#starts]), before(window_end), 'WITHSCORES'),
-  function(pairs)
+  function(found)  -- txn_id, event_time, txn_id, event_time, ...
     local ids = {}
-    for j = 1, #pairs, 2 do ids[#ids + 1] = pairs[j] end
+    for j = 1, #found, 2 do ids[#ids + 1] = found[j] end
     local labelled = redis.call('HMGET', label_times, unpack(ids))
     for j = 1, #ids do
-      fraud_times[#fraud_times + 1] = tonumber(pairs[2 * j])
+      fraud_times[#fraud_times + 1] = tonumber(found[2 * j])
       known[#known + 1] = labelled[j] and tonumber(labelled[j]) < t
     end
   end)
@@ -175,6 +176,7 @@ for _, start in ipairs(starts) do
 end
 return reply
 """
+
 
 class RedisGate:
     """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`."""
@@ -469,12 +471,14 @@ class RedisFeatureStore:
         try:
             seen = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
             writes: list[Command] = []
+            matched = 0
             for label, seen_value in zip(frauds, seen, strict=True):
                 if seen_value is None:
                     continue
                 _, event_time, merchant_id = _parse_seen(seen_value)
                 if event_time is None:
                     continue
+                matched += 1
                 _, fraud_txns, label_times = _merchant_keys(merchant_id)
                 writes += (
                     ("ZADD", fraud_txns, "NX", event_time, label.txn_id),
@@ -487,7 +491,7 @@ class RedisFeatureStore:
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
-        return len(writes) // 4
+        return matched
 
 
 def _merchant_counts(reply: Sequence[int]) -> MerchantCounts:
