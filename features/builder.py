@@ -2,7 +2,8 @@
 
 Transactions are replayed in `(event_time, txn_id)` order through in-memory window state,
 so each row sees only earlier events; a fraud label informs the merchant features only
-once its `label_time` has passed. This is the oracle the online store is tested against.
+once its `label_time` has passed, and only those of the transactions that ended their
+label delay before the row. This is the oracle the online store is tested against.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.definitions import (
+    DEFAULT_LABEL_DELAY_S,
     FEATURE_NAMES,
     MERCHANT_COUNT_WINDOW_SECONDS,
-    MERCHANT_RATE_WINDOW_SECONDS,
+    MERCHANT_RISK_WINDOWS,
+    NO_MERCHANT_HISTORY,
     MerchantCounts,
     feature_vector,
 )
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.features.windows import CardEvent, CardHistory, MerchantHistory
+from fraudstream.features.windows import (
+    WINDOWS,
+    CardEvent,
+    CardHistory,
+    MerchantHistory,
+    merchant_retention_seconds,
+)
 
 
 @dataclass(frozen=True)
@@ -36,26 +45,38 @@ class FeatureMatrix:
 
 
 class PointInTimeState:
-    """In-memory card and merchant windows, fed in event order."""
+    """In-memory card and merchant windows, fed in event order.
 
-    def __init__(self) -> None:
+    `label_delay_s` is the label delay D the merchant risk windows end before each
+    transaction (see `MerchantCounts`).
+    """
+
+    def __init__(self, label_delay_s: float = DEFAULT_LABEL_DELAY_S) -> None:
         self.cards: dict[str, CardHistory] = {}
         self.merchants: dict[str, MerchantHistory] = {}
+        self.label_delay_s = label_delay_s
 
     def merchant_counts(self, txn: Transaction) -> MerchantCounts:
         history = self.merchants.get(txn.merchant_id)
         if history is None:
-            return MerchantCounts(0, 0, 0)
+            return NO_MERCHANT_HISTORY
         t = txn.event_time
+        end = t - self.label_delay_s
+        starts = [end - WINDOWS[window] for window in MERCHANT_RISK_WINDOWS]
         return MerchantCounts(
             txn_count_1d=history.transactions_between(
                 t - MERCHANT_COUNT_WINDOW_SECONDS, t, txn.txn_id
             ),
-            txn_count_30d=history.transactions_between(
-                t - MERCHANT_RATE_WINDOW_SECONDS, t, txn.txn_id
-            ),
-            fraud_labels_30d=history.frauds_labelled_between(t - MERCHANT_RATE_WINDOW_SECONDS, t),
+            delayed_txns=tuple(history.transactions_in(start, end) for start in starts),
+            delayed_frauds=tuple(history.frauds_known_in(start, end, t) for start in starts),
         )
+
+    def _merchant(self, merchant_id: str) -> MerchantHistory:
+        history = self.merchants.get(merchant_id)
+        if history is None:
+            retention = merchant_retention_seconds(self.label_delay_s)
+            history = self.merchants[merchant_id] = MerchantHistory(retention)
+        return history
 
     def features_then_record(self, txn: Transaction) -> NDArray[np.float64]:
         """The features of `txn` given everything recorded so far; then record `txn`."""
@@ -64,29 +85,31 @@ class PointInTimeState:
             txn, card.before(txn.event_time, txn.txn_id), self.merchant_counts(txn)
         )
         card.add(CardEvent.from_transaction(txn))
-        self.merchants.setdefault(txn.merchant_id, MerchantHistory()).add_transaction(
-            txn.event_time, txn.txn_id
-        )
+        self._merchant(txn.merchant_id).add_transaction(txn.event_time, txn.txn_id)
         return vector
 
-    def record_fraud_label(self, merchant_id: str, label: Label) -> None:
-        self.merchants.setdefault(merchant_id, MerchantHistory()).add_fraud_label(
-            label.label_time, label.txn_id
+    def record_fraud_label(self, txn: Transaction, label: Label) -> None:
+        """Count `label` towards the merchant of `txn`, its transaction, at `txn`'s event time."""
+        self._merchant(txn.merchant_id).add_fraud_label(
+            txn.event_time, txn.txn_id, label.label_time
         )
 
 
 def build_features(
-    transactions: Sequence[Transaction], labels: Sequence[Label] = ()
+    transactions: Sequence[Transaction],
+    labels: Sequence[Label] = (),
+    label_delay_s: float = DEFAULT_LABEL_DELAY_S,
 ) -> FeatureMatrix:
-    """Point-in-time features for every transaction (returned in event order)."""
+    """Point-in-time features for every transaction (returned in event order), the
+    merchant risk windows ending `label_delay_s` before each."""
     ordered = sorted(transactions, key=lambda txn: (txn.event_time, txn.txn_id))
-    merchant_of = {txn.txn_id: txn.merchant_id for txn in ordered}
+    txn_of = {txn.txn_id: txn for txn in ordered}
     label_of = {label.txn_id: label for label in labels}
     frauds_by_arrival = sorted(
-        (label for label in labels if label.is_fraud and label.txn_id in merchant_of),
+        (label for label in labels if label.is_fraud and label.txn_id in txn_of),
         key=lambda label: label.label_time,
     )
-    state = PointInTimeState()
+    state = PointInTimeState(label_delay_s)
     rows = np.empty((len(ordered), len(FEATURE_NAMES)), dtype=np.float64)
     next_label = 0
     for row, txn in enumerate(ordered):
@@ -95,7 +118,7 @@ def build_features(
             and frauds_by_arrival[next_label].label_time < txn.event_time
         ):
             label = frauds_by_arrival[next_label]
-            state.record_fraud_label(merchant_of[label.txn_id], label)
+            state.record_fraud_label(txn_of[label.txn_id], label)
             next_label += 1
         rows[row] = state.features_then_record(txn)
     known = [label_of.get(txn.txn_id) for txn in ordered]

@@ -14,12 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fraudstream.features.geo import haversine_km, local_hour_and_weekday
+from fraudstream.features.geo import SECONDS_PER_DAY, haversine_km, local_hour_and_weekday
 from fraudstream.features.transaction import CHANNELS, Transaction
 from fraudstream.features.windows import WINDOWS, CardEvent
 
-MERCHANT_RATE_WINDOW_SECONDS = WINDOWS["30d"]
 MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
+#: Windows of the merchant risk features, shortest first: each ends a label delay before
+#: the transaction, so a fraud of the window has had that long to be reported.
+MERCHANT_RISK_WINDOWS: tuple[str, ...] = ("1d", "7d", "30d")
+#: The label delay D of `FRAUDSTREAM_LABEL_DELAY_DAYS` when unset.
+DEFAULT_LABEL_DELAY_DAYS = 7.0
+DEFAULT_LABEL_DELAY_S = DEFAULT_LABEL_DELAY_DAYS * SECONDS_PER_DAY
 #: Value of `seconds_since_last` for a card with no transaction in the last 30 days.
 NO_RECENT_TRANSACTION_SECONDS = WINDOWS["30d"]
 #: Below this gap two transactions are treated as simultaneous for geo-velocity.
@@ -49,8 +54,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "is_new_merchant",
     "is_new_country",
     "merchant_txn_count_1d",
-    "merchant_fraud_labels_30d",
-    "merchant_fraud_rate_30d",
+    *(
+        f"merchant_{figure}_{window}_delayed"
+        for window in MERCHANT_RISK_WINDOWS
+        for figure in ("txn_count", "fraud_share")
+    ),
 )
 
 #: How far a transaction departs from its card's own habits: the features an unsupervised
@@ -73,11 +81,24 @@ ANOMALY_FEATURES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class MerchantCounts:
-    """What the merchant's history says at the transaction's time (point-in-time)."""
+    """What the merchant's history says at the transaction's time t (point-in-time).
+
+    `txn_count_1d` counts its transactions in the day before t. For each window w of
+    `MERCHANT_RISK_WINDOWS` and the label delay D, `delayed_txns` counts those with event
+    time in [t - D - w, t - D), and `delayed_frauds` those of them labelled fraud by a
+    label that arrived before t: a merchant compromised weeks ago has no recent frauds
+    there, one compromised now does once its first chargebacks are in.
+    """
 
     txn_count_1d: int
-    txn_count_30d: int
-    fraud_labels_30d: int
+    delayed_txns: tuple[int, ...]
+    delayed_frauds: tuple[int, ...]
+
+
+#: The counts of a merchant with no history (or when the store could not be asked).
+NO_MERCHANT_HISTORY = MerchantCounts(
+    0, (0,) * len(MERCHANT_RISK_WINDOWS), (0,) * len(MERCHANT_RISK_WINDOWS)
+)
 
 
 def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
@@ -153,7 +174,6 @@ def feature_vector(
         zscore = 0.0
     since_last = t - window_30d[-1].event_time if window_30d else NO_RECENT_TRANSACTION_SECONDS
     hour, weekday = local_hour_and_weekday(t, txn.country)
-    merchant_rate = min(1.0, merchant.fraud_labels_30d / max(1, merchant.txn_count_30d))
 
     values += (
         txn.amount,
@@ -166,7 +186,7 @@ def feature_vector(
         float(txn.merchant_id not in windows.merchants_30d),
         float(txn.country not in windows.countries_30d),
         merchant.txn_count_1d,
-        merchant.fraud_labels_30d,
-        merchant_rate,
     )
+    for txns, frauds in zip(merchant.delayed_txns, merchant.delayed_frauds, strict=True):
+        values += (txns, min(1.0, frauds / max(1, txns)))
     return np.asarray(values, dtype=np.float64)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudstream.features.transaction import InvalidTransaction
-from fraudstream.models.registry import RegistryError, verify_version
+from fraudstream.models.registry import RegistryError, load_version
 from fraudstream.models.signing import SigningKey, SigningKeyError, key_file_for, signing_key_for
 from fraudstream.stream.offline.evaluation import (
     NoHeldOutTransactions,
@@ -32,6 +32,7 @@ from fraudstream.stream.offline.prequential import evaluate_prequential, format_
 from fraudstream.stream.offline.protocol import ProtocolError
 from fraudstream.stream.offline.rules_backtest import backtest_from_file
 from fraudstream.stream.offline.training import train_from_file
+from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.rejected import RejectedRecords, rejected_path_for
@@ -127,6 +128,7 @@ def _train(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     version = train_from_file(
         args.data, registry, settings.cost_model, settings.selection_constraints,
         since=args.since, signing_key=_training_key(settings, registry), rejects=rejects,
+        label_delay_s=settings.label_delay_s,
     )  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     return 0
@@ -222,7 +224,8 @@ def _offline_demo(args: argparse.Namespace) -> int:
     print(write_generated_stream(GeneratorConfig(args.transactions, seed=seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
     version = train_from_file(data, registry, settings.cost_model, settings.selection_constraints,
-                              signing_key=_training_key(settings, registry))  # fmt: skip
+                              signing_key=_training_key(settings, registry),
+                              label_delay_s=settings.label_delay_s)  # fmt: skip
     print(f"registered model {version} in {registry} (now live)")
     print(f"[3/3] evaluating from a {settings.label_delay_days:g}-day label delay after the "
           "validation split to the end\n", flush=True)  # fmt: skip
@@ -259,7 +262,8 @@ def _worker(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        verify_version(settings.registry_path, signing_key=settings.signing_key)
+        live = load_version(settings.registry_path, signing_key=settings.signing_key)
+        trained_label_delay_s(live, settings.registry_path)  # today's features?
     except RegistryError as error:
         print(f"fraudstream worker: {error}", file=sys.stderr)
         return 2
@@ -297,18 +301,13 @@ def _replay(args: argparse.Namespace, rejects: RejectedRecords) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from fraudstream.models.registry import (
-        list_versions,
-        live_version,
-        load_version,
-        rollback,
-        set_live,
-    )
+    from fraudstream.models.registry import list_versions, live_version, rollback, set_live
 
     registry = _registry(args)
     try:
         if args.models_command == "promote":
-            load_version(registry, args.version, signing_key=_checking_key(registry))
+            candidate = load_version(registry, args.version, signing_key=_checking_key(registry))
+            trained_label_delay_s(candidate, registry)  # workers would refuse it
             set_live(registry, args.version)
             print(f"{args.version} is live; workers load it within a few seconds")
         elif args.models_command == "rollback":

@@ -38,6 +38,7 @@ from fraudstream.models.registry import LoadedModels, load_version
 from fraudstream.models.training import TrainedModels
 from fraudstream.stream.offline.protocol import HeldOutPeriod, known_compromised
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
+from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
@@ -160,7 +161,9 @@ def evaluate_from_file(
     `rejects` (see `read_stream_file`).
     """
     models = load_version(registry)
-    matrix = load_labelled_stream(data, rejects=rejects)
+    matrix = load_labelled_stream(
+        data, label_delay_s=trained_label_delay_s(models, registry), rejects=rejects
+    )
     times = np.array([txn.event_time for txn in matrix.transactions])
     valid_end = models.metadata["split"]["valid_end"]
     period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))

@@ -15,6 +15,7 @@ from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.registry import load_version
 from fraudstream.stream.offline.training import score_all
+from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import (
     labels_path_for,
@@ -58,7 +59,9 @@ def backtest_from_file(
     break the contract go to `rejects` (see `read_history`)."""
     rule_set = load_rules(rules)
     models = load_version(registry)
-    matrix = build_features(*read_history(data, labels, rejects))
+    matrix = build_features(
+        *read_history(data, labels, rejects), label_delay_s=trained_label_delay_s(models, registry)
+    )
     weights = EnsembleWeights.from_dict(models.metadata["weights"])
     scores = score_all(models, weights, matrix.features)["ensemble"]
     chosen = models.metadata["thresholds"]["ensemble"]
