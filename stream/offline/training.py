@@ -4,7 +4,9 @@ A stream is split by time (never shuffled): the earliest `TRAIN_FRACTION` of its
 trains the models, the next `VALID_FRACTION` tunes early stopping, the IsolationForest
 calibration and every scorer's cost-optimal thresholds, and the rest is held out for
 evaluation (`fraudstream.stream.offline.evaluation`). The split boundaries travel in the
-registry metadata so evaluation holds out exactly what training never saw.
+registry metadata so evaluation holds out exactly what training never saw. The validation
+part also chooses XGBoost's tree settings from a named grid (`models.tree_search.GRIDS`);
+every candidate and the choice are recorded in the metadata too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from fraudstream.models.signing import (
     signing_key_for,
 )
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
+from fraudstream.models.tree_search import GRIDS
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
@@ -46,6 +49,10 @@ TRAIN_FRACTION = 0.5
 VALID_FRACTION = 0.2
 #: Generated history a model is trained on when the registry is empty (seed 7).
 TRAINING_TRANSACTIONS = 200_000
+#: The tree-settings grid `fraudstream train` and the demo search unless told otherwise.
+DEFAULT_SEARCH = "quick"
+#: `--search` choices: "none" trains the default tree settings alone.
+SEARCH_CHOICES = ("none", *GRIDS)
 
 
 @dataclass(frozen=True)
@@ -136,9 +143,13 @@ def train_from_file(
     since: float | None = None,
     *,
     signing_key: SigningKey,
+    search: str = DEFAULT_SEARCH,
 ) -> str:
     """Train both models on `data`, pick each scorer's thresholds, register a new version
     signed with `signing_key`.
+
+    `search` names the grid of XGBoost tree settings tried (`SEARCH_CHOICES`; "none" for
+    the default settings alone); the best by validation average precision is kept.
 
     Thresholds and ensemble weights are the cheapest under `cost` within `constraints`
     (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
@@ -146,6 +157,8 @@ def train_from_file(
     traffic); both are stored in the version's metadata. `since` retrains on the recent part only
     (see `load_labelled_stream`).
     """
+    if search not in SEARCH_CHOICES:
+        raise ValueError(f"unknown tree search {search!r}; choose one of {SEARCH_CHOICES}")
     matrix = load_labelled_stream(data, since)
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
@@ -160,6 +173,7 @@ def train_from_file(
         y[valid],
         list(matrix.feature_names),
         TrainingParams(if_features=ANOMALY_FEATURES),
+        search=GRIDS.get(search, ()),
     )
     valid_scores = score_all(trained, EnsembleWeights(), matrix.features[valid])
     weights = cheapest_weights(valid_scores, y[valid], cost, constraints)
@@ -181,6 +195,7 @@ def train_from_file(
         extra_metadata={
             "data": str(data),
             "since": since,
+            "tree_search_grid": search,
             "split": {"train_end": split.train_end, "valid_end": split.valid_end},
             "rows": {"train": int(train.sum()), "valid": int(valid.sum())},
             "weights": weights.as_dict(),
