@@ -87,7 +87,7 @@ def _grid(
 #: before the search existed (depth 6, lr 0.1, hist with 256 bins), and ties go to the
 #: earlier candidate, so a search never moves off them for nothing.
 #: quick (the default): more bins against the missing-split problem, and a shallower
-#: tree; about 5x the training time of one booster on the demo's data.
+#: tree; 3-5x one booster's training time on the demo's data (bench/RESULTS.md).
 #: full: depth x learning rate x (256 bins, 4096 bins, exact), 18 candidates; minutes.
 GRIDS: dict[str, tuple[TreeSettings, ...]] = {
     "quick": (
@@ -156,7 +156,7 @@ class TreeSearch:
     def report(self) -> list[str]:
         """One line per candidate, the chosen one marked with ``*``."""
         return [
-            f"{'*' if i == self.chosen_index else ' '} {c.settings.label:<26} "
+            f"{'*' if i == self.chosen_index else ' '} {c.settings.label:<27} "
             f"AP {c.average_precision:.4f}  ROC AUC {c.auc_roc:.4f}  "
             f"{c.trees:>3} trees  {c.train_seconds:.1f}s"
             for i, c in enumerate(self.candidates)
