@@ -228,13 +228,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from fraudstream.models.registry import (
-        list_versions,
-        live_version,
-        load_version,
-        rollback,
-        set_live,
-    )
+    from fraudstream.models.registry import list_versions, live_version, rollback, set_live
 
     registry = _registry(args)
     try:
