@@ -4,7 +4,9 @@ A stream is split by time (never shuffled): the earliest `TRAIN_FRACTION` of its
 trains the models, the next `VALID_FRACTION` tunes early stopping, the IsolationForest
 calibration and every scorer's cost-optimal thresholds, and the rest is held out for
 evaluation (`fraudstream.stream.offline.evaluation`). The split boundaries travel in the
-registry metadata so evaluation holds out exactly what training never saw.
+registry metadata so evaluation holds out exactly what training never saw. The validation
+part also chooses XGBoost's tree settings from a named grid (`models.tree_search.GRIDS`);
+every candidate and the choice are recorded in the metadata too.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from fraudstream.models.signing import (
     signing_key_for,
 )
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
+from fraudstream.models.tree_search import GRIDS
 from fraudstream.stream.served_features import (
     LABEL_DELAY_KEY,
     IncompatibleModel,
@@ -54,6 +57,10 @@ TRAIN_FRACTION = 0.5
 VALID_FRACTION = 0.2
 #: Generated history a model is trained on when the registry is empty (seed 7).
 TRAINING_TRANSACTIONS = 200_000
+#: The tree-settings grid `fraudstream train` and the demo search unless told otherwise.
+DEFAULT_SEARCH = "quick"
+#: `--search` choices: "none" trains the default tree settings alone.
+SEARCH_CHOICES = ("none", *GRIDS)
 
 
 @dataclass(frozen=True)
@@ -175,12 +182,16 @@ def fit_scorers(
     valid: NDArray[np.bool_],
     cost: CostModel,
     constraints: Constraints,
+    search: str = DEFAULT_SEARCH,
 ) -> FittedScorers:
     """Fit both models on the `train` rows of `matrix`, then choose on the `valid` rows the
-    ensemble weights and every scorer's thresholds: the cheapest under `cost` within
-    `constraints`. Shared by `train_from_file` and the prequential evaluation, so the folds
-    evaluate what training registers.
+    XGBoost tree settings of the `search` grid (`SEARCH_CHOICES`; "none" for the default
+    settings alone), the ensemble weights and every scorer's thresholds: the cheapest under
+    `cost` within `constraints`. Shared by `train_from_file` and the prequential evaluation,
+    so the folds evaluate what training registers.
     """
+    if search not in SEARCH_CHOICES:
+        raise ValueError(f"unknown tree search {search!r}; choose one of {SEARCH_CHOICES}")
     y = matrix.is_fraud
     trained = train_models(
         matrix.features[train],
@@ -189,6 +200,7 @@ def fit_scorers(
         y[valid],
         list(matrix.feature_names),
         TrainingParams(if_features=ANOMALY_FEATURES),
+        search=GRIDS.get(search, ()),
     )
     valid_scores = score_all(trained, EnsembleWeights(), matrix.features[valid])
     weights = cheapest_weights(valid_scores, y[valid], cost, constraints)
@@ -216,6 +228,7 @@ def train_from_file(
     signing_key: SigningKey,
     rejects: RejectedRecords | None = None,
     label_delay_s: float = DEFAULT_LABEL_DELAY_S,
+    search: str = DEFAULT_SEARCH,
 ) -> str:
     """Train both models on `data`, pick each scorer's thresholds, register a new version
     signed with `signing_key`.
@@ -227,12 +240,13 @@ def train_from_file(
     (see `load_labelled_stream`); records that break the contract go to `rejects`. The
     label delay of the merchant risk features, `label_delay_s` (the command line passes
     `Settings.label_delay_s`), is recorded too: workers serving the version compute with it.
+    `search` names the grid of XGBoost tree settings tried (see `fit_scorers`).
     """
     matrix = load_labelled_stream(data, since, label_delay_s, rejects)
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
     train, valid = split.rows(times, matrix.is_fraud)
-    fitted = fit_scorers(matrix, train, valid, cost, constraints)
+    fitted = fit_scorers(matrix, train, valid, cost, constraints, search)
     return save_version(
         registry,
         fitted.models,
@@ -241,6 +255,7 @@ def train_from_file(
             "data": str(data),
             "since": since,
             LABEL_DELAY_KEY: label_delay_s / SECONDS_PER_DAY,
+            "tree_search_grid": search,
             "split": {"train_end": split.train_end, "valid_end": split.valid_end},
             "rows": {"train": int(train.sum()), "valid": int(valid.sum())},
             "weights": fitted.weights.as_dict(),

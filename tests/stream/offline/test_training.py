@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.models.registry import RegistryError, live_version, load_version
+from fraudstream.models.tree_search import GRIDS, TreeSearch
 from fraudstream.stream.cli import main
 from fraudstream.stream.offline import training
 from fraudstream.stream.offline.training import ensure_trained_model
@@ -71,6 +72,18 @@ def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> Non
     }
 
 
+def test_training_searches_the_quick_grid_and_says_what_it_kept(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = load_version(trained_run / "registry", "v0001").metadata
+    search = TreeSearch.from_json(metadata["tree_search"])
+    assert metadata["tree_search_grid"] == "quick"
+    assert [candidate.settings for candidate in search.candidates] == list(GRIDS["quick"])
+    assert metadata["params"]["xgb_max_bin"] == search.chosen.settings.max_bin
+    assert main(["models", "--registry", str(trained_run / "registry"), "list"]) == 0
+    assert f"xgboost {search.summary()}" in capsys.readouterr().out
+
+
 def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
     registry = tmp_path / "registry"
     (registry / "v0001").mkdir(parents=True)
@@ -88,9 +101,13 @@ def test_retrain_since_uses_the_recent_part_and_models_commands_manage_live(
     data, registry = trained_run / "fraudstream.stream.jsonl", trained_run / "registry"
     first = load_version(registry)
     since = str(first.metadata["split"]["train_end"])
-    assert main(["train", "--data", str(data), "--registry", str(registry), "--since", since]) == 0
+    retrain = ["train", "--data", str(data), "--registry", str(registry), "--since", since]
+    assert main([*retrain, "--search", "none"]) == 0
+    assert "* depth 6, lr 0.1, hist/256 " in capsys.readouterr().out
     second = load_version(registry)
     assert second.version != first.version
+    assert second.metadata["tree_search_grid"] == "none"
+    assert len(second.metadata["tree_search"]["candidates"]) == 1
     assert second.metadata["since"] == float(since)
     assert second.metadata["split"]["train_end"] > first.metadata["split"]["train_end"]
 
