@@ -38,7 +38,7 @@ from fraudstream.features.builder import (
     merchant_columns,
 )
 from fraudstream.features.card_windows import card_feature_columns
-from fraudstream.features.definitions import CARD_FEATURE_NAMES
+from fraudstream.features.definitions import CARD_FEATURE_NAMES, DEFAULT_LABEL_DELAY_S
 from fraudstream.stream.offline.feature_cache import FeatureCache
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.streamfile import read_stream_file, write_stream
@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- peak RSS of this process after the builds: {_peak_mb():,.0f} MB")
         card_part = np.empty((n, len(CARD_FEATURE_NAMES)))
         card, _ = timed(lambda: card_feature_columns(matrix.transactions, card_part))
-        merchant, _ = timed(lambda: merchant_columns(matrix.transactions, labels))
+        merchant, _ = timed(
+            lambda: merchant_columns(matrix.transactions, labels, DEFAULT_LABEL_DELAY_S)
+        )
         print(f"- of which card columns (all rows at once) {card}, merchant columns (row by "
               f"row) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; the rest is "
               "sorting and assembling")  # fmt: skip

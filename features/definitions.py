@@ -17,12 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fraudstream.features.geo import haversine_km, local_hour_and_weekday
+from fraudstream.features.geo import SECONDS_PER_DAY, haversine_km, local_hour_and_weekday
 from fraudstream.features.transaction import CHANNELS, Transaction
 from fraudstream.features.windows import WINDOWS, CardEvent
 
-MERCHANT_RATE_WINDOW_SECONDS = WINDOWS["30d"]
 MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
+#: Windows of the merchant risk features, shortest first: each ends a label delay before
+#: the transaction, so a fraud of the window has had that long to be reported.
+MERCHANT_RISK_WINDOWS: tuple[str, ...] = ("1d", "7d", "30d")
+#: The label delay D of `FRAUDSTREAM_LABEL_DELAY_DAYS` when unset.
+DEFAULT_LABEL_DELAY_DAYS = 7.0
+DEFAULT_LABEL_DELAY_S = DEFAULT_LABEL_DELAY_DAYS * SECONDS_PER_DAY
 #: Value of `seconds_since_last` for a card with no transaction in the last 30 days.
 NO_RECENT_TRANSACTION_SECONDS = WINDOWS["30d"]
 #: Below this gap two transactions are treated as simultaneous for geo-velocity.
@@ -61,8 +66,11 @@ CARD_FEATURE_NAMES: tuple[str, ...] = (
 #: What the merchant's history says (`merchant_features`).
 MERCHANT_FEATURE_NAMES: tuple[str, ...] = (
     "merchant_txn_count_1d",
-    "merchant_fraud_labels_30d",
-    "merchant_fraud_rate_30d",
+    *(
+        f"merchant_{figure}_{window}_delayed"
+        for window in MERCHANT_RISK_WINDOWS
+        for figure in ("txn_count", "fraud_share")
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = (*CARD_FEATURE_NAMES, *MERCHANT_FEATURE_NAMES)
 
@@ -86,11 +94,24 @@ ANOMALY_FEATURES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class MerchantCounts:
-    """What the merchant's history says at the transaction's time (point-in-time)."""
+    """What the merchant's history says at the transaction's time t (point-in-time).
+
+    `txn_count_1d` counts its transactions in the day before t. For each window w of
+    `MERCHANT_RISK_WINDOWS` and the label delay D, `delayed_txns` counts those with event
+    time in [t - D - w, t - D), and `delayed_frauds` those of them labelled fraud by a
+    label that arrived before t: a merchant compromised weeks ago has no recent frauds
+    there, one compromised now does once its first chargebacks are in.
+    """
 
     txn_count_1d: int
-    txn_count_30d: int
-    fraud_labels_30d: int
+    delayed_txns: tuple[int, ...]
+    delayed_frauds: tuple[int, ...]
+
+
+#: The counts of a merchant with no history (or when the store could not be asked).
+NO_MERCHANT_HISTORY = MerchantCounts(
+    0, (0,) * len(MERCHANT_RISK_WINDOWS), (0,) * len(MERCHANT_RISK_WINDOWS)
+)
 
 
 def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
@@ -196,8 +217,10 @@ def card_features(txn: Transaction, prior: Sequence[CardEvent]) -> list[float]:
 
 def merchant_features(merchant: MerchantCounts) -> tuple[float, ...]:
     """The `MERCHANT_FEATURE_NAMES` from the merchant counts at the transaction's time."""
-    rate = min(1.0, merchant.fraud_labels_30d / max(1, merchant.txn_count_30d))
-    return (merchant.txn_count_1d, merchant.fraud_labels_30d, rate)
+    values: tuple[float, ...] = (merchant.txn_count_1d,)
+    for txns, frauds in zip(merchant.delayed_txns, merchant.delayed_frauds, strict=True):
+        values += (txns, min(1.0, frauds / max(1, txns)))
+    return values
 
 
 def feature_vector(

@@ -3,7 +3,7 @@
 Built on the offline builder's `PointInTimeState`, so a transaction gets exactly the
 vector `build_features` gives it for the same history (tests/features/test_memory_store.py
 checks it). Meant for tests and one-process demos: state lives as long as the object,
-nothing is shared between processes, and the `txn_id -> merchant` and score maps grow
+nothing is shared between processes, and the `txn_id -> transaction` and score maps grow
 without bound (Redis expires them). Neither store ever raises.
 
     >>> import asyncio
@@ -24,16 +24,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.builder import PointInTimeState
+from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_S
 from fraudstream.features.stores import ScoredTransaction
 from fraudstream.features.transaction import Label, Transaction
 
 
 class InMemoryFeatureStore:
-    """Card and merchant windows in memory; implements `features.stores.FeatureStore`."""
+    """Card and merchant windows in memory; implements `features.stores.FeatureStore`.
 
-    def __init__(self) -> None:
-        self._state = PointInTimeState()
-        self._merchant_of: dict[str, str] = {}
+    `label_delay_s` is the label delay the merchant risk windows end before a transaction.
+    """
+
+    def __init__(self, label_delay_s: float = DEFAULT_LABEL_DELAY_S) -> None:
+        self._state = PointInTimeState(label_delay_s)
+        self._seen: dict[str, Transaction] = {}
         self._digest_of: dict[str, str] = {}
         self.resets = 0  # process memory is never wiped under a running store
         self.partial_history_until: float | None = None
@@ -44,7 +48,7 @@ class InMemoryFeatureStore:
         vectors = []
         for txn in transactions:
             vectors.append(self._state.features_then_record(txn))
-            self._merchant_of[txn.txn_id] = txn.merchant_id
+            self._seen.setdefault(txn.txn_id, txn)
         return vectors
 
     async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
@@ -57,9 +61,9 @@ class InMemoryFeatureStore:
     async def record_labels(self, labels: Sequence[Label]) -> int:
         matched = 0
         for label in labels:
-            merchant_id = self._merchant_of.get(label.txn_id)
-            if label.is_fraud and merchant_id is not None:
-                self._state.record_fraud_label(merchant_id, label)
+            txn = self._seen.get(label.txn_id)
+            if label.is_fraud and txn is not None:
+                self._state.record_fraud_label(txn, label)
                 matched += 1
         return matched
 

@@ -4,10 +4,14 @@ Layout (keys hash-tagged so Redis Cluster keeps each card's and each merchant's 
 one slot):
 - `fs:{card:<id>}:times`  sorted set, member txn_id, score event_time
 - `fs:{card:<id>}:events` hash, txn_id -> the encoded `CardEvent`
-- `fs:{merchant:<id>}:txns`   sorted set, member txn_id, score event_time
-- `fs:{merchant:<id>}:frauds` sorted set, member txn_id, score label_time
-- `fs:{txn:<id>}:seen`        "<content digest> <merchant id>": a late label finds its
-                              merchant, a reused txn_id with other content is caught
+- `fs:{merchant:<id>}:txns`        sorted set, member txn_id, score event_time
+- `fs:{merchant:<id>}:fraud_txns`  sorted set, member txn_id of a transaction labelled fraud,
+                                   score its event_time
+- `fs:{merchant:<id>}:fraud_label_times` hash, txn_id -> the fraud label's label_time (the
+                                   delayed risk features count only labels known by then)
+- `fs:{txn:<id>}:seen`        "<content digest> @<event_time> <merchant id>": a late label
+                              finds its merchant and event time, a reused txn_id with other
+                              content is caught
 - `fs:{txn:<id>}:score`       "event_time,score", so a late label finds the decision's score
 - `fs:generation`             a token set by the first worker to write; if it vanishes,
                               Redis lost its data (restarted empty): see `RedisFeatureStore`
@@ -37,8 +41,9 @@ import redis.asyncio as aioredis
 from numpy.typing import NDArray
 
 from fraudstream.features.definitions import (
+    DEFAULT_LABEL_DELAY_S,
     MERCHANT_COUNT_WINDOW_SECONDS,
-    MERCHANT_RATE_WINDOW_SECONDS,
+    MERCHANT_RISK_WINDOWS,
     MerchantCounts,
     feature_vector,
 )
@@ -54,14 +59,18 @@ from fraudstream.features.windows import (
     MAX_CARD_EVENTS,
     RETENTION_SECONDS,
     STORED_CARD_EVENTS,
+    WINDOWS,
     CardEvent,
     CardHistory,
+    merchant_retention_seconds,
 )
 
 log = logging.getLogger(__name__)
 
 #: Keys live this long (wall clock) after their last write: past the longest window.
 KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
+#: The merchant script's risk windows (its last arguments), shortest first.
+_MERCHANT_RISK_WINDOW_SECONDS = [WINDOWS[window] for window in MERCHANT_RISK_WINDOWS]
 #: After a failed round trip Redis is left alone this long: meanwhile batches are decided
 #: degraded at once instead of each waiting for the client's timeout.
 PAUSE_AFTER_FAILURE_S = 1.0
@@ -112,27 +121,60 @@ return table.concat(parts, ',')
 """
 
 _RECORD_MERCHANT_TXN = """
-local txns, frauds = KEYS[1], KEYS[2]
+local txns, frauds, label_times = KEYS[1], KEYS[2], KEYS[3]
 local txn_id, t = ARGV[1], tonumber(ARGV[2])
-local count_window, rate_window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local count_window, delay = tonumber(ARGV[3]), tonumber(ARGV[4])
 local retention, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local before_t = string.format('(%.17g', t)
+local function at(x) return string.format('%.17g', x) end
+local function before(x) return '(' .. at(x) end
 local function earlier_than_me(start)
-  local n = redis.call('ZCOUNT', txns, string.format('%.17g', start), before_t)
+  local n = redis.call('ZCOUNT', txns, at(start), before(t))
   for _, other in ipairs(redis.call('ZRANGEBYSCORE', txns, ARGV[2], ARGV[2])) do
     if other < txn_id then n = n + 1 end
   end
   return n
 end
+-- unpack() fails past a few thousand values: work in chunks
+local function chunks(ids, each)
+  for first = 1, #ids, 1000 do
+    each({unpack(ids, first, math.min(first + 999, #ids))})
+  end
+end
 redis.call('ZADD', txns, 'NX', t, txn_id)
 local newest = tonumber(redis.call('ZRANGE', txns, -1, -1, 'WITHSCORES')[2])
-redis.call('ZREMRANGEBYSCORE', txns, '-inf', string.format('(%.17g', newest - retention))
+redis.call('ZREMRANGEBYSCORE', txns, '-inf', before(newest - retention))
+chunks(redis.call('ZRANGEBYSCORE', frauds, '-inf', before(newest - retention)), function(ids)
+  redis.call('ZREM', frauds, unpack(ids))
+  redis.call('HDEL', label_times, unpack(ids))
+end)
 redis.call('EXPIRE', txns, ttl)
-return {
-  earlier_than_me(t - count_window),
-  earlier_than_me(t - rate_window),
-  redis.call('ZCOUNT', frauds, string.format('%.17g', t - rate_window), before_t),
-}
+-- ARGV[7..]: the risk windows, shortest first; each ends `delay` before t
+local window_end = t - delay
+local reply = {earlier_than_me(t - count_window)}
+local starts = {}
+for i = 7, #ARGV do
+  starts[#starts + 1] = window_end - tonumber(ARGV[i])
+  reply[#reply + 1] = redis.call('ZCOUNT', txns, at(starts[#starts]), before(window_end))
+end
+local fraud_times, known = {}, {}
+chunks(redis.call('ZRANGEBYSCORE', frauds, at(starts[#starts]), before(window_end), 'WITHSCORES'),
+  function(found)  -- txn_id, event_time, txn_id, event_time, ...
+    local ids = {}
+    for j = 1, #found, 2 do ids[#ids + 1] = found[j] end
+    local labelled = redis.call('HMGET', label_times, unpack(ids))
+    for j = 1, #ids do
+      fraud_times[#fraud_times + 1] = tonumber(found[2 * j])
+      known[#known + 1] = labelled[j] and tonumber(labelled[j]) < t
+    end
+  end)
+for _, start in ipairs(starts) do
+  local n = 0
+  for j = 1, #fraud_times do
+    if known[j] and fraud_times[j] >= start then n = n + 1 end
+  end
+  reply[#reply + 1] = n
+end
+return reply
 """
 
 
@@ -161,7 +203,9 @@ def _card_keys(card_id: str) -> list[str]:
 
 
 def _merchant_keys(merchant_id: str) -> list[str]:
-    return [f"fs:{{merchant:{merchant_id}}}:txns", f"fs:{{merchant:{merchant_id}}}:frauds"]
+    """The merchant's transactions, fraud-labelled transactions and their label times."""
+    tag = f"fs:{{merchant:{merchant_id}}}"
+    return [f"{tag}:txns", f"{tag}:fraud_txns", f"{tag}:fraud_label_times"]
 
 
 def _txn_seen_key(txn_id: str) -> str:
@@ -169,13 +213,20 @@ def _txn_seen_key(txn_id: str) -> str:
 
 
 def _seen_value(txn: Transaction) -> str:
-    return f"{txn.digest()} {txn.merchant_id}"
+    return f"{txn.digest()} @{txn.event_time!r} {txn.merchant_id}"
 
 
-def _parse_seen(value: bytes | str) -> tuple[str, str]:
-    """(content digest, merchant id) of a `_seen_value`."""
-    digest, merchant_id = (value.decode() if isinstance(value, bytes) else value).split(" ", 1)
-    return digest, merchant_id
+def _parse_seen(value: bytes | str) -> tuple[str, float | None, str]:
+    """(content digest, event time, merchant id) of a `_seen_value`.
+
+    The event time is None in a value written before the merchant risk windows were
+    delayed (`"<digest> <merchant id>"`, no `@`): its label cannot be placed in time.
+    """
+    digest, rest = (value.decode() if isinstance(value, bytes) else value).split(" ", 1)
+    if not rest.startswith("@"):
+        return digest, None, rest
+    event_time, merchant_id = rest[1:].split(" ", 1)
+    return digest, float(event_time), merchant_id
 
 
 def _txn_score_key(txn_id: str) -> str:
@@ -247,12 +298,22 @@ class RedisFeatureStore:
     When it has vanished or changed since the last batch, Redis lost the windows (restarted
     empty): the store counts a reset in `resets` and, until `partial_history_until` (event
     time), features miss the events recorded before it.
+
+    `label_delay_s` is the label delay the merchant risk windows end before a transaction;
+    merchant keys and each transaction's `seen` key live that much longer than card keys.
     """
 
     def __init__(
-        self, client: aioredis.Redis, cache: CardCache | None = None, gate: RedisGate | None = None
+        self,
+        client: aioredis.Redis,
+        cache: CardCache | None = None,
+        gate: RedisGate | None = None,
+        label_delay_s: float = DEFAULT_LABEL_DELAY_S,
     ) -> None:
         self._client = client
+        self.label_delay_s = label_delay_s
+        self._merchant_retention = merchant_retention_seconds(label_delay_s)
+        self._merchant_ttl = int(self._merchant_retention) + 86_400
         self.cache = cache
         self.gate = gate if gate is not None else RedisGate()
         self._scripts = PipelineScripts(
@@ -264,8 +325,10 @@ class RedisFeatureStore:
         self.partial_history_until: float | None = None
 
     @classmethod
-    def from_url(cls, url: str, cache: CardCache | None = None) -> RedisFeatureStore:
-        return cls(redis_client(url), cache)
+    def from_url(
+        cls, url: str, cache: CardCache | None = None, label_delay_s: float = DEFAULT_LABEL_DELAY_S
+    ) -> RedisFeatureStore:
+        return cls(redis_client(url), cache, label_delay_s=label_delay_s)
 
     async def close(self) -> None:
         """Close the client (shared with a `RedisScoreStore` made by `redis_stores`)."""
@@ -298,10 +361,11 @@ class RedisFeatureStore:
                      txn.event_time, encode_event(CardEvent.from_transaction(txn)),
                      RETENTION_SECONDS, KEY_TTL_SECONDS, "1" if want else "0",
                      STORED_CARD_EVENTS),
-                    ("EVALSHA", record_merchant, 2, *_merchant_keys(txn.merchant_id),
+                    ("EVALSHA", record_merchant, 3, *_merchant_keys(txn.merchant_id),
                      txn.txn_id, txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS,
-                     MERCHANT_RATE_WINDOW_SECONDS, RETENTION_SECONDS, KEY_TTL_SECONDS),
-                    ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", KEY_TTL_SECONDS),
+                     self.label_delay_s, self._merchant_retention, self._merchant_ttl,
+                     *_MERCHANT_RISK_WINDOW_SECONDS),
+                    ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl),
                 )  # fmt: skip
             return queued
 
@@ -315,7 +379,7 @@ class RedisFeatureStore:
             feature_vector(
                 txn,
                 self._prior_events(txn, replies[3 * index]),
-                MerchantCounts(*(int(count) for count in replies[3 * index + 1])),
+                _merchant_counts(replies[3 * index + 1]),
             )
             for index, txn in enumerate(transactions)
         ]
@@ -382,7 +446,7 @@ class RedisFeatureStore:
             claims: list[Command] = []
             for txn, value in zip(transactions, values, strict=True):
                 key = _txn_seen_key(txn.txn_id)
-                claims += (("SET", key, value, "NX", "EX", KEY_TTL_SECONDS), ("GET", key))
+                claims += (("SET", key, value, "NX", "EX", self._merchant_ttl), ("GET", key))
             replies = await execute_commands(self._client, claims)
         except aioredis.RedisError as error:
             self.gate.failed(error)
@@ -395,8 +459,10 @@ class RedisFeatureStore:
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.
 
-        A label whose transaction was never seen (or has expired) cannot be attributed to a
-        merchant and is skipped.
+        A fraud is kept under its transaction's event time, with the label's `label_time`.
+        A label whose transaction was never seen (or has expired, or was recorded before
+        its event time was kept) cannot be placed and is skipped. The first label of a
+        transaction stands.
         """
         frauds = [label for label in labels if label.is_fraud]
         if not frauds:
@@ -404,21 +470,39 @@ class RedisFeatureStore:
         self.gate.check()
         try:
             seen = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
-            async with self._client.pipeline(transaction=False) as pipe:
-                matched = 0
-                for label, seen_value in zip(frauds, seen, strict=True):
-                    if seen_value is None:
-                        continue
-                    key = _merchant_keys(_parse_seen(seen_value)[1])[1]
-                    pipe.zadd(key, {label.txn_id: label.label_time}, nx=True)
-                    pipe.zremrangebyscore(key, "-inf", f"({label.label_time - RETENTION_SECONDS}")
-                    pipe.expire(key, KEY_TTL_SECONDS)
-                    matched += 1
-                await pipe.execute()
+            writes: list[Command] = []
+            matched = 0
+            for label, seen_value in zip(frauds, seen, strict=True):
+                if seen_value is None:
+                    continue
+                _, event_time, merchant_id = _parse_seen(seen_value)
+                if event_time is None:
+                    continue
+                matched += 1
+                _, fraud_txns, label_times = _merchant_keys(merchant_id)
+                writes += (
+                    ("ZADD", fraud_txns, "NX", event_time, label.txn_id),
+                    ("HSETNX", label_times, label.txn_id, label.label_time),
+                    ("EXPIRE", fraud_txns, self._merchant_ttl),
+                    ("EXPIRE", label_times, self._merchant_ttl),
+                )
+            if writes:
+                await execute_commands(self._client, writes)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return matched
+
+
+def _merchant_counts(reply: Sequence[int]) -> MerchantCounts:
+    """The merchant script's reply: the 1-day count, then per risk window its delayed
+    transactions, then their frauds known by then."""
+    windows = len(MERCHANT_RISK_WINDOWS)
+    return MerchantCounts(
+        txn_count_1d=int(reply[0]),
+        delayed_txns=tuple(int(count) for count in reply[1 : 1 + windows]),
+        delayed_frauds=tuple(int(count) for count in reply[1 + windows :]),
+    )
 
 
 class RedisScoreStore:
@@ -467,11 +551,12 @@ class RedisScoreStore:
 
 
 def redis_stores(
-    url: str, cache: CardCache | None = None
+    url: str, cache: CardCache | None = None, label_delay_s: float = DEFAULT_LABEL_DELAY_S
 ) -> tuple[RedisFeatureStore, RedisScoreStore]:
-    """The worker's feature store and score store on one Redis client (one pool).
+    """The worker's feature store and score store on one Redis client (one pool), the
+    merchant risk windows ending `label_delay_s` before each transaction.
 
     Closing either closes the client of both; a failure in either pauses both (`RedisGate`).
     """
     client, gate = redis_client(url), RedisGate()
-    return RedisFeatureStore(client, cache, gate), RedisScoreStore(client, gate)
+    return RedisFeatureStore(client, cache, gate, label_delay_s), RedisScoreStore(client, gate)

@@ -49,7 +49,9 @@ class InvalidTransaction(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """One card transaction. `event_time` is epoch seconds (UTC); `amount` > 0."""
+    """One card transaction. `event_time` is epoch seconds (UTC); `amount` >= 0: a $0.00
+    authorisation (account verification) is a real transaction, and a classic card-testing
+    probe, so it is scored like any other; a refund is not a transaction here."""
 
     txn_id: str
     card_id: str
@@ -192,8 +194,8 @@ def parse_transaction(payload: bytes | str | Mapping[str, Any] | None) -> Transa
     """
     record = _decode(payload)
     amount = _number(record, "amount")
-    if not 0.0 < amount <= MAX_AMOUNT:
-        raise InvalidTransaction(f"field 'amount' must be in (0, {MAX_AMOUNT:g}], got {amount}")
+    if not 0.0 <= amount <= MAX_AMOUNT:
+        raise InvalidTransaction(f"field 'amount' must be in [0, {MAX_AMOUNT:g}], got {amount}")
     event_time = _number(record, "event_time")
     if not MIN_EVENT_TIME <= event_time <= MAX_EVENT_TIME:
         raise InvalidTransaction(

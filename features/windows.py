@@ -14,6 +14,8 @@ Semantics, shared by both paths and checked against brute force in the property 
   ones, and a card keeps at most `STORED_CARD_EVENTS`: a card-testing bot's card cannot grow
   one window without bound (its counts saturate at the cap). Both paths agree as long as a
   transaction arrives fewer than `STORED_CARD_EVENTS - MAX_CARD_EVENTS` events late.
+- A merchant's windows end a label delay before the transaction asking, so a merchant keeps
+  its transactions and fraud labels that delay longer (`merchant_retention_seconds`).
 """
 
 from __future__ import annotations
@@ -165,38 +167,54 @@ class CardHistory:
         return self._events[max(0, end - MAX_CARD_EVENTS) : end]
 
 
-class MerchantHistory:
-    """A merchant's transaction times and the fraud labels received for it.
+def merchant_retention_seconds(label_delay_s: float) -> float:
+    """How long a merchant keeps a transaction or fraud label: the longest risk window
+    ends `label_delay_s` before the transaction asking, plus the allowed lateness."""
+    return label_delay_s + RETENTION_SECONDS
 
-    Fraud labels are keyed by their `label_time`: a model may only know a fraud once its
-    chargeback has arrived, which is what keeps the merchant risk features point-in-time.
+
+class MerchantHistory:
+    """A merchant's transactions and fraud labels, both keyed by the transaction's event time.
+
+    A fraud label also keeps its `label_time`: the delayed risk features count a fraud only
+    if its chargeback had arrived by the time asked about, which keeps them point-in-time.
+    Both are dropped once their transaction is older than `retention_seconds` before the
+    newest transaction seen (see `merchant_retention_seconds`).
     """
 
-    __slots__ = ("_txn_keys", "_txn_ids", "_fraud_times", "_fraud_ids")
+    __slots__ = ("_txn_keys", "_txn_ids", "_frauds", "_fraud_ids", "_retention")
 
-    def __init__(self) -> None:
+    def __init__(self, retention_seconds: float) -> None:
         self._txn_keys: list[tuple[float, str]] = []
         self._txn_ids: set[str] = set()
-        self._fraud_times: list[float] = []
+        self._frauds: list[tuple[float, str, float]] = []  # (event_time, txn_id, label_time)
         self._fraud_ids: set[str] = set()
+        self._retention = retention_seconds
 
     def add_transaction(self, event_time: float, txn_id: str) -> bool:
         if txn_id in self._txn_ids:
             return False
         bisect.insort(self._txn_keys, (event_time, txn_id))
         self._txn_ids.add(txn_id)
-        cutoff = self._txn_keys[-1][0] - RETENTION_SECONDS
-        stale = bisect.bisect_left(self._txn_keys, (cutoff, ""))
+        cutoff = (self._txn_keys[-1][0] - self._retention, "")
+        stale = bisect.bisect_left(self._txn_keys, cutoff)
         if stale:
             for _, old_id in self._txn_keys[:stale]:
                 self._txn_ids.discard(old_id)
             del self._txn_keys[:stale]
+        stale = bisect.bisect_left(self._frauds, cutoff)
+        if stale:
+            for _, old_id, _ in self._frauds[:stale]:
+                self._fraud_ids.discard(old_id)
+            del self._frauds[:stale]
         return True
 
-    def add_fraud_label(self, label_time: float, txn_id: str) -> bool:
+    def add_fraud_label(self, event_time: float, txn_id: str, label_time: float) -> bool:
+        """Record that the transaction `(event_time, txn_id)` was labelled fraud at
+        `label_time`; False (no change) when it already was: the first label stands."""
         if txn_id in self._fraud_ids:
             return False
-        bisect.insort(self._fraud_times, label_time)
+        bisect.insort(self._frauds, (event_time, txn_id, label_time))
         self._fraud_ids.add(txn_id)
         return True
 
@@ -205,8 +223,14 @@ class MerchantHistory:
         end = bisect.bisect_left(self._txn_keys, (event_time, txn_id))
         return end - bisect.bisect_left(self._txn_keys, (start, ""))
 
-    def frauds_labelled_between(self, start: float, end: float) -> int:
-        """Fraud labels whose `label_time` lies in `[start, end)`."""
-        return bisect.bisect_left(self._fraud_times, end) - bisect.bisect_left(
-            self._fraud_times, start
+    def transactions_in(self, start: float, end: float) -> int:
+        """Transactions with event time in `[start, end)`."""
+        return bisect.bisect_left(self._txn_keys, (end, "")) - bisect.bisect_left(
+            self._txn_keys, (start, "")
         )
+
+    def frauds_known_in(self, start: float, end: float, known_before: float) -> int:
+        """Transactions with event time in `[start, end)` labelled fraud before `known_before`."""
+        first = bisect.bisect_left(self._frauds, (start, ""))
+        last = bisect.bisect_left(self._frauds, (end, ""))
+        return sum(1 for _, _, label_time in self._frauds[first:last] if label_time < known_before)

@@ -58,7 +58,14 @@ REQUIRED_FILES = (
     METADATA_FILE,
 )
 _VERSION = re.compile(r"^v(\d{4,})$")
-_RESERVED_METADATA = {"version", "created_at", "training_data_hash", "params", "libraries"}
+_RESERVED_METADATA = {
+    "version",
+    "created_at",
+    "training_data_hash",
+    "params",
+    "tree_search",
+    "libraries",
+}
 
 
 class RegistryError(Exception):
@@ -97,7 +104,9 @@ def save_version(
     """Write ``trained`` as the next version, signed, and unless ``promote=False`` make it live.
 
     ``extra_metadata`` (e.g. the time-split boundaries) is merged into ``metadata.json``;
-    it may not override the registry's own keys. Returns the new version's name.
+    it may not override the registry's own keys, among them ``params`` (as chosen) and
+    ``tree_search`` (every tree setting tried, see models/tree_search.py). Returns the new
+    version's name.
     """
     clash = _RESERVED_METADATA & extra_metadata.keys()
     if clash:
@@ -320,6 +329,7 @@ def _move_into_place(
             "created_at": datetime.now(UTC).isoformat(),
             "training_data_hash": training_data_hash,
             "params": trained.params.to_json(),
+            "tree_search": trained.tree_search.to_json(),
             "libraries": {"xgboost": xgb.__version__, "scikit-learn": sklearn.__version__},
             **extra_metadata,
         }

@@ -10,24 +10,33 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudstream.features.transaction import InvalidTransaction
-from fraudstream.models.registry import RegistryError, verify_version
+from fraudstream.models.registry import RegistryError, load_version
 from fraudstream.models.signing import SigningKey, SigningKeyError, key_file_for, signing_key_for
+from fraudstream.models.tree_search import TreeSearch
 from fraudstream.stream.offline.evaluation import (
     NoHeldOutTransactions,
     evaluate_from_file,
     format_report,
 )
+from fraudstream.stream.offline.importer import (
+    ImportOptions,
+    ImportRefused,
+    import_transactions,
+    parse_column_map,
+)
 from fraudstream.stream.offline.prequential import evaluate_prequential, format_prequential_report
 from fraudstream.stream.offline.protocol import ProtocolError
 from fraudstream.stream.offline.rules_backtest import backtest_from_file
-from fraudstream.stream.offline.training import train_from_file
+from fraudstream.stream.offline.training import DEFAULT_SEARCH, SEARCH_CHOICES, train_from_file
+from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.rejected import RejectedRecords, rejected_path_for
 from fraudstream.stream.sim.streamfile import write_stream
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
@@ -81,18 +90,81 @@ def _training_key(settings: Settings, registry: Path) -> SigningKey:
     return signing_key_for(registry, settings.signing_key, create=True)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _setting_aside(
+    command: str, run: Callable[[argparse.Namespace, RejectedRecords], int], beside: str = "data"
+) -> Callable[[argparse.Namespace], int]:
+    """`run` reading forgivingly: records that break the contract go to
+    `<stem>.rejected.jsonl` beside the file of option `beside` (`--data`, or `--out` for
+    import), their count to stderr; `--strict` stops at the first. A file that cannot be
+    used at all is one line on stderr and status 1, never a traceback.
+    """
+
+    def command_run(args: argparse.Namespace) -> int:
+        rejects = RejectedRecords(rejected_path_for(getattr(args, beside)), strict=args.strict)
+        try:
+            with rejects:
+                status = run(args, rejects)
+        except (InvalidTransaction, ImportRefused, OSError) as error:
+            print(f"fraudstream {command}: {error}", file=sys.stderr)
+            return 1
+        if rejects.count:
+            print(rejects.summary(), file=sys.stderr)
+        return status
+
+    return command_run
+
+
+def _add_strict_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="stop at the first record that breaks the contract (default: skip it, with "
+             "the reason, into <stem>.rejected.jsonl beside --data, or --out for import, "
+             "and go on)",
+    )  # fmt: skip
+
+
+def _train(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     settings = Settings.from_env()
     registry = _registry(args)
     version = train_from_file(
         args.data, registry, settings.cost_model, settings.selection_constraints,
-        since=args.since, signing_key=_training_key(settings, registry),
+        since=args.since, signing_key=_training_key(settings, registry), rejects=rejects,
+        label_delay_s=settings.label_delay_s, search=args.search,
     )  # fmt: skip
-    print(f"registered model {version} in {registry} (now live)")
+    _print_registered(registry, version)
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _print_registered(registry: Path, version: str) -> None:
+    """Say what was registered, with the tree settings each XGBoost candidate had."""
+    metadata = load_version(registry, version).metadata
+    search = TreeSearch.from_json(metadata["tree_search"])
+    print(f"xgboost tree settings tried ({metadata['tree_search_grid']} search), "
+          "* kept for the best validation average precision:")  # fmt: skip
+    for line in search.report():
+        print(f"  {line}")
+    print(f"registered model {version} in {registry} (now live)")
+
+
+
+def _import(args: argparse.Namespace, rejects: RejectedRecords) -> int:
+    options = ImportOptions(
+        columns=args.map, time_format=args.time_format, label_delay_days=args.label_delay_days,
+        currency=args.currency, country=args.country, channel=args.channel,
+        delimiter=args.delimiter, encoding=args.encoding,
+    )  # fmt: skip
+    print(import_transactions(args.source, args.out, options, rejects).summary())
+    return 0
+
+
+def _column_map(text: str) -> dict[str, str]:
+    try:
+        return parse_column_map(text)
+    except ImportRefused as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _evaluate(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     if args.protocol == "split" and (args.folds, args.fold_days) != (None, None):
         print("fraudstream evaluate: --folds and --fold-days are for --protocol prequential",
               file=sys.stderr)  # fmt: skip
@@ -103,16 +175,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             report = evaluate_prequential(
                 args.data, args.folds or PREQUENTIAL_FOLDS, args.fold_days or PREQUENTIAL_FOLD_DAYS,
                 settings.cost_model, settings.threshold_constraints,
-                settings.selection_constraints, settings.label_delay_days,
+                settings.selection_constraints, settings.label_delay_days, rejects,
             )  # fmt: skip
             text = format_prequential_report(report)
         else:
             report = evaluate_from_file(
                 args.data, _registry(args), settings.cost_model, settings.threshold_constraints,
-                settings.label_delay_days,
+                settings.label_delay_days, rejects,
             )  # fmt: skip
             text = format_report(report)
-    except (NoHeldOutTransactions, ProtocolError) as error:
+    except (NoHeldOutTransactions, ProtocolError, RegistryError) as error:
         print(f"fraudstream evaluate: {error}", file=sys.stderr)
         return 1
     _print_report(text, report, args.json)
@@ -165,8 +237,9 @@ def _offline_demo(args: argparse.Namespace) -> int:
     print(write_generated_stream(GeneratorConfig(args.transactions, seed=seed), data))
     print("[2/3] training XGBoost + IsolationForest on the earliest half", flush=True)
     version = train_from_file(data, registry, settings.cost_model, settings.selection_constraints,
-                              signing_key=_training_key(settings, registry))  # fmt: skip
-    print(f"registered model {version} in {registry} (now live)")
+                              signing_key=_training_key(settings, registry),
+                              label_delay_s=settings.label_delay_s)  # fmt: skip
+    _print_registered(registry, version)
     print(f"[3/3] evaluating from a {settings.label_delay_days:g}-day label delay after the "
           "validation split to the end\n", flush=True)  # fmt: skip
     report = evaluate_from_file(
@@ -202,7 +275,8 @@ def _worker(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        verify_version(settings.registry_path, signing_key=settings.signing_key)
+        live = load_version(settings.registry_path, signing_key=settings.signing_key)
+        trained_label_delay_s(live, settings.registry_path)  # today's features?
     except RegistryError as error:
         print(f"fraudstream worker: {error}", file=sys.stderr)
         return 2
@@ -217,7 +291,7 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     from fraudstream.stream.sim.replay import replay
     from fraudstream.stream.sim.streamfile import read_stream_file
 
@@ -225,7 +299,7 @@ def _replay(args: argparse.Namespace) -> int:
     if settings.kafka_url is None:
         print("fraudstream replay needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
         return 2
-    transactions, labels = read_stream_file(args.data)
+    transactions, labels = read_stream_file(args.data, rejects)
     report = replay(
         kafka_bootstrap(settings.kafka_url), transactions, labels,
         topic=settings.topic_transactions, labels_topic=settings.topic_labels,
@@ -240,18 +314,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from fraudstream.models.registry import (
-        list_versions,
-        live_version,
-        load_version,
-        rollback,
-        set_live,
-    )
+    from fraudstream.models.registry import list_versions, live_version, rollback, set_live
 
     registry = _registry(args)
     try:
         if args.models_command == "promote":
-            load_version(registry, args.version, signing_key=_checking_key(registry))
+            candidate = load_version(registry, args.version, signing_key=_checking_key(registry))
+            trained_label_delay_s(candidate, registry)  # workers would refuse it
             set_live(registry, args.version)
             print(f"{args.version} is live; workers load it within a few seconds")
         elif args.models_command == "rollback":
@@ -262,9 +331,11 @@ def _models(args: argparse.Namespace) -> int:
                 metadata = load_version(registry, version).metadata
                 marker = "*" if version == live else " "
                 cost = metadata.get("thresholds", {}).get("ensemble", {})
+                trees = (TreeSearch.from_json(metadata["tree_search"]).summary()
+                         if "tree_search" in metadata else "not searched")  # fmt: skip
                 print(f"{marker} {version}  created {metadata.get('created_at', '?')}  "
                       f"validation cost/txn {cost.get('validation_cost_per_txn', float('nan')):.3f}"
-                      f"  data {metadata.get('data', '?')}")  # fmt: skip
+                      f"  data {metadata.get('data', '?')}\n      xgboost {trees}")  # fmt: skip
     except RegistryError as error:
         print(f"fraudstream models: {error}", file=sys.stderr)
         return 1
@@ -316,15 +387,15 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules_backtest(args: argparse.Namespace) -> int:
+def _rules_backtest(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     try:
         settings = Settings.from_env()
         capacity = args.review_capacity
         if capacity is None:
             capacity = settings.review_capacity
         report = backtest_from_file(args.file, args.data, _registry(args), args.labels,
-                                    settings.cost_model, capacity)  # fmt: skip
-    except (RulesError, RegistryError, InvalidTransaction) as error:
+                                    settings.cost_model, capacity, rejects)  # fmt: skip
+    except (RulesError, RegistryError) as error:
         print(f"fraudstream rules backtest: {error}", file=sys.stderr)
         return 1
     _print_report(format_backtest(report), report, args.json)
@@ -378,7 +449,7 @@ def _explain(args: argparse.Namespace) -> int:
         else:
             timeout_s = DEFAULT_SEARCH_TIMEOUT_S if args.timeout is None else args.timeout
             sources = sources_from_topics(settings, args.txn_id, registry, timeout_s)
-    except DecisionNotFound as error:
+    except (DecisionNotFound, InvalidTransaction) as error:
         print(f"fraudstream explain: {error}", file=sys.stderr)
         return 1
     story = explain_decision(sources)
@@ -466,7 +537,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on transactions from this time on (epoch seconds or YYYY-MM-DD), with "
              "only the labels known by the stream's last event",
     )  # fmt: skip
-    train.set_defaults(run=_train)
+    train.add_argument(
+        "--search", choices=SEARCH_CHOICES, default=DEFAULT_SEARCH,
+        help="grid of XGBoost tree settings (depth, learning rate, max_bin or exact trees) "
+             "tried and judged by validation average precision: quick (3, the default), "
+             "full (18, minutes on 200,000 transactions) or none (depth 6, lr 0.1, 256 bins)",
+    )  # fmt: skip
+    _add_strict_argument(train)
+    train.set_defaults(run=_setting_aside("train", _train))
+
+    add_import_parser(commands)
 
     evaluate = commands.add_parser(
         "evaluate", help="score held-out data with every model (docs/evaluation.md)"
@@ -489,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"prequential: days each fold tests [{PREQUENTIAL_FOLD_DAYS}]",
     )  # fmt: skip
     evaluate.add_argument("--json", type=Path, default=None)
-    evaluate.set_defaults(run=_evaluate)
+    _add_strict_argument(evaluate)
+    evaluate.set_defaults(run=_setting_aside("evaluate", _evaluate))
 
     worker = commands.add_parser("worker", help="run one Faust worker (FRAUDSTREAM_* settings)")
     worker.add_argument("--datadir", type=Path, default=Path(".fraudstream-worker"))
@@ -502,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=1000.0, help="transactions per second")
     replay.add_argument("--speedup", type=float, default=None, help="compress event time by X")
     replay.add_argument("--limit", type=int, default=None)
-    replay.set_defaults(run=_replay)
+    _add_strict_argument(replay)
+    replay.set_defaults(run=_setting_aside("replay", _replay))
 
     loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
     add_loadtest_arguments(loadtest)
@@ -542,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
              "(default: FRAUDSTREAM_REVIEW_CAPACITY)",
     )  # fmt: skip
     backtest.add_argument("--json", type=Path, default=None)
-    backtest.set_defaults(run=_rules_backtest)
+    _add_strict_argument(backtest)
+    backtest.set_defaults(run=_setting_aside("rules backtest", _rules_backtest))
 
     tail = commands.add_parser("tail", help="follow the decisions topic, one line per decision")
     tail.add_argument(
@@ -608,6 +691,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
     return parser
+
+
+def add_import_parser(commands: Any) -> None:
+    """`fraudstream import`: its options and their defaults (stream/offline/importer.py)."""
+    parser = commands.add_parser(
+        "import", help="turn your CSV or Parquet into a stream file and its labels"
+    )
+    parser.add_argument("source", type=Path, help=".csv or .parquet")
+    parser.add_argument(
+        "--map", type=_column_map, required=True, metavar="FIELD=COLUMN,...",
+        help="the source column of each contract field: card_id, merchant_id, amount and "
+             "event_time required; txn_id, currency, country, channel, lat, lon, is_fraud, "
+             "scenario, label_time optional",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="the stream file (.jsonl); labels go beside it as <stem>.labels.jsonl, rows "
+             "that cannot be imported to <stem>.rejected.jsonl",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-format", default="auto",
+        help="auto (ISO 8601 or epoch seconds; the default), iso, epoch, epoch_ms, or a "
+             "strptime format such as '%%d/%%m/%%Y %%H:%%M'; times without a zone are UTC",
+    )  # fmt: skip
+    parser.add_argument(
+        "--label-delay-days", type=float, default=7.0,
+        help="label_time is the event time plus this when label_time is not mapped (7)",
+    )  # fmt: skip
+    parser.add_argument("--currency", default="USD", help="where unmapped or empty (USD)")
+    parser.add_argument("--country", default="US", help="where unmapped or empty (US)")
+    parser.add_argument("--channel", default="pos", help="pos, ecom or atm, where unmapped "
+                        "or empty (pos)")  # fmt: skip
+    parser.add_argument("--delimiter", default=",", help="of the CSV (,)")
+    parser.add_argument("--encoding", default="utf-8-sig",
+                        help="of the CSV (utf-8, with or without a byte-order mark)")  # fmt: skip
+    _add_strict_argument(parser)
+    parser.set_defaults(run=_setting_aside("import", _import, beside="out"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

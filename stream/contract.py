@@ -21,7 +21,7 @@ card number away by trying them all). A decision's `card_id` is the card's pseud
 Example:
     >>> ids = IdPseudonyms("an example key, never use it: 0123456789")
     >>> letter = DeadLetter.of(b'{"card_id": "4111111111111111", "amount": -1}',
-    ...                        "field 'amount' must be in (0, 1e+06], got -1", "validate",
+    ...                        "field 'amount' must be in [0, 1e+06], got -1", "validate",
     ...                        ids, time=0.0)
     >>> letter.raw, letter.raw_masking, letter.raw_size
     ('{"card_id":"eGxG8awbs4cy8OX7eH0mKA","amount":-1}', 'masked', 45)

@@ -67,9 +67,13 @@ Variables (default in brackets):
 ``FRAUDSTREAM_DYNAMIC_THRESHOLD``   recalibrate the live threshold from labels, 1/0 [1]
 ``FRAUDSTREAM_LABEL_MATURITY_DAYS`` a labelled decision counts once this old [10]
 ``FRAUDSTREAM_LABEL_WINDOW_DAYS``   labelled decisions older than this are dropped [30]
-``FRAUDSTREAM_LABEL_DELAY_DAYS``    days before a fraud is known (chargebacks, customer calls):
-                                    ``evaluate`` tests one delay after what the model was fitted
-                                    on and drops cards known compromised by then, >= 0 [7]
+``FRAUDSTREAM_LABEL_DELAY_DAYS``    days before a fraud is known (chargebacks, customer calls),
+                                    >= 0: ``evaluate`` tests one delay after what the model was
+                                    fitted on and drops cards known compromised by then; the
+                                    merchant risk features count a merchant's transactions and
+                                    known frauds in windows that end this long before each
+                                    transaction. Training records it in the version; a worker
+                                    computes with its live version's delay [7]
 ``FRAUDSTREAM_RECALIBRATION_MIN_RECALL`` recall a new pair must keep on the window, unless
                                     the FPR cap and review capacity allow none that does: then
                                     the cheapest pair within them [0.97]
@@ -96,6 +100,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_DAYS
+from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.features.pseudonyms import MIN_KEY_CHARS, IdPseudonyms, new_id_hash_key
 from fraudstream.models.signing import SigningKey
 from fraudstream.stream.transport import (
@@ -180,7 +186,7 @@ class Settings:
     shadow_version: str | None = None
     label_maturity_days: float = 10.0
     label_window_days: float = 30.0
-    label_delay_days: float = 7.0
+    label_delay_days: float = DEFAULT_LABEL_DELAY_DAYS
     recalibration_min_recall: float = 0.97
     app_id: str = "fraudstream"
     signing_key: SigningKey | None = None
@@ -191,6 +197,11 @@ class Settings:
     def topics(self) -> tuple[str, str, str, str]:
         """All topic names, in data-flow order, for creating them up front."""
         return (self.topic_transactions, self.topic_decisions, self.topic_labels, self.topic_dlq)
+
+    @property
+    def label_delay_s(self) -> float:
+        """The label delay D in seconds, as the feature builder and stores take it."""
+        return self.label_delay_days * SECONDS_PER_DAY
 
     @property
     def model_timeout_s(self) -> float:

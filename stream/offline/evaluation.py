@@ -39,7 +39,9 @@ from fraudstream.models.training import TrainedModels
 from fraudstream.stream.offline.feature_cache import FeatureCache
 from fraudstream.stream.offline.protocol import HeldOutPeriod, known_compromised
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
+from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
 
@@ -142,6 +144,7 @@ def evaluate_from_file(
     cost: CostModel = CostModel(),
     constraints: Constraints = Constraints(),
     delay_days: float = DEFAULT_LABEL_DELAY_DAYS,
+    rejects: RejectedRecords | None = None,
 ) -> dict[str, Any]:
     """Quality of every scorer of the live version, from one label delay after its
     validation split to the end of `data`, cards known compromised left out.
@@ -155,10 +158,14 @@ def evaluate_from_file(
     `Settings.threshold_constraints` (the full limits: the version's own are the
     narrower ones its pair was chosen under) and `Settings.label_delay_days`, and the
     report records them. Raises `NoHeldOutTransactions` when no labelled transaction of
-    `data` lies in the test period.
+    `data` lies in the test period. Records of `data` that break the contract go to
+    `rejects` (see `read_stream_file`).
     """
     models = load_version(registry)
-    matrix = load_labelled_stream(data, cache=FeatureCache.in_registry(registry))
+    matrix = load_labelled_stream(
+        data, label_delay_s=trained_label_delay_s(models, registry), rejects=rejects,
+        cache=FeatureCache.in_registry(registry),
+    )  # fmt: skip
     times = np.array([txn.event_time for txn in matrix.transactions])
     valid_end = models.metadata["split"]["valid_end"]
     period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))

@@ -55,13 +55,20 @@ def feature_definition() -> str:
     )
 
 
-def cache_key(data: Path, labels: Path, since: float | None) -> str:
+def cache_key(
+    data: Path, labels: Path, since: float | None, label_delay_s: float, strict: bool
+) -> str:
+    """The entry of one build: the files' bytes, the feature definition, the build's
+    arguments, and whether bad records stop it (`strict`): a matrix built by skipping bad
+    records must not let a strict run skip reading them."""
     digest = hashlib.sha256()
     for part in (
         content_sha256(data),
         content_sha256(labels) if labels.exists() else "no labels",
         feature_definition(),
         repr(since),
+        repr(float(label_delay_s)),
+        "strict" if strict else "skips bad records",
     ):
         digest.update(part.encode())
         digest.update(b"\0")

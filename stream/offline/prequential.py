@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.stream.offline.evaluation import (
     DEFAULT_LABEL_DELAY_DAYS,
     MODEL_NAMES,
@@ -28,6 +29,7 @@ from fraudstream.stream.offline.training import (
     fit_scorers,
     load_labelled_stream,
 )
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 
@@ -56,6 +58,7 @@ def evaluate_prequential(
     constraints: Constraints = Constraints(),
     selection_constraints: Constraints = Constraints(),
     delay_days: float = DEFAULT_LABEL_DELAY_DAYS,
+    rejects: RejectedRecords | None = None,
 ) -> dict[str, Any]:
     """Every scorer over `folds` rolling test periods of `fold_days` days at the end of `data`.
 
@@ -63,12 +66,17 @@ def evaluate_prequential(
     models, weights and thresholds chosen within `selection_constraints`) on the labelled
     transactions before one label delay ahead of its test period, split into training and
     validation in training's proportions, and is then tested as the split protocol tests
-    the live version. The report holds each fold's figures and, per scorer, each figure's
-    mean, standard deviation (over folds, as scikit-learn's cross-validation reports it),
-    min and max. Raises `ProtocolError` when the stream is too short for the folds or a
-    fold has nothing to test or too little to fit on.
+    the live version; the merchant risk features of every fold end `delay_days` before
+    each transaction, as a version trained with that delay computes them. The report holds
+    each fold's figures and, per scorer, each figure's mean, standard deviation (over
+    folds, as scikit-learn's cross-validation reports it), min and max. Raises
+    `ProtocolError` when the stream is too short for the folds or a fold has nothing to
+    test or too little to fit on. Records of `data` that break the contract go to
+    `rejects` (see `read_stream_file`).
     """
-    matrix = load_labelled_stream(data)
+    matrix = load_labelled_stream(
+        data, label_delay_s=delay_days * SECONDS_PER_DAY, rejects=rejects
+    )
     times = np.array([txn.event_time for txn in matrix.transactions])
     first_event = float(times.min())
     periods = prequential_periods(first_event, float(times.max()), folds, fold_days, delay_days)

@@ -15,6 +15,8 @@ from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.registry import load_version
 from fraudstream.stream.offline.training import score_all
+from fraudstream.stream.served_features import trained_label_delay_s
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import (
     labels_path_for,
     read_labels,
@@ -27,14 +29,19 @@ from fraudstream.thresholds.rules import load_rules
 from fraudstream.thresholds.rules.backtest import backtest_rules
 
 
-def read_history(data: Path, labels: Path | None = None) -> tuple[list[Transaction], list[Label]]:
+def read_history(
+    data: Path, labels: Path | None = None, rejects: RejectedRecords | None = None
+) -> tuple[list[Transaction], list[Label]]:
     """Transactions of `data` and their labels: from `labels` when given, else from the
-    labels file beside `data`, else from the label records inside a JSONL `data`."""
+    labels file beside `data`, else from the label records inside a JSONL `data`. Records
+    that break the contract go to `rejects` (see `read_stream_file`)."""
     if labels is not None:
-        return read_transactions(data), read_labels(labels)
+        transactions = read_transactions(data, rejects)
+        known = {txn.txn_id for txn in transactions}
+        return transactions, read_labels(labels, rejects, known)
     if data.suffix == ".jsonl" and not labels_path_for(data).exists():
-        return read_mixed_jsonl(data)
-    return read_stream_file(data)
+        return read_mixed_jsonl(data, rejects)
+    return read_stream_file(data, rejects)
 
 
 def backtest_from_file(
@@ -44,13 +51,17 @@ def backtest_from_file(
     labels: Path | None = None,
     cost: CostModel = CostModel(),
     review_capacity: float | None = None,
+    rejects: RejectedRecords | None = None,
 ) -> dict[str, Any]:
     """The backtest report of `rules` on the history in `data` (see `backtest_rules`), with
     the model version and the data file. Raises RulesError, RegistryError or
-    InvalidTransaction, each with a message saying what to fix."""
+    InvalidTransaction, each with a message saying what to fix; records of `data` that
+    break the contract go to `rejects` (see `read_history`)."""
     rule_set = load_rules(rules)
     models = load_version(registry)
-    matrix = build_features(*read_history(data, labels))
+    matrix = build_features(
+        *read_history(data, labels, rejects), label_delay_s=trained_label_delay_s(models, registry)
+    )
     weights = EnsembleWeights.from_dict(models.metadata["weights"])
     scores = score_all(models, weights, matrix.features)["ensemble"]
     chosen = models.metadata["thresholds"]["ensemble"]

@@ -4,7 +4,9 @@ A stream is split by time (never shuffled): the earliest `TRAIN_FRACTION` of its
 trains the models, the next `VALID_FRACTION` tunes early stopping, the IsolationForest
 calibration and every scorer's cost-optimal thresholds, and the rest is held out for
 evaluation (`fraudstream.stream.offline.evaluation`). The split boundaries travel in the
-registry metadata so evaluation holds out exactly what training never saw.
+registry metadata so evaluation holds out exactly what training never saw. The validation
+part also chooses XGBoost's tree settings from a named grid (`models.tree_search.GRIDS`);
+every candidate and the choice are recorded in the metadata too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.builder import FeatureMatrix, build_features
-from fraudstream.features.definitions import ANOMALY_FEATURES
+from fraudstream.features.definitions import ANOMALY_FEATURES, DEFAULT_LABEL_DELAY_S
+from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.models.drift import ScoreReference
 from fraudstream.models.ensemble import EnsembleWeights, combine_batch
 from fraudstream.models.names import ModelName
@@ -25,6 +28,7 @@ from fraudstream.models.registry import (
     LoadedModels,
     RegistryError,
     list_versions,
+    load_version,
     save_version,
     verify_version,
 )
@@ -36,9 +40,16 @@ from fraudstream.models.signing import (
     signing_key_for,
 )
 from fraudstream.models.training import TrainedModels, TrainingParams, train_models
+from fraudstream.models.tree_search import GRIDS
 from fraudstream.stream.offline.feature_cache import FeatureCache, cache_key
+from fraudstream.stream.served_features import (
+    LABEL_DELAY_KEY,
+    IncompatibleModel,
+    trained_label_delay_s,
+)
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import labels_path_for, read_stream_file, write_stream
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
@@ -47,6 +58,10 @@ TRAIN_FRACTION = 0.5
 VALID_FRACTION = 0.2
 #: Generated history a model is trained on when the registry is empty (seed 7).
 TRAINING_TRANSACTIONS = 200_000
+#: The tree-settings grid `fraudstream train` and the demo search unless told otherwise.
+DEFAULT_SEARCH = "quick"
+#: `--search` choices: "none" trains the default tree settings alone.
+SEARCH_CHOICES = ("none", *GRIDS)
 
 
 @dataclass(frozen=True)
@@ -82,30 +97,42 @@ class TimeSplit:
 
 
 def load_labelled_stream(
-    data: Path, since: float | None = None, cache: FeatureCache | None = None
+    data: Path,
+    since: float | None = None,
+    label_delay_s: float = DEFAULT_LABEL_DELAY_S,
+    rejects: RejectedRecords | None = None,
+    cache: FeatureCache | None = None,
 ) -> FeatureMatrix:
-    """Read a stream and the labels file beside it, and build point-in-time features.
+    """Read a stream and the labels file beside it, and build point-in-time features, the
+    merchant risk windows ending `label_delay_s` before each transaction.
 
     With `since`, keep transactions from that time on and only the labels that had
-    arrived by the stream's last event: what a retrain can know at that moment. With
-    `cache`, a matrix built before from the same files and feature definition is reused,
-    and one built now is kept (see `feature_cache`).
+    arrived by the stream's last event: what a retrain can know at that moment. Records
+    that break the contract go to `rejects` (see `read_stream_file`). With `cache`, a
+    matrix built before from the same files, feature definition and label delay is
+    reused (nothing is read then, so nothing is rejected either), and one built now is
+    kept (see `feature_cache`).
     """
     if cache is None:
-        return _build_labelled_stream(data, since)
-    key = cache_key(data, labels_path_for(data), since)
-    return cache.load_or_build(key, lambda: _build_labelled_stream(data, since))
+        return _build_labelled_stream(data, since, label_delay_s, rejects)
+    strict = rejects is None or rejects.strict
+    key = cache_key(data, labels_path_for(data), since, label_delay_s, strict)
+    return cache.load_or_build(
+        key, lambda: _build_labelled_stream(data, since, label_delay_s, rejects)
+    )
 
 
-def _build_labelled_stream(data: Path, since: float | None) -> FeatureMatrix:
-    transactions, labels = read_stream_file(data)
+def _build_labelled_stream(
+    data: Path, since: float | None, label_delay_s: float, rejects: RejectedRecords | None
+) -> FeatureMatrix:
+    transactions, labels = read_stream_file(data, rejects)
     if since is not None:
         transactions = [txn for txn in transactions if txn.event_time >= since]
         if not transactions:
             raise ValueError(f"no transactions in {data} at or after {since}")
         now = max(txn.event_time for txn in transactions)
         labels = [label for label in labels if label.label_time <= now]
-    return build_features(transactions, labels)
+    return build_features(transactions, labels, label_delay_s)
 
 
 def file_sha256(*paths: Path) -> str:
@@ -172,12 +199,16 @@ def fit_scorers(
     valid: NDArray[np.bool_],
     cost: CostModel,
     constraints: Constraints,
+    search: str = DEFAULT_SEARCH,
 ) -> FittedScorers:
     """Fit both models on the `train` rows of `matrix`, then choose on the `valid` rows the
-    ensemble weights and every scorer's thresholds: the cheapest under `cost` within
-    `constraints`. Shared by `train_from_file` and the prequential evaluation, so the folds
-    evaluate what training registers.
+    XGBoost tree settings of the `search` grid (`SEARCH_CHOICES`; "none" for the default
+    settings alone), the ensemble weights and every scorer's thresholds: the cheapest under
+    `cost` within `constraints`. Shared by `train_from_file` and the prequential evaluation,
+    so the folds evaluate what training registers.
     """
+    if search not in SEARCH_CHOICES:
+        raise ValueError(f"unknown tree search {search!r}; choose one of {SEARCH_CHOICES}")
     y = matrix.is_fraud
     trained = train_models(
         matrix.features[train],
@@ -186,6 +217,7 @@ def fit_scorers(
         y[valid],
         list(matrix.feature_names),
         TrainingParams(if_features=ANOMALY_FEATURES),
+        search=GRIDS.get(search, ()),
     )
     valid_scores = score_all(trained, EnsembleWeights(), matrix.features[valid])
     weights = cheapest_weights(valid_scores, y[valid], cost, constraints)
@@ -211,6 +243,9 @@ def train_from_file(
     since: float | None = None,
     *,
     signing_key: SigningKey,
+    rejects: RejectedRecords | None = None,
+    label_delay_s: float = DEFAULT_LABEL_DELAY_S,
+    search: str = DEFAULT_SEARCH,
 ) -> str:
     """Train both models on `data`, pick each scorer's thresholds, register a new version
     signed with `signing_key`.
@@ -219,13 +254,18 @@ def train_from_file(
     (the command line passes `Settings.cost_model` and `Settings.selection_constraints`:
     the FPR cap and review capacity less a margin, as the pair will decide unseen
     traffic); both are stored in the version's metadata. `since` retrains on the recent part only
-    (see `load_labelled_stream`).
+    (see `load_labelled_stream`); records that break the contract go to `rejects`. The
+    label delay of the merchant risk features, `label_delay_s` (the command line passes
+    `Settings.label_delay_s`), is recorded too: workers serving the version compute with it.
+    `search` names the grid of XGBoost tree settings tried (see `fit_scorers`).
     """
-    matrix = load_labelled_stream(data, since, FeatureCache.in_registry(registry))
+    matrix = load_labelled_stream(
+        data, since, label_delay_s, rejects, FeatureCache.in_registry(registry)
+    )
     times = np.array([txn.event_time for txn in matrix.transactions])
     split = TimeSplit.of(times)
     train, valid = split.rows(times, matrix.is_fraud)
-    fitted = fit_scorers(matrix, train, valid, cost, constraints)
+    fitted = fit_scorers(matrix, train, valid, cost, constraints, search)
     return save_version(
         registry,
         fitted.models,
@@ -233,6 +273,8 @@ def train_from_file(
         extra_metadata={
             "data": str(data),
             "since": since,
+            LABEL_DELAY_KEY: label_delay_s / SECONDS_PER_DAY,
+            "tree_search_grid": search,
             "split": {"train_end": split.train_end, "valid_end": split.valid_end},
             "rows": {"train": int(train.sum()), "valid": int(valid.sum())},
             "weights": fitted.weights.as_dict(),
@@ -246,15 +288,19 @@ def train_from_file(
 
 
 def ensure_trained_model(settings: Settings, work: Path) -> tuple[str, SigningKey]:
-    """A signed live version, trained on a generated history if the registry is empty.
+    """A signed live version that serves today's features with the configured label delay,
+    trained on a generated history if the registry is empty or its live version is stale.
 
-    The history is written under `work/training/`. Returns a line saying what was done and
-    the key the registry is signed with (`signing_key_for`), which its workers need.
-    Raises `RegistryError` or `SigningKeyError`, saying what to do, when the live version
-    of an existing registry does not verify with that key.
+    Stale: trained on another feature list (a registry made before a feature changed) or
+    another label delay than `settings.label_delay_days`; the new version becomes live, the
+    old ones stay. The history is written under `work/training/`. Returns a line saying
+    what was done and the key the registry is signed with (`signing_key_for`), which its
+    workers need. Raises `RegistryError` or `SigningKeyError`, saying what to do, when the
+    live version of an existing registry does not verify with that key.
     """
     registry = settings.registry_path
     versions = list_versions(registry) if registry.exists() else []
+    why = f"registry {registry} is empty"
     if versions:
         try:
             key = signing_key_for(registry, settings.signing_key)
@@ -262,13 +308,31 @@ def ensure_trained_model(settings: Settings, work: Path) -> tuple[str, SigningKe
         except (RegistryError, SigningKeyError) as error:
             hint = f"{error}; or move {registry} away to train a new, signed one"
             raise type(error)(hint) from error
-        return f"using model registry {registry} ({live} live, signature checked)", key
+        stale = _stale_because(load_version(registry, live, signing_key=key), settings)
+        if stale is None:
+            return f"using model registry {registry} ({live} live, signature checked)", key
+        why = f"live model {live} of {registry} {stale}"
     key = signing_key_for(registry, settings.signing_key, create=True)
     history = work / "training" / "history.jsonl"
-    print(f"registry {registry} is empty: generating {TRAINING_TRANSACTIONS:,} "
-          "transactions and training (about a minute)", flush=True)  # fmt: skip
+    print(f"{why}: generating {TRAINING_TRANSACTIONS:,} transactions and training "
+          "(about a minute)", flush=True)  # fmt: skip
     write_stream(generate_stream(GeneratorConfig(TRAINING_TRANSACTIONS, seed=7)), history)
     version = train_from_file(history, registry, settings.cost_model,
-                              settings.selection_constraints, signing_key=key)  # fmt: skip
+                              settings.selection_constraints, signing_key=key,
+                              label_delay_s=settings.label_delay_s)  # fmt: skip
     signed = "" if settings.signing_key is not None else f" (key: {key_file_for(registry)})"
     return f"trained {version} into {registry}, signed{signed}", key
+
+
+def _stale_because(models: LoadedModels, settings: Settings) -> str | None:
+    """Why `models` cannot serve under `settings` (a phrase), or None when it can."""
+    try:
+        label_delay_s = trained_label_delay_s(models, settings.registry_path)
+    except IncompatibleModel:
+        return "was trained on another feature list than this FraudStream computes"
+    if label_delay_s != settings.label_delay_s:
+        return (
+            f"was trained with a label delay of {label_delay_s / SECONDS_PER_DAY:g} days, "
+            f"FRAUDSTREAM_LABEL_DELAY_DAYS is {settings.label_delay_days:g}"
+        )
+    return None

@@ -27,6 +27,7 @@ from fraudstream.features.transaction import (
 from fraudstream.models.registry import RegistryError, load_version
 from fraudstream.models.signing import SigningKeyError, signing_key_for
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.rejected import RejectedRecords, rejected_path_for
 from fraudstream.stream.sim.streamfile import read_stream_file
 from fraudstream.stream.tools.explain import DecisionSources
 from fraudstream.stream.tools.run_files import (
@@ -122,7 +123,10 @@ def sources_from_run(
     transaction = label = None
     stream_path = run_dir / TRANSACTIONS_FILE
     if stream_path.is_file():
-        transactions, labels = read_stream_file(stream_path)
+        with RejectedRecords(rejected_path_for(stream_path)) as rejects:
+            transactions, labels = read_stream_file(stream_path, rejects)
+        if rejects.count:
+            notes.append(f"{stream_path}: {rejects.summary()}")
         transaction = next((t for t in transactions if t.txn_id == txn_id), None)
         label = next((lb for lb in labels if lb.txn_id == txn_id), None)
     else:

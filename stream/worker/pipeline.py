@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fraudstream.features.definitions import MerchantCounts, feature_vector
+from fraudstream.features.definitions import NO_MERCHANT_HISTORY, feature_vector
 from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
@@ -273,8 +273,9 @@ class DecisionPipeline:
             rows = await self.feature_store.record_and_featurize(transactions)
             return np.vstack(rows), False
         except FeatureStoreError:
-            empty = MerchantCounts(0, 0, 0)
-            return np.vstack([feature_vector(txn, [], empty) for txn in transactions]), True
+            return np.vstack(
+                [feature_vector(txn, [], NO_MERCHANT_HISTORY) for txn in transactions]
+            ), True
 
     async def _decide(
         self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,

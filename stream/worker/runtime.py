@@ -12,7 +12,10 @@ monitor and the threshold keeper, and it decides what a worker does when Redis f
   pair that is unreadable or not signed with the worker's key fails the same way.
 
 Every model version it loads (live, shadow, hot reload) must be signed with
-`settings.signing_key`; a worker has no key-less mode.
+`settings.signing_key`; a worker has no key-less mode. It must also serve the features
+the worker computes (stream/served_features.py): the live version's label delay sets the
+merchant risk windows of the feature store, and a shadow or promoted version trained with
+another delay is refused (serving it takes a restart, whose store then follows it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.features.store import CardCache, redis_stores
 from fraudstream.features.stores import FeatureStoreError
 from fraudstream.features.transaction import InvalidTransaction, parse_label
@@ -31,6 +35,7 @@ from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.names import ModelName
 from fraudstream.models.registry import LoadedModels, RegistryError, live_version, load_version
 from fraudstream.stream.contract import DeadLetter
+from fraudstream.stream.served_features import IncompatibleModel, trained_label_delay_s
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.pipeline import (
@@ -111,6 +116,8 @@ class WorkerRuntime:
         self.drift: DriftMonitor | None = None
         self.failed_versions: set[str] = set()
         self.rules: RulesWatch | None = None
+        #: The label delay the feature store computes with: the live version's at start.
+        self.label_delay_s: float | None = None
         self._joined_group = False
         self._unpublished_model: LoadedModels | None = None
         self._starting = asyncio.Lock()
@@ -134,7 +141,10 @@ class WorkerRuntime:
                 return
             settings = self.settings
             models = self._load(None)
-            feature_store, score_store = redis_stores(self.redis_url, CardCache())
+            assert self.label_delay_s is not None, "set by the first load"
+            feature_store, score_store = redis_stores(
+                self.redis_url, CardCache(), self.label_delay_s
+            )
             self.pipeline = DecisionPipeline(
                 feature_store,
                 score_store,
@@ -178,8 +188,22 @@ class WorkerRuntime:
         )
 
     def _load(self, version: str | None) -> LoadedModels:
-        """`version` (None: the live one), verified against the signing key, loaded."""
-        return load_version(self.settings.registry_path, version, signing_key=self.signing_key)
+        """`version` (None: the live one), verified against the signing key, loaded, and
+        checked to serve the features this worker computes (the first load sets the label
+        delay the worker computes with); `RegistryError` otherwise, saying what to do."""
+        registry = self.settings.registry_path
+        models = load_version(registry, version, signing_key=self.signing_key)
+        label_delay_s = trained_label_delay_s(models, registry)
+        if self.label_delay_s is None:
+            self.label_delay_s = label_delay_s
+        elif label_delay_s != self.label_delay_s:
+            raise IncompatibleModel(
+                f"model {registry / models.version} was trained with a label delay of "
+                f"{label_delay_s / SECONDS_PER_DAY:g} days, this worker's merchant windows "
+                f"end {self.label_delay_s / SECONDS_PER_DAY:g} days before each transaction; "
+                "restart the workers to serve it"
+            )
+        return models
 
     def _use_drift_reference(self, models: LoadedModels) -> None:
         if "score_reference" in models.metadata:

@@ -28,17 +28,40 @@ def test_rows_do_not_change_when_later_events_are_added() -> None:
     np.testing.assert_array_equal(before, after)
 
 
-def test_merchant_fraud_label_counts_only_after_its_label_time() -> None:
-    stream = [
-        txn("a", "c1", "m1", T0),
-        txn("b", "c2", "m1", T0 + 1 * DAY),
-        txn("c", "c3", "m1", T0 + 3 * DAY),
+def test_merchant_risk_counts_frauds_of_the_delayed_windows_known_at_the_transaction() -> None:
+    """D = 7 days: each row's windows end at t - 7 d; a fraud counts once its label is in."""
+    days = {"a": 0, "b": 1, "c": 5, "w": 8, "x": 9, "y": 10, "v": 20, "z": 21}
+    stream = [txn(name, f"card-{name}", "m1", T0 + day * DAY) for name, day in days.items()]
+    stream.append(txn("elsewhere", "card-e", "m2", T0 + 9 * DAY))
+    labels = [
+        Label("a", True, "compromised_merchant", T0 + 2 * DAY),
+        Label("b", True, "compromised_merchant", T0 + 20 * DAY),  # long after b's windows open
+        Label("c", False, "legit", T0 + 3 * DAY),
+        Label("elsewhere", True, "stolen_card", T0 + 10 * DAY),  # another merchant's fraud
     ]
-    labels = [Label("a", True, "compromised_merchant", T0 + 2 * DAY)]
-    rows = build_features(stream, labels)
-    frauds = rows.features[:, column("merchant_fraud_labels_30d")]
-    assert frauds.tolist() == [0.0, 0.0, 1.0]
-    assert rows.features[2, column("merchant_fraud_rate_30d")] == 0.5
+    rows = build_features(stream, labels, label_delay_s=7 * DAY)
+    m1 = [i for i, t in enumerate(rows.transactions) if t.merchant_id == "m1"]
+
+    def values(name: str) -> list[float]:
+        return rows.features[m1, column(name)].tolist()
+
+    # rows a b c w x y v z; w: [T0, T0+1d) holds a, not b (the end is open); x: the 1-day
+    # window [T0+1d, T0+2d) holds b, whose label comes at T0+20d, so no known fraud; v at
+    # T0+20d: b's label arrives at t exactly, not before, so only a counts; z: both do.
+    assert values("merchant_txn_count_1d_delayed") == [0, 0, 0, 1, 1, 0, 0, 0]
+    assert values("merchant_fraud_share_1d_delayed") == [0, 0, 0, 1, 0, 0, 0, 0]
+    assert values("merchant_txn_count_7d_delayed") == [0, 0, 0, 1, 2, 2, 3, 3]
+    assert values("merchant_fraud_share_7d_delayed") == [0, 0, 0, 1, 0.5, 0.5, 0, 0]
+    assert values("merchant_txn_count_30d_delayed") == [0, 0, 0, 1, 2, 2, 6, 6]
+    assert values("merchant_fraud_share_30d_delayed") == [0, 0, 0, 1, 0.5, 0.5, 1 / 6, 2 / 6]
+
+
+def test_a_shorter_label_delay_moves_the_windows_closer_to_the_transaction() -> None:
+    stream = [txn("a", "c1", "m1", T0), txn("b", "c2", "m1", T0 + 2 * DAY)]
+    labels = [Label("a", True, "compromised_merchant", T0 + DAY)]
+    share = column("merchant_fraud_share_1d_delayed")
+    assert build_features(stream, labels, label_delay_s=1.5 * DAY).features[1, share] == 1.0
+    assert build_features(stream, labels, label_delay_s=7 * DAY).features[1, share] == 0.0
 
 
 def test_window_counts_and_time_since_last_for_one_card() -> None:

@@ -10,11 +10,13 @@ import pytest
 
 from fraudstream.features import memory_store
 from fraudstream.features.builder import build_features
+from fraudstream.features.definitions import FEATURE_NAMES
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 
 HALF_DAY = 43_200.0
+DAY = 86_400.0
 
 
 async def replay_online(
@@ -46,17 +48,21 @@ async def replay_online(
     return np.vstack(rows), matched
 
 
-@pytest.mark.parametrize("batch", [1, 50])
-def test_in_memory_vectors_equal_offline_builder(batch: int) -> None:
+@pytest.mark.parametrize(("batch", "label_delay_s"), [(1, 7 * DAY), (50, 7 * DAY), (50, 2 * DAY)])
+def test_in_memory_vectors_equal_offline_builder(batch: int, label_delay_s: float) -> None:
     stream = generate_stream(GeneratorConfig(transactions=2000, seed=3))
     online, matched = asyncio.run(
-        replay_online(InMemoryFeatureStore(), stream.transactions, stream.labels, batch)
+        replay_online(
+            InMemoryFeatureStore(label_delay_s), stream.transactions, stream.labels, batch
+        )
     )
-    offline = build_features(stream.transactions, stream.labels)
+    offline = build_features(stream.transactions, stream.labels, label_delay_s)
     assert [txn.txn_id for txn in offline.transactions] == [
         txn.txn_id for txn in stream.transactions
     ]
     assert matched > 0  # fraud labels did reach the merchant features
+    share = offline.features[:, FEATURE_NAMES.index("merchant_fraud_share_30d_delayed")]
+    assert share.max() > 0, "the delayed windows held known frauds: the comparison has teeth"
     np.testing.assert_array_equal(online, offline.features)
 
 

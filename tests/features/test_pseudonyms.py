@@ -73,7 +73,7 @@ def test_features_on_pseudonyms_equal_features_on_raw_ids() -> None:
     np.testing.assert_array_equal(hidden.features, raw.features)
     # Every id-based feature had something to compare: histories, merchants, labels.
     for name in ("distinct_merchants_30d", "is_new_merchant", "merchant_txn_count_1d",
-                 "merchant_fraud_labels_30d"):  # fmt: skip
+                 "merchant_txn_count_30d_delayed", "merchant_fraud_share_30d_delayed"):  # fmt: skip
         assert raw.features[:, FEATURE_NAMES.index(name)].max() > 0, name
 
 

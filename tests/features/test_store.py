@@ -68,13 +68,14 @@ async def replay_online(
     batch: int,
     cache: CardCache | None = None,
     repeat: int = 1,
+    label_delay_s: float = 7 * DAY,
 ) -> np.ndarray:
     """Feed the store as the worker would: labels as they arrive, transactions in batches.
 
     `repeat` > 1 feeds the whole stream again through the same store (warm cache), as a
     redelivery would; the rows of the last pass are returned.
     """
-    store = RedisFeatureStore.from_url(url, cache)
+    store = RedisFeatureStore.from_url(url, cache, label_delay_s)
     try:
         for _ in range(repeat):
             pending = sorted(labels, key=lambda label: label.label_time)
@@ -96,14 +97,48 @@ async def flush(url: str) -> None:
     await client.aclose()
 
 
-@pytest.mark.parametrize("cache", [None, CardCache()], ids=["redis-only", "card-cache"])
+@pytest.mark.parametrize(
+    ("cache", "label_delay_s"),
+    [(None, 7 * DAY), (CardCache(), 7 * DAY), (None, 1.5 * DAY)],
+    ids=["redis-only", "card-cache", "short-delay"],
+)
 def test_online_vectors_equal_offline_builder(
-    redis_server: EmbeddedRedis, cache: CardCache | None
+    redis_server: EmbeddedRedis, cache: CardCache | None, label_delay_s: float
 ) -> None:
     transactions, labels = random_history(seed=1)
     asyncio.run(flush(redis_server.url))
-    online = asyncio.run(replay_online(redis_server.url, transactions, labels, 1, cache))
-    offline = build_features(transactions, labels).features
+    online = asyncio.run(
+        replay_online(redis_server.url, transactions, labels, 1, cache, 1, label_delay_s)
+    )
+    offline = build_features(transactions, labels, label_delay_s).features
+    for window in ("1d", "30d"):
+        share = offline[:, FEATURE_NAMES.index(f"merchant_fraud_share_{window}_delayed")]
+        assert share.max() > 0, f"known frauds in the {window} window: the test has teeth"
+    np.testing.assert_array_equal(online, offline)
+
+
+def test_a_label_recorded_before_it_is_due_counts_only_from_its_label_time(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Labels read ahead of the transactions: each row of the second half still sees only
+    the labels whose label_time precedes it, as offline."""
+    transactions, labels = random_history(seed=4)
+    half = len(transactions) // 2
+    early = [label for label in labels if label.txn_id < transactions[half].txn_id]
+    assert any(label.label_time > transactions[half].event_time for label in early)
+
+    async def run() -> np.ndarray:
+        await flush(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url, label_delay_s=DAY)
+        try:
+            await store.record_and_featurize(transactions[:half])
+            assert await store.record_labels(early) == len(early)
+            return np.vstack(await store.record_and_featurize(transactions[half:]))
+        finally:
+            await store.close()
+
+    online = asyncio.run(run())
+    offline = build_features(transactions, early, label_delay_s=DAY).features[half:]
     np.testing.assert_array_equal(online, offline)
 
 
@@ -295,3 +330,20 @@ def test_a_txn_id_reused_with_other_content_is_caught_an_identical_one_is_not(
     assert in_one_batch == [False, False, False, True]
     assert later == [False, True, True]
     assert matched == 1, "a late label still finds the transaction's merchant"
+
+
+def test_a_label_of_a_transaction_seen_before_the_upgrade_is_skipped_not_fatal(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """`seen` values written before event times were kept ("<digest> <merchant>")."""
+
+    async def run() -> int:
+        await flush(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url)
+        try:
+            await store._client.set("fs:{txn:old}:seen", "0123abcd m1")
+            return await store.record_labels([Label("old", True, "x", T0)])
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()) == 0

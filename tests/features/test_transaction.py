@@ -123,6 +123,13 @@ def test_an_integer_beyond_64_bits_but_within_a_double_is_a_float() -> None:
         parse_transaction(payload)  # parsed as 1.18e21: out of range, not a crash
 
 
+def test_a_zero_amount_authorisation_is_a_transaction_and_a_negative_amount_is_not() -> None:
+    assert parse_transaction({**A_TRANSACTION, "amount": 0}).amount == 0.0
+    assert parse_transaction(with_raw("amount", b"0.00")).amount == 0.0
+    with pytest.raises(InvalidTransaction, match=r"'amount' must be in \[0, 1e\+06\], got -0.01"):
+        parse_transaction({**A_TRANSACTION, "amount": -0.01})
+
+
 def test_non_ascii_text_that_is_valid_unicode_is_accepted() -> None:
     assert parse_transaction({**A_TRANSACTION, "txn_id": "tx-é😀"}).txn_id == "tx-é😀"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.features.definitions import MerchantCounts, feature_vector
+from fraudstream.features.definitions import NO_MERCHANT_HISTORY, feature_vector
 from fraudstream.features.transaction import Transaction
 from fraudstream.features.windows import (
     ALLOWED_LATENESS_SECONDS,
@@ -15,6 +15,7 @@ from fraudstream.features.windows import (
     CardHistory,
     MerchantHistory,
     aggregate,
+    merchant_retention_seconds,
 )
 
 BASE_TIME = 1_767_225_600.0
@@ -90,10 +91,9 @@ def test_window_aggregates_equal_brute_force(arrived: list[Transaction]) -> None
 def test_feature_vector_from_state_equals_brute_force(arrived: list[Transaction]) -> None:
     history = CardHistory()
     seen: list[Transaction] = []
-    no_merchant = MerchantCounts(0, 0, 0)
     for txn in arrived:
-        got = feature_vector(txn, history.before(txn.event_time, txn.txn_id), no_merchant)
-        expected = feature_vector(txn, brute_force_prior(seen, txn), no_merchant)
+        got = feature_vector(txn, history.before(txn.event_time, txn.txn_id), NO_MERCHANT_HISTORY)
+        expected = feature_vector(txn, brute_force_prior(seen, txn), NO_MERCHANT_HISTORY)
         assert got.tolist() == expected.tolist()
         history.add(CardEvent.from_transaction(txn))
         seen.append(txn)
@@ -110,7 +110,7 @@ def test_feature_vector_window_columns_equal_aggregate_of_each_window(
     )
     txn = arrived[-1]
     prior = [event for event in events if event.key < (txn.event_time, txn.txn_id)]
-    vector = feature_vector(txn, prior, MerchantCounts(0, 0, 0))
+    vector = feature_vector(txn, prior, NO_MERCHANT_HISTORY)
     for index, length in enumerate(WINDOWS.values()):
         window = aggregate(e for e in prior if e.event_time >= txn.event_time - length)
         expected = [window.count, window.total_amount, window.mean_amount,
@@ -132,11 +132,19 @@ def test_redelivered_transaction_is_not_counted_twice(arrived: list[Transaction]
 
 
 @settings(max_examples=100, deadline=None)
-@given(arrivals(), st.lists(st.floats(0, 90 * 86_400.0), max_size=20))
+@given(
+    arrivals(),
+    st.lists(st.tuples(st.integers(0, 59), st.floats(0, 40 * 86_400.0)), max_size=20),
+    st.floats(0, 14 * 86_400.0),
+    st.floats(0, 10 * 86_400.0),
+)
 def test_merchant_counts_equal_brute_force(
-    arrived: list[Transaction], label_offsets: list[float]
+    arrived: list[Transaction],
+    fraud_draws: list[tuple[int, float]],
+    label_delay: float,
+    asked_after: float,
 ) -> None:
-    merchant = MerchantHistory()
+    merchant = MerchantHistory(merchant_retention_seconds(label_delay))
     seen: dict[str, float] = {}
     for txn in arrived:
         start = txn.event_time - WINDOWS["1d"]
@@ -148,13 +156,22 @@ def test_merchant_counts_equal_brute_force(
         assert merchant.transactions_between(start, txn.event_time, txn.txn_id) == expected
         merchant.add_transaction(txn.event_time, txn.txn_id)
         seen[txn.txn_id] = txn.event_time
-    label_times = [BASE_TIME + offset for offset in label_offsets]
-    for i, label_time in enumerate(label_times):
-        merchant.add_fraud_label(label_time, f"f{i}")
-        merchant.add_fraud_label(label_time, f"f{i}")  # a redelivered label
-    end = BASE_TIME + 45 * 86_400.0
-    expected_labels = sum(1 for t in label_times if end - WINDOWS["30d"] <= t < end)
-    assert merchant.frauds_labelled_between(end - WINDOWS["30d"], end) == expected_labels
+    ids = sorted(seen)
+    labelled: dict[str, float] = {}
+    for index, delay in fraud_draws:
+        txn_id = ids[index % len(ids)]
+        merchant.add_fraud_label(seen[txn_id], txn_id, seen[txn_id] + delay)
+        labelled.setdefault(txn_id, seen[txn_id] + delay)  # the first label stands
+    newest = max(seen.values())
+    kept = {i: t for i, t in seen.items() if t >= newest - merchant_retention_seconds(label_delay)}
+    asked = newest + asked_after
+    end = asked - label_delay
+    for window in ("1d", "7d", "30d"):
+        start = end - WINDOWS[window]
+        inside = {i for i, t in kept.items() if start <= t < end}
+        assert merchant.transactions_in(start, end) == len(inside)
+        known = sum(1 for i in inside if i in labelled and labelled[i] < asked)
+        assert merchant.frauds_known_in(start, end, asked) == known
 
 
 def test_events_past_retention_are_evicted() -> None:

@@ -1,7 +1,9 @@
 """CompiledBooster against XGBoost itself: same probabilities, same Saabas contributions.
 
 Every expected value comes from the booster (``inplace_predict``, ``predict`` with
-``approx_contribs=True``), on boosters trained here on random data with missing values.
+``approx_contribs=True``), on boosters trained here on random data with missing values:
+a few hand-picked settings, and every tree method and bin count the training search can
+choose (models/tree_search.py), each at the deepest depth a grid pairs it with.
 The probe rows include every split threshold exactly, its float32 neighbour below, and a
 float64 value just below it that rounds up onto it in float32, so both the strict
 ``x < threshold`` rule and the float32 cast are exercised at every split.
@@ -21,15 +23,39 @@ from numpy.typing import NDArray
 
 from fraudstream.models.compiled_xgboost import CompiledBooster
 from fraudstream.models.scorers import XGBoostScorer
+from fraudstream.models.tree_search import GRIDS
 
 N_FEATURES = 6
 PROBABILITY_TOLERANCE = 1e-6
 CONTRIBUTION_TOLERANCE = 1e-4
 
+
+def _searchable_configs() -> dict[str, dict[str, Any]]:
+    """One booster per (tree method, max_bin) any grid holds, at its deepest depth there,
+    trained on more rows than 256 bins can separate, so 4096 bins cut where 256 do not."""
+    deepest: dict[tuple[str, int | None], int] = {}
+    for trees in (trees for grid in GRIDS.values() for trees in grid):
+        key = (trees.tree_method, trees.max_bin)
+        deepest[key] = max(deepest.get(key, 0), trees.max_depth)
+    return {
+        f"searchable-{method}{'' if max_bin is None else max_bin}-depth{depth}": {
+            "tree_method": method,
+            "max_depth": depth,
+            **({} if max_bin is None else {"max_bin": max_bin}),
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "n_rows": 2000,
+            "rounds": 20,
+        }
+        for (method, max_bin), depth in sorted(deepest.items(), key=str)
+    }
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "hist-depth6": {"max_depth": 6, "tree_method": "hist", "subsample": 0.8},
     "exact-depth4-base-score": {"max_depth": 4, "tree_method": "exact", "base_score": 0.2},
     "approx-depth5": {"max_depth": 5, "tree_method": "approx", "colsample_bytree": 0.7},
+    **_searchable_configs(),
 }
 
 
@@ -44,8 +70,8 @@ def _training_rows(n_rows: int, seed: int) -> tuple[NDArray[np.float64], NDArray
     return X, signal + rng.normal(scale=0.5, size=n_rows) > 0.5
 
 
-def _train(params: dict[str, Any], rounds: int = 60) -> xgb.Booster:
-    X, y = _training_rows(400, seed=0)
+def _train(params: dict[str, Any], rounds: int = 60, n_rows: int = 400) -> xgb.Booster:
+    X, y = _training_rows(n_rows, seed=0)
     return xgb.train(
         {"objective": "binary:logistic", "seed": 0, **params},
         xgb.DMatrix(X, label=y),
@@ -89,7 +115,13 @@ def _stock_contributions(booster: xgb.Booster, rows: NDArray[np.float64]) -> NDA
 
 @pytest.fixture(scope="module", params=list(CONFIGS.values()), ids=list(CONFIGS))
 def booster(request: pytest.FixtureRequest) -> xgb.Booster:
-    return _train(request.param)
+    return _train(**_train_arguments(request.param))
+
+
+def _train_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """A config's XGBoost params, apart from its `rounds` and `n_rows` if it sets them."""
+    sizes = {key: config[key] for key in ("rounds", "n_rows") if key in config}
+    return {"params": {k: v for k, v in config.items() if k not in sizes}, **sizes}
 
 
 @pytest.fixture(scope="module")

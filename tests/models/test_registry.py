@@ -26,10 +26,11 @@ from fraudstream.models.registry import (
     verify_version,
 )
 from fraudstream.models.signing import SigningKey
-from fraudstream.models.training import TrainedModels
+from fraudstream.models.training import TrainedModels, train_models
+from fraudstream.models.tree_search import TreeSearch, TreeSettings
 from fraudstream.stream.sim.feature_rows import synthetic_fraud_rows
 from tests.support.signing import TEST_SIGNING_KEY, copy_version
-from tests.support.small_models import FEATURE_NAMES, train_small_models
+from tests.support.small_models import FEATURE_NAMES, SMALL_PARAMS, train_small_models
 
 SPLIT = {"split": {"train_end": 1_700_000_000.0, "valid_end": 1_700_600_000.0}}
 
@@ -179,6 +180,25 @@ def test_extra_metadata_cannot_override_registry_keys(
                      extra_metadata={"training_data_hash": "y"},
                      signing_key=TEST_SIGNING_KEY)  # fmt: skip
     assert list_versions(tmp_path) == []
+
+
+def test_metadata_records_every_tree_candidate_and_the_chosen_settings(tmp_path: Path) -> None:
+    X_train, y_train = synthetic_fraud_rows(3000, seed=1)
+    X_valid, y_valid = synthetic_fraud_rows(1500, seed=2)
+    grid = (TreeSettings(3, 0.3, "hist", 256), TreeSettings(2, 0.3, "exact", None))
+    trained = train_models(
+        X_train, y_train, X_valid, y_valid, FEATURE_NAMES, SMALL_PARAMS, search=grid
+    )
+    _save(tmp_path, trained)
+    metadata = load_version(tmp_path, signing_key=TEST_SIGNING_KEY).metadata
+    search = TreeSearch.from_json(metadata["tree_search"])
+    assert search == trained.tree_search
+    assert [candidate.settings for candidate in search.candidates] == list(grid)
+    chosen = search.chosen.settings.to_json()
+    assert {key: metadata["params"][f"xgb_{key}"] for key in chosen} == chosen
+    with pytest.raises(ValueError, match="tree_search"):
+        save_version(tmp_path, trained, training_data_hash="x",
+                     extra_metadata={"tree_search": {}}, signing_key=TEST_SIGNING_KEY)  # fmt: skip
 
 
 def test_rollback_returns_to_the_previously_promoted_version(

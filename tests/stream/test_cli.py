@@ -209,6 +209,55 @@ def test_evaluate_refuses_a_stream_that_ends_before_the_validation_split(
         evaluate_from_file(short, default_registry, CostModel())
 
 
+def test_offline_commands_skip_records_that_break_the_contract_and_strict_stops_at_the_first(
+    stream_file: Path, default_registry: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    data = tmp_path / "published.jsonl"
+    lines = stream_file.read_bytes().splitlines(keepends=True)
+    negative = {**json.loads(lines[0]), "txn_id": "negative", "amount": -1.0}
+    data.write_bytes(b"".join([*lines[:100], json.dumps(negative).encode() + b"\n",
+                               b'{"txn_id": "cut", "amo\n', *lines[100:]]))  # fmt: skip
+    ghost = {"txn_id": "ghost", "is_fraud": True, "scenario": "x", "label_time": 1.8e9}
+    labels_path_for(data).write_text(
+        labels_path_for(stream_file).read_text() + json.dumps(ghost) + "\n"
+    )
+    rejected = tmp_path / "published.rejected.jsonl"
+    assert main(["train", "--data", str(data), "--registry", str(tmp_path / "registry")]) == 0
+    assert f"skipped 3 records that break the contract; each is in {rejected}" in (
+        capsys.readouterr().err)  # fmt: skip
+    rejections = [json.loads(line) for line in rejected.read_text().splitlines()]
+    assert [(r["file"], r["line"]) for r in rejections] == [
+        (str(data), 101), (str(data), 102), (str(labels_path_for(data)), len(lines) + 1)]
+    assert main(["evaluate", "--data", str(data), "--registry", str(default_registry)]) == 0
+    assert "skipped 3 records" in capsys.readouterr().err
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_URL", "kafka://127.0.0.1:9")
+    for command in (["train", "--registry", str(tmp_path / "strict")],
+                    ["evaluate", "--registry", str(default_registry)], ["replay"],
+                    ["rules", "backtest", str(DEFAULT_RULES_FILE), "--registry",
+                     str(default_registry)]):  # fmt: skip
+        assert main([*command, "--data", str(data), "--strict"]) == 1
+        name = " ".join(command[:2] if command[0] == "rules" else command[:1])
+        assert capsys.readouterr().err == (
+            f"fraudstream {name}: {data}:101: field 'amount' must be in [0, 1e+06], got -1.0\n"
+        )
+    assert not (tmp_path / "strict").exists()
+
+
+def test_a_data_file_that_cannot_be_read_is_one_line_not_a_traceback(
+    default_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert main(["train", "--data", str(empty), "--registry", str(tmp_path / "r")]) == 1
+    assert capsys.readouterr().err == (
+        f"fraudstream train: {empty} holds no transaction (is it empty?)\n"
+    )
+    missing = tmp_path / "missing.jsonl"
+    assert main(["evaluate", "--data", str(missing), "--registry", str(default_registry)]) == 1
+    assert "fraudstream evaluate: [Errno 2] No such file or directory" in capsys.readouterr().err
+
+
 def test_a_worker_pointed_at_services_refuses_to_start_without_the_id_hash_key(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -123,7 +123,7 @@ def test_ids_are_replaced_by_their_pseudonyms_at_any_depth_and_other_values_mask
     record = {"txn_id": "t1", "card_id": "4111111111111111", "amount": -1,
               "items": [{"merchant_id": "m-secret", "qty": 2}, {"card_id": [4012888888881881]}]}
     raw = json.dumps(record).replace('"card_id"', '"card\\u005fid"', 1).encode()  # escaped
-    letter = DeadLetter.of(raw, "field 'amount' must be in (0, 1e+06], got -1", "validate", IDS)
+    letter = DeadLetter.of(raw, "field 'amount' must be in [0, 1e+06], got -1", "validate", IDS)
     assert letter.raw_masking == "masked"
     assert json.loads(letter.raw) == {
         "txn_id": "t1", "card_id": IDS.card("4111111111111111"), "amount": -1,
@@ -136,7 +136,7 @@ def test_ids_are_replaced_by_their_pseudonyms_at_any_depth_and_other_values_mask
 
 def test_the_record_is_identified_by_a_keyed_digest_never_a_plain_hash() -> None:
     raw = b'{"card_id": "4111111111111111", "amount": -1}'  # all but the card is visible
-    letter = DeadLetter.of(raw, "field 'amount' must be in (0, 1e+06], got -1", "validate", IDS)
+    letter = DeadLetter.of(raw, "field 'amount' must be in [0, 1e+06], got -1", "validate", IDS)
     other_key = DeadLetter.of(raw, letter.error, "validate", IdPseudonyms(new_id_hash_key()))
     assert (letter.raw_size, letter.raw_hmac_sha256) == (len(raw), IDS.record_digest(raw))
     assert other_key.raw_hmac_sha256 != letter.raw_hmac_sha256

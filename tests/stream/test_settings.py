@@ -35,6 +35,7 @@ def test_empty_environment_gives_documented_defaults() -> None:
     assert settings.kafka_security == KafkaSecurity("PLAINTEXT")
     assert settings.app_id == "fraudstream"
     assert settings.event_skew_limit_s == 86_400.0  # ± 1 day
+    assert settings.label_delay_days == 7 and settings.label_delay_s == 7 * 86_400.0
 
 
 def test_label_delay_is_a_week_unless_set() -> None:
@@ -73,6 +74,7 @@ def test_every_variable_is_read() -> None:
             "FRAUDSTREAM_METRICS_HOST": "0.0.0.0",
             "FRAUDSTREAM_APP_ID": "fraud-eu",
             "FRAUDSTREAM_ID_HASH_KEY": KEY,
+            "FRAUDSTREAM_LABEL_DELAY_DAYS": "0.5",
         }
     )
     assert settings == Settings(
@@ -96,6 +98,7 @@ def test_every_variable_is_read() -> None:
         metrics_host="0.0.0.0",
         app_id="fraud-eu",
         id_hash_key=KEY,
+        label_delay_days=0.5,
     )
 
 
@@ -141,6 +144,7 @@ def test_other_variables_are_ignored() -> None:
         ("FRAUDSTREAM_ID_HASH_KEY", "too-short-to-be-a-secret"),
         ("FRAUDSTREAM_LABEL_DELAY_DAYS", "-1"),
         ("FRAUDSTREAM_LABEL_DELAY_DAYS", "a week"),
+        ("FRAUDSTREAM_LABEL_DELAY_DAYS", "inf"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_the_variable(variable: str, value: str) -> None:

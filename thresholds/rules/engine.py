@@ -120,7 +120,7 @@ class RuleSet:
     ) -> NDArray[np.bool_]:
         """A (len(ids), n) mask: row i says which transactions entry `ids[i]` matched.
 
-        `feature_rows` is (n, 42) in `FEATURE_NAMES` order; ValueError for another shape.
+        `feature_rows` is (n, len(FEATURE_NAMES)) in that order; ValueError for another shape.
         """
         batch = Batch(transactions, feature_rows)
         if not self._entries:

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 
 from fraudstream.features.builder import FeatureMatrix
-from fraudstream.features.definitions import FEATURE_DEFINITION_VERSION, FEATURE_NAMES
+from fraudstream.features.definitions import (
+    DEFAULT_LABEL_DELAY_S,
+    FEATURE_DEFINITION_VERSION,
+    FEATURE_NAMES,
+)
+from fraudstream.features.transaction import InvalidTransaction
 from fraudstream.features.windows import MAX_CARD_EVENTS
 from fraudstream.stream.offline import feature_cache
 from fraudstream.stream.offline.feature_cache import CACHE_FOLDER, KEPT_ENTRIES, FeatureCache
 from fraudstream.stream.offline.training import load_labelled_stream
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
+from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import labels_path_for, write_stream
 
 
@@ -44,7 +50,9 @@ def test_evaluate_reads_the_matrix_train_built_instead_of_building(
     assert cache.folder == tmp_path / "registry" / CACHE_FOLDER
     [entry] = entries(cache)
     # `evaluate` on the same files computes the same key, and finds the same matrix.
-    key = feature_cache.cache_key(data, labels_path_for(data), None)
+    key = feature_cache.cache_key(
+        data, labels_path_for(data), None, DEFAULT_LABEL_DELAY_S, strict=True
+    )
     assert entry.stem == key
     assert_same_matrix(cache.load_or_build(key, lambda: pytest.fail("built again")), built)
     assert_same_matrix(load_labelled_stream(data, cache=cache), built)
@@ -58,11 +66,12 @@ def test_a_changed_stream_or_labels_file_is_not_served_the_old_matrix(
     old = load_labelled_stream(data, cache=cache)
     lines = data.read_text().splitlines(keepends=True)
     data.write_text("".join(lines[:1000]))
+    labels = labels_path_for(data)
+    labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:1000]))
     shorter = load_labelled_stream(data, cache=cache)
     assert len(shorter.transactions) == 1000 != len(old.transactions)
     assert_same_matrix(shorter, load_labelled_stream(data))
 
-    labels = labels_path_for(data)
     labels.write_text("")
     unlabelled = load_labelled_stream(data, cache=cache)
     assert np.isnan(unlabelled.is_fraud).all()
@@ -82,7 +91,10 @@ def test_a_changed_feature_definition_is_not_served_the_old_matrix(
     ):
         with monkeypatch.context() as patch:
             patch.setattr(feature_cache, name, changed)
-            assert feature_cache.cache_key(data, labels_path_for(data), None) != old.stem
+            key = feature_cache.cache_key(
+                data, labels_path_for(data), None, DEFAULT_LABEL_DELAY_S, strict=True
+            )
+            assert key != old.stem
     # Even found under its old key, a matrix of other features is not served.
     monkeypatch.setattr(feature_cache, "FEATURE_NAMES", (*FEATURE_NAMES, "new_feature"))
     assert cache.load(old.stem) is None
@@ -124,3 +136,26 @@ def test_a_cache_folder_that_cannot_be_written_does_not_fail_the_build(
     blocker.write_text("a file where the cache folder would go")
     cache = FeatureCache(blocker / CACHE_FOLDER)
     assert_same_matrix(load_labelled_stream(data, cache=cache), load_labelled_stream(data))
+
+
+def test_another_label_delay_has_its_own_entry(data: Path, tmp_path: Path) -> None:
+    """The delay moves the merchant risk windows: a matrix of another delay is other features."""
+    cache = FeatureCache(tmp_path / "cache")
+    week = load_labelled_stream(data, cache=cache)
+    day = load_labelled_stream(data, label_delay_s=86_400.0, cache=cache)
+    assert len(entries(cache)) == 2
+    assert not np.array_equal(week.features, day.features)
+    assert_same_matrix(day, load_labelled_stream(data, label_delay_s=86_400.0))
+
+
+def test_a_strict_read_does_not_reuse_a_build_that_skipped_bad_records(
+    data: Path, tmp_path: Path
+) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    with data.open("a") as stream:
+        stream.write('{"txn_id": "cut", "amo\n')
+    with RejectedRecords(tmp_path / "rejected.jsonl") as rejects:
+        load_labelled_stream(data, rejects=rejects, cache=cache)
+    assert rejects.count == 1
+    with pytest.raises(InvalidTransaction, match="line"):
+        load_labelled_stream(data, cache=cache)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
-from fraudstream.models.registry import RegistryError, load_version
+from fraudstream.models.registry import RegistryError, live_version, load_version
+from fraudstream.models.tree_search import GRIDS, TreeSearch
 from fraudstream.stream.cli import main
+from fraudstream.stream.offline import training
+from fraudstream.stream.offline.training import ensure_trained_model
+from fraudstream.stream.served_features import trained_label_delay_s
+from fraudstream.stream.settings import Settings
+from tests.support.outdated import OLD_MERCHANT_FEATURES, rename_features
+from tests.support.signing import TEST_SIGNING_KEY
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +76,25 @@ def test_registry_records_split_thresholds_and_weights(trained_run: Path) -> Non
         "rules",
     }
     assert abs(sum(models.metadata["weights"].values()) - 1.0) < 1e-9
+    assert models.metadata["label_delay_days"] == 7  # FRAUDSTREAM_LABEL_DELAY_DAYS unset
     # The pair is chosen within half of each limit (FRAUDSTREAM_LIMIT_MARGIN 0.5).
     assert models.metadata["constraints"] == {
         "max_fpr": 0.0005,
         "min_recall": None,
         "max_review_rate": 0.01,
     }
+
+
+def test_training_searches_the_quick_grid_and_says_what_it_kept(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = load_version(trained_run / "registry", "v0001").metadata
+    search = TreeSearch.from_json(metadata["tree_search"])
+    assert metadata["tree_search_grid"] == "quick"
+    assert [candidate.settings for candidate in search.candidates] == list(GRIDS["quick"])
+    assert metadata["params"]["xgb_max_bin"] == search.chosen.settings.max_bin
+    assert main(["models", "--registry", str(trained_run / "registry"), "list"]) == 0
+    assert f"xgboost {search.summary()}" in capsys.readouterr().out
 
 
 def test_tampered_model_file_is_refused(trained_run: Path, tmp_path: Path) -> None:
@@ -93,9 +114,13 @@ def test_retrain_since_uses_the_recent_part_and_models_commands_manage_live(
     data, registry = trained_run / "fraudstream.stream.jsonl", trained_run / "registry"
     first = load_version(registry)
     since = str(first.metadata["split"]["train_end"])
-    assert main(["train", "--data", str(data), "--registry", str(registry), "--since", since]) == 0
+    retrain = ["train", "--data", str(data), "--registry", str(registry), "--since", since]
+    assert main([*retrain, "--search", "none"]) == 0
+    assert "* depth 6, lr 0.1, hist/256 " in capsys.readouterr().out
     second = load_version(registry)
     assert second.version != first.version
+    assert second.metadata["tree_search_grid"] == "none"
+    assert len(second.metadata["tree_search"]["candidates"]) == 1
     assert second.metadata["since"] == float(since)
     assert second.metadata["split"]["train_end"] > first.metadata["split"]["train_end"]
 
@@ -107,3 +132,23 @@ def test_retrain_since_uses_the_recent_part_and_models_commands_manage_live(
     assert main(["models", "--registry", str(registry), "promote", second.version]) == 0
     assert load_version(registry).version == second.version
     assert main(["models", "--registry", str(registry), "promote", "v9999"]) == 1
+
+
+def test_the_demo_retrains_a_registry_made_before_the_features_changed(
+    trained_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    settings = Settings(registry_path=registry, signing_key=TEST_SIGNING_KEY)
+    said, _ = ensure_trained_model(settings, tmp_path)
+    assert said.startswith("using model registry")  # today's features, the same delay
+
+    rename_features(registry / "v0001", OLD_MERCHANT_FEATURES)
+    monkeypatch.setattr(training, "TRAINING_TRANSACTIONS", 20_000)  # a quick retrain
+    said, _ = ensure_trained_model(
+        Settings(registry_path=registry, signing_key=TEST_SIGNING_KEY, label_delay_days=3),
+        tmp_path,
+    )
+    assert said.startswith("trained v0002")
+    assert live_version(registry) == "v0002"
+    assert trained_label_delay_s(load_version(registry), registry) == 3 * 86_400.0

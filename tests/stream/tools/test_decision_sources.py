@@ -3,11 +3,14 @@ is tested through the CLI in test_explain.py)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.decision_sources import DecisionNotFound, sources_from_run
 from fraudstream.stream.tools.run_files import write_decisions, write_threshold_history
 from fraudstream.thresholds.pair import ThresholdPair
@@ -30,3 +33,22 @@ def test_run_folder_gives_the_first_decision_and_the_published_pair(tmp_path: Pa
     assert any("weights and static pair unknown" in note for note in sources.notes)
     with pytest.raises(DecisionNotFound, match="no decision for 't404'"):
         sources_from_run(tmp_path, "t404", Settings(), tmp_path / "no-registry")
+
+
+def test_a_run_folder_transaction_is_found_past_records_that_break_the_contract(
+    tmp_path: Path,
+) -> None:
+    write_decisions(tmp_path / "decisions.jsonl", [a_decision("t1")])
+    stream = generate_stream(GeneratorConfig(transactions=100, seed=1))
+    wanted = replace(stream.transactions[1], txn_id="t1")
+    (tmp_path / "transactions.jsonl").write_text(
+        '{"txn_id": "t0", "amount": -1}\n' + json.dumps(wanted.to_dict()) + "\n"
+    )
+
+    sources = sources_from_run(tmp_path, "t1", Settings(), tmp_path / "no-registry")
+
+    assert sources.transaction == wanted
+    rejected = tmp_path / "transactions.rejected.jsonl"
+    assert any("skipped 1 record that breaks" in note and str(rejected) in note
+               for note in sources.notes)  # fmt: skip
+    assert json.loads(rejected.read_text())["line"] == 1

@@ -95,7 +95,7 @@ def test_no_raw_card_or_merchant_id_reaches_redis_decisions_dead_letters_metrics
         producer.flush()
         producer.close()
         url = env["FRAUDSTREAM_REDIS_URL"]
-        wait_until(lambda: b":frauds" in redis_contents(url), "fraud labels in Redis")
+        wait_until(lambda: b":fraud_txns" in redis_contents(url), "fraud labels in Redis")
         exposition = scrape(workers[0]).encode()
     finally:
         stop_workers(workers)

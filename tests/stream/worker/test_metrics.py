@@ -183,7 +183,7 @@ def test_gauges_hold_only_the_live_versions(metrics: WorkerMetrics) -> None:
         ("field 'amount' must be a number, got '12.5'", "wrong_type"),
         ("field 'is_fraud' must be a boolean, got 'yes'", "wrong_type"),
         ("field 'amount' must be finite, got nan", "out_of_range"),
-        ("field 'amount' must be in (0, 1e+06], got -5.0", "out_of_range"),
+        ("field 'amount' must be in [0, 1e+06], got -5.0", "out_of_range"),
         ("field 'lat' must lie in [-90.0, 90.0], got 91.0", "out_of_range"),
         ("field 'event_time' must be epoch seconds between 2000 and 2100, got 5", "out_of_range"),
         ("field 'channel' must be one of ('pos', 'web'), got 'fax'", "invalid_value"),

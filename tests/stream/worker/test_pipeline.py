@@ -269,13 +269,18 @@ def test_a_large_batch_is_scored_first_and_only_its_flagged_rows_explained(
     trained_registry: Path,
 ) -> None:
     async def run() -> None:
+        batch = records(EXPLAIN_WITH_SCORES_MAX_ROWS + 136, seed=8)
+        probe = make_pipeline(in_memory(), trained_registry)
+        scores = [decision.score for decision in (await probe.process(batch)).decisions]
+        await close(probe)
         models = load_version(trained_registry)
         xgboost = CountingXGBoost(models.xgboost)
         pipeline = make_pipeline(
             in_memory(), trained_registry, scorers=[xgboost, models.isolation_forest]
         )
-        pipeline.thresholds = ThresholdPair("high", 0.02, 0.999)  # flags some of them
-        outcome = await pipeline.process(records(EXPLAIN_WITH_SCORES_MAX_ROWS + 136, seed=8))
+        # Flags the top tenth of the batch, whatever the scale of the trained model's scores.
+        pipeline.thresholds = ThresholdPair("high", float(np.quantile(scores, 0.9)), 0.999)
+        outcome = await pipeline.process(batch)
         await close(pipeline)
         assert xgboost.calls == ["score_batch", "score_explained"]
         flagged = [d for d in outcome.decisions if d.decision != "approve"]

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from fraudstream.features.redis_client import redis_client
+from fraudstream.features.store import RedisFeatureStore
 from fraudstream.features.transaction import Label
 from fraudstream.models.registry import RegistryError, load_version, set_live
 from fraudstream.models.signing import SigningKey
+from fraudstream.stream.served_features import IncompatibleModel
 from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedRedis, free_port
@@ -21,6 +23,7 @@ from fraudstream.stream.worker.metrics import WorkerMetrics
 from fraudstream.stream.worker.pipeline import IncomingRecord
 from fraudstream.stream.worker.runtime import WorkerRuntime, registry_pair
 from fraudstream.thresholds.online import ThresholdState
+from tests.support.outdated import OLD_MERCHANT_FEATURES, edit_metadata, rename_features
 from tests.support.signing import TEST_SIGNING_KEY, copy_version
 
 pytestmark = pytest.mark.integration
@@ -214,3 +217,35 @@ def test_a_worker_needs_a_key_and_refuses_a_version_signed_with_another(
 
     assert asyncio.run(hot_reload()) == "v0001", "the copied version is refused, v0001 serves"
     assert runtime.failed_versions == {"v0002"}
+
+
+def test_the_store_computes_with_the_live_models_label_delay_and_others_are_refused(
+    trained_registry: Path, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    edit_metadata(registry / "v0001", label_delay_days=3)
+    copy_version(registry, "v0001", "v0002")
+    edit_metadata(registry / "v0002", label_delay_days=7)  # not what this worker computes
+    copy_version(registry, "v0001", "v0003")
+    rename_features(registry / "v0003", OLD_MERCHANT_FEATURES)
+    settings = Settings(registry_path=registry, dynamic_threshold=False,
+                        signing_key=TEST_SIGNING_KEY, label_delay_days=7)  # fmt: skip
+    runtime = WorkerRuntime(settings, redis_server.url.replace("/0", "/11"), WorkerMetrics())
+
+    async def hot_reloads() -> float:
+        await runtime.start()
+        assert runtime.pipeline is not None
+        for version in ("v0002", "v0003"):
+            set_live(registry, version)
+            await runtime.follow_live_model()
+        assert runtime.pipeline.models.version == "v0001"
+        store = runtime.pipeline.feature_store
+        assert isinstance(store, RedisFeatureStore)
+        return store.label_delay_s
+
+    assert asyncio.run(hot_reloads()) == 3 * 86_400.0, "the model's delay, not the setting's"
+    assert runtime.failed_versions == {"v0002", "v0003"}
+    starting = WorkerRuntime(settings, redis_server.url.replace("/0", "/11"), WorkerMetrics())
+    with pytest.raises(IncompatibleModel, match="merchant_fraud_rate_30d"):
+        asyncio.run(starting.start())  # v0003, another feature list, is live
