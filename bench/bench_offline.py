@@ -5,8 +5,8 @@
 Generates a stream (seed 7) into a temporary JSONL file in a child process, so the
 generator's memory does not count, then in this process: reads it (parse time), times
 `build_features` `--repeats` times (median; each run from the same parsed transactions),
-times its two parts alone (card columns for all rows at once, merchant columns row by
-row) and writing and reading the train/evaluate feature cache. Peak RSS is this
+times its two parts alone (card columns for all rows at once, merchant columns one
+merchant at a time) and writing and reading the train/evaluate feature cache. Peak RSS is this
 process's (reading included) at that point. Then, for the "before" figure, it runs the
 row-by-row reference on a second generated stream of `--reference` transactions (same
 per-card density: the generator scales cards with transactions) and checks that the
@@ -116,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         merchant, _ = timed(
             lambda: merchant_columns(matrix.transactions, labels, DEFAULT_LABEL_DELAY_S)
         )
-        print(f"- of which card columns (all rows at once) {card}, merchant columns (row by "
-              f"row) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; the rest is "
-              "sorting and assembling")  # fmt: skip
+        print(f"- of which card columns (all rows at once) {card}, merchant columns (one "
+              f"merchant at a time) {merchant}: {merchant.cpu / cpu:.0%} of the build's CPU; "
+              "the rest is sorting and assembling")  # fmt: skip
         cache = FeatureCache(Path(folder) / "cache")
         store, path = timed(lambda: cache.store("bench", matrix))
         load, _ = timed(lambda: cache.load("bench"))

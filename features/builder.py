@@ -7,7 +7,8 @@ and only those of the transactions that ended their label delay before the row.
 `PointInTimeState` replays a stream row by row through in-memory window state: the
 reference the online stores and the fast path are tested against (`build_features_row_by_row`).
 `build_features` gives the same matrix to the bit, faster: the card columns for all rows
-at once (features/card_windows.py), the merchant columns row by row (`merchant_columns`).
+at once (features/card_windows.py), the merchant columns one merchant at a time
+(features/merchant_windows.py, through `merchant_columns`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fraudstream.features.definitions import (
     card_features,
     merchant_features,
 )
+from fraudstream.features.merchant_windows import merchant_feature_columns
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import (
     WINDOWS,
@@ -158,8 +160,11 @@ def _replay(
 def merchant_columns(
     ordered: Sequence[Transaction], labels: Sequence[Label], label_delay_s: float
 ) -> NDArray[np.float64]:
-    """`MERCHANT_FEATURE_NAMES` of every row of `ordered` (event order), row by row through
-    `PointInTimeState`'s merchant windows: the one place the fast path computes them."""
+    """`MERCHANT_FEATURE_NAMES` of every row of `ordered` (event order): all rows at once
+    (features/merchant_windows.py), or row by row through `PointInTimeState`'s merchant
+    windows when a `txn_id` repeats (the per-row windows ignore the repeat)."""
+    if len({txn.txn_id for txn in ordered}) == len(ordered):
+        return merchant_feature_columns(ordered, labels, label_delay_s)
     state = PointInTimeState(label_delay_s)
     return _replay(
         ordered, labels, state, state.merchant_features_then_record, len(MERCHANT_FEATURE_NAMES)
