@@ -38,11 +38,11 @@ from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import WINDOWS
 
 
-def first_fraud_labels(labels: Sequence[Label], known: set[str]) -> dict[str, float]:
-    """The label time of each fraud-labelled transaction of `known`: its earliest label."""
+def first_fraud_labels(labels: Sequence[Label]) -> dict[str, float]:
+    """The label time of each fraud-labelled transaction: its earliest label."""
     first: dict[str, float] = {}
     for label in labels:
-        if label.is_fraud and label.txn_id in known:
+        if label.is_fraud:
             previous = first.get(label.txn_id)
             if previous is None or label.label_time < previous:
                 first[label.txn_id] = label.label_time
@@ -56,12 +56,11 @@ def merchant_feature_columns(
     n = len(ordered)
     columns = np.zeros((n, len(MERCHANT_FEATURE_NAMES)), dtype=np.float64)
     times = np.fromiter((txn.event_time for txn in ordered), np.float64, n)
+    label_time_of = first_fraud_labels(labels)  # labels of other transactions match no row
     rows_of: dict[str, list[int]] = {}
-    for row, txn in enumerate(ordered):
-        rows_of.setdefault(txn.merchant_id, []).append(row)
-    label_time_of = first_fraud_labels(labels, {txn.txn_id for txn in ordered})
     frauds_of: dict[str, list[int]] = {}
     for row, txn in enumerate(ordered):
+        rows_of.setdefault(txn.merchant_id, []).append(row)
         if txn.txn_id in label_time_of:
             frauds_of.setdefault(txn.merchant_id, []).append(row)
     for merchant_id, merchant_rows in rows_of.items():
@@ -76,7 +75,7 @@ def merchant_feature_columns(
         end = t - label_delay_s
         known_from = np.searchsorted(t, label_times, "right")  # first row with t > l
         inside_from = np.maximum(np.searchsorted(end, fraud_times, "right"), known_from)
-        for position, window in enumerate(MERCHANT_RISK_WINDOWS, start=0):
+        for position, window in enumerate(MERCHANT_RISK_WINDOWS):
             start = end - WINDOWS[window]
             txns = np.searchsorted(t, end, "left") - np.searchsorted(t, start, "left")
             change = np.zeros(len(rows) + 1, dtype=np.int64)

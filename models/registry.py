@@ -235,7 +235,7 @@ def load_version(
 
 def write_manifest(folder: Path, version: str, signing_key: SigningKey) -> None:
     """Hash every file of the version folder and sign the table for the name `version`."""
-    hashes = {name: _sha256(folder / name) for name in REQUIRED_FILES}
+    hashes = {name: file_sha256(folder / name) for name in REQUIRED_FILES}
     signature = signing_key.sign(_signed_manifest(version, hashes))
     _write_json(folder / MANIFEST, {"algorithm": "sha256", "files": hashes,
                                     "signature": signature})  # fmt: skip
@@ -279,7 +279,7 @@ def _verify(folder: Path, signing_key: SigningKey | None) -> None:
         path = folder / name
         if Path(name).name != name or not path.is_file():
             raise RegistryError(f"model file {path} is missing; retrain or restore it")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise RegistryError(
                 f"model file {path} does not match its manifest hash; retrain or restore it"
             )
@@ -358,9 +358,12 @@ def _write_json(path: Path, document: object) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(*paths: Path) -> str:
+    """SHA-256 of the files' bytes one after the other, read in 1 MiB blocks (a stream file
+    may be gigabytes); a missing file raises."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()

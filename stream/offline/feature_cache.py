@@ -32,6 +32,7 @@ from fraudstream.features.card_windows import distinct_codes
 from fraudstream.features.definitions import FEATURE_DEFINITION_VERSION, FEATURE_NAMES
 from fraudstream.features.transaction import Transaction
 from fraudstream.features.windows import MAX_CARD_EVENTS, RETENTION_SECONDS, WINDOWS
+from fraudstream.models.registry import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,6 @@ CACHE_FOLDER = "feature-cache"
 KEPT_ENTRIES = 4
 _TEXT_COLUMNS = ("txn_id", "card_id", "merchant_id", "currency", "country", "channel")
 _NUMBER_COLUMNS = ("amount", "event_time")
-
-
-def content_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks (a stream file may be gigabytes)."""
-    with path.open("rb") as source:
-        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def feature_definition() -> str:
@@ -63,8 +58,8 @@ def cache_key(
     records must not let a strict run skip reading them."""
     digest = hashlib.sha256()
     for part in (
-        content_sha256(data),
-        content_sha256(labels) if labels.exists() else "no labels",
+        file_sha256(data),
+        file_sha256(labels) if labels.exists() else "no labels",
         feature_definition(),
         repr(since),
         repr(float(label_delay_s)),

@@ -11,7 +11,6 @@ every candidate and the choice are recorded in the metadata too.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fraudstream.models.names import ModelName
 from fraudstream.models.registry import (
     LoadedModels,
     RegistryError,
+    file_sha256,
     list_versions,
     load_version,
     save_version,
@@ -133,14 +133,6 @@ def _build_labelled_stream(
         now = max(txn.event_time for txn in transactions)
         labels = [label for label in labels if label.label_time <= now]
     return build_features(transactions, labels, label_delay_s)
-
-
-def file_sha256(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        if path.exists():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def score_all(
@@ -269,7 +261,9 @@ def train_from_file(
     return save_version(
         registry,
         fitted.models,
-        training_data_hash=file_sha256(data, labels_path_for(data)),
+        training_data_hash=file_sha256(
+            *(path for path in (data, labels_path_for(data)) if path.exists())
+        ),
         extra_metadata={
             "data": str(data),
             "since": since,

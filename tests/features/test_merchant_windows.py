@@ -74,7 +74,7 @@ def test_the_earliest_label_of_a_transaction_stands() -> None:
     later = Transaction("t2", "c2", "m1", 5.0, "USD", "US", "pos", BASE_TIME + 1.5 * DAY)
     labels = [Label("t1", True, "x", BASE_TIME + 2.5 * DAY),
               Label("t1", True, "x", BASE_TIME + DAY)]  # fmt: skip
-    assert first_fraud_labels(labels, {"t1", "t2"}) == {"t1": BASE_TIME + DAY}
+    assert first_fraud_labels(labels) == {"t1": BASE_TIME + DAY}
     [_, row] = merchant_feature_columns([fraud, later], labels, label_delay_s=DAY)
     share_1d = MERCHANT_FEATURE_NAMES.index("merchant_fraud_share_1d_delayed")
     # t1 lies in [t2 - 2 d, t2 - 1 d); known from its first label (a day after it), before
