@@ -58,11 +58,15 @@ def test_every_variable_set_on_a_service_is_one_settings_reads() -> None:
 def test_an_unknown_variable_is_rejected_in_either_spelling_of_environment() -> None:
     broken = copy.deepcopy(COMPOSE)
     broken["services"]["worker"]["environment"] = {"FRAUDSTREAM_REDIS_URI": "redis://r:6379"}
-    broken["services"]["replay"]["environment"] = ["FRAUDSTREAM_PARTITION=6", "OTHER=1"]
+    broken["services"]["replay"]["environment"] = ["FRAUDSTREAM_PARTITION=6", "REDIS_URL=x"]
+    broken["services"]["kafka"]["environment"]["FRAUDSTREAM_TOPIC"] = "transactions"
     problems = compose_variable_problems(broken)
-    assert len(problems) == 2
+    assert len(problems) == 4
     assert any("compose worker: FRAUDSTREAM_REDIS_URI" in p for p in problems)
     assert any("compose replay: FRAUDSTREAM_PARTITION " in p for p in problems)
+    # A FraudStream container reads no unprefixed name; another service's own ones pass.
+    assert any("compose replay: REDIS_URL " in p for p in problems)
+    assert any("compose kafka: FRAUDSTREAM_TOPIC " in p for p in problems)
 
 
 def test_the_workers_settings_parse() -> None:

@@ -84,11 +84,13 @@ def test_an_unknown_variable_in_env_or_in_the_settings_config_map_is_rejected() 
         if resource["kind"] == "Deployment":
             env = resource["spec"]["template"]["spec"]["containers"][0]["env"]
             env.append({"name": "FRAUDSTREAM_METRICS_PROT", "value": "9108"})
+            env.append({"name": "METRICS_PORT", "value": "9108"})
         if resource["metadata"]["name"] == "fraudstream-settings":
             resource["data"]["FRAUDSTREAM_MODEL_TIMEOUT"] = "50"
     problems = k8s_variable_problems(broken)
-    assert len(problems) == 2
+    assert len(problems) == 3
     assert any("FRAUDSTREAM_METRICS_PROT" in p for p in problems)
+    assert any(": METRICS_PORT " in p for p in problems)
     assert any("FRAUDSTREAM_MODEL_TIMEOUT " in p for p in problems)
 
 

@@ -78,12 +78,14 @@ def compose_schema_problems(compose: Resource) -> list[str]:
     ]
 
 
-def unknown_variables(where: str, names: Iterable[str]) -> list[str]:
-    """The `FRAUDSTREAM_*` names no setting reads: a typo, or a setting since removed."""
+def unknown_variables(where: str, names: Iterable[str], *, fraudstream_only: bool) -> list[str]:
+    """The names no setting reads: a typo, or a setting since removed. With
+    `fraudstream_only` (a FraudStream container) every name counts; otherwise (Kafka,
+    Grafana, ...) only the `FRAUDSTREAM_*` ones."""
     return [
         f"{where}: {name} is not read by stream/settings.py (settings.VARIABLES)"
         for name in names
-        if name.startswith(ENV_PREFIX) and name not in VARIABLES
+        if name not in VARIABLES and (fraudstream_only or name.startswith(ENV_PREFIX))
     ]
 
 
@@ -116,9 +118,10 @@ def k8s_environment(resources: list[Resource]) -> tuple[dict[str, str | None], l
 
 
 def k8s_variable_problems(resources: list[Resource]) -> list[str]:
-    """Variables set on containers (env, envFrom ConfigMaps) that settings.py does not read."""
+    """Variables set on containers (env, envFrom ConfigMaps) that settings.py does not read;
+    every container in deploy/k8s runs FraudStream."""
     environment, problems = k8s_environment(resources)
-    return problems + unknown_variables("deploy/k8s", environment)
+    return problems + unknown_variables("deploy/k8s", environment, fraudstream_only=True)
 
 
 def compose_environment(service: Resource) -> dict[str, str | None]:
@@ -133,9 +136,14 @@ def compose_environment(service: Resource) -> dict[str, str | None]:
 
 
 def compose_variable_problems(compose: Resource) -> list[str]:
-    """Variables set on compose services that settings.py does not read."""
+    """Variables set on compose services that settings.py does not read (on the services
+    running the FraudStream image: any name; on the others: `FRAUDSTREAM_*` ones)."""
     return [
         problem
         for service_name, service in compose.get("services", {}).items()
-        for problem in unknown_variables(f"compose {service_name}", compose_environment(service))
+        for problem in unknown_variables(
+            f"compose {service_name}",
+            compose_environment(service),
+            fraudstream_only=str(service.get("image", "")).startswith("fraudstream:"),
+        )
     ]
