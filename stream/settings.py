@@ -119,9 +119,66 @@ from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
 from fraudstream.thresholds.rules import DEFAULT_RULES_FILE
 
-__all__ = ["ENV_PREFIX", "PRODUCER_LINGER_MS", "FallbackPolicy", "Settings", "SettingsError"]
+__all__ = [
+    "ENV_PREFIX",
+    "PRODUCER_LINGER_MS",
+    "VARIABLES",
+    "FallbackPolicy",
+    "Settings",
+    "SettingsError",
+]
 
 ENV_PREFIX = "FRAUDSTREAM_"
+#: Every variable :meth:`Settings.from_env` reads, and it reads no other (it refuses a name
+#: not listed here). deploy/'s tests check that compose and Kubernetes set only these, so a
+#: misspelt or retired variable there fails a test instead of being silently ignored.
+VARIABLES: tuple[str, ...] = tuple(
+    ENV_PREFIX + name
+    for name in (
+        "KAFKA_URL",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_CA_FILE",
+        "KAFKA_CERT_FILE",
+        "KAFKA_KEY_FILE",
+        "REDIS_URL",
+        "REDIS_CA_FILE",
+        "TOPIC_TRANSACTIONS",
+        "TOPIC_DECISIONS",
+        "TOPIC_LABELS",
+        "TOPIC_DLQ",
+        "PARTITIONS",
+        "REGISTRY",
+        "RULES",
+        "MODEL_TIMEOUT_MS",
+        "FALLBACK_POLICY",
+        "OFFSET_RESET_POLICY",
+        "MAX_EVENT_SKEW_S",
+        "STAND_IN_AFTER_MS",
+        "WEIGHT_XGBOOST",
+        "WEIGHT_ISOLATION_FOREST",
+        "COST_FN",
+        "COST_FP",
+        "COST_REVIEW",
+        "MAX_FPR",
+        "REVIEW_CAPACITY",
+        "LIMIT_MARGIN",
+        "METRICS_PORT",
+        "METRICS_HOST",
+        "FETCH_MAX_WAIT_MS",
+        "SHADOW_VERSION",
+        "DYNAMIC_THRESHOLD",
+        "LABEL_MATURITY_DAYS",
+        "LABEL_WINDOW_DAYS",
+        "LABEL_DELAY_DAYS",
+        "RECALIBRATION_MIN_RECALL",
+        "APP_ID",
+        "SIGNING_KEY",
+        "ID_HASH_KEY",
+    )
+)
 #: How long each FraudStream producer (worker, replay, load test) lets records gather into
 #: one batch. The embedded broker pays per stored batch and slows down as batches pile up
 #: (bench/bench_broker_growth.py): the 50,000-transaction demo's p99 was 8.7-13.1 s with
@@ -280,7 +337,7 @@ class Settings:
         d = cls()  # defaults live in one place: the field declarations above
 
         def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
-            key = ENV_PREFIX + name
+            key = _variable(name)
             raw = env.get(key, "").strip()
             return default if raw == "" else parse(key, raw)
 
@@ -352,6 +409,14 @@ class Settings:
             signing_key=get("SIGNING_KEY", _signing_key, d.signing_key),
             id_hash_key=get("ID_HASH_KEY", _id_hash_key, d.id_hash_key),
         )
+
+
+def _variable(name: str) -> str:
+    """``FRAUDSTREAM_<name>``, which must be listed in :data:`VARIABLES`."""
+    key = ENV_PREFIX + name
+    if key not in VARIABLES:
+        raise KeyError(f"{key} is read but not listed in settings.VARIABLES; add it there")
+    return key
 
 
 def _float(key: str, raw: str) -> float:
@@ -520,7 +585,7 @@ def _kafka_security(env: Mapping[str, str], kafka_url: str | None) -> KafkaSecur
     """
 
     def key(name: str) -> str:
-        return f"{ENV_PREFIX}KAFKA_{name}"
+        return _variable(f"KAFKA_{name}")
 
     def read(name: str) -> str:
         return env.get(key(name), "").strip()

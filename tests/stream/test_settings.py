@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.models.signing import SigningKey
-from fraudstream.stream.settings import Settings, SettingsError
+from fraudstream.stream import settings as settings_module
+from fraudstream.stream.settings import VARIABLES, Settings, SettingsError
 from fraudstream.stream.transport import KafkaSecurity, Secret
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.optimise import Constraints
@@ -323,3 +326,32 @@ def test_rules_default_to_the_shipped_file_and_may_name_another(tmp_path: Path) 
     assert Settings.from_env({"FRAUDSTREAM_RULES": str(rules)}).rules_path == rules.resolve()
     with pytest.raises(SettingsError, match="FRAUDSTREAM_RULES=.* is not a file"):
         Settings.from_env({"FRAUDSTREAM_RULES": str(tmp_path / "missing.yaml")})
+
+
+class _ReadRecorder(Mapping[str, str]):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_variables_lists_exactly_what_from_env_reads_and_the_table_documents() -> None:
+    environ = _ReadRecorder()
+    Settings.from_env(environ)
+    assert environ.read == set(VARIABLES)
+    documented = re.findall(r"^``(FRAUDSTREAM_[A-Z0-9_]+)``", settings_module.__doc__ or "", re.M)
+    assert sorted(documented) == sorted(VARIABLES)
