@@ -67,8 +67,8 @@ def test_redis_memory_is_cards_times_bytes_per_card_plus_retained_merchant_and_t
 
 def test_redis_shards_are_the_larger_of_cpu_and_memory() -> None:
     # 100,000/s × 0.1 ms of Redis CPU = 10 cores; at half load each, 20 shards.
-    small = _measured(card_bytes_fixed=0.0, card_bytes_per_event=0.001, merchant_bytes_per_event=0.001,
-                      txn_bytes_per_txn=0.001)  # fmt: skip
+    small = _measured(card_bytes_fixed=0.0, card_bytes_per_event=0.001,
+                      merchant_bytes_per_event=0.001, txn_bytes_per_txn=0.001)  # fmt: skip
     result = plan(50_000, 11_574, small)
     assert (result.redis_shards_for_cpu, result.redis_shards_for_memory) == (20, 1)
     assert result.redis_shards == 20
