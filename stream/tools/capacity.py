@@ -303,7 +303,8 @@ def format_markdown(figures: dict[str, Any]) -> str:
             f"{line['unit_price']:,.2f} | {line['monthly']:,.0f} |"
         )
     lines += [f"| **total** | | | | **{p['monthly_total']:,.0f}** |", "", "## Assumptions", ""]
-    lines += [f"- `{name}` = {value:g}" for name, value in a.items()]
+    lines += [f"- `{name}` = {value:,}" if isinstance(value, int) else f"- `{name}` = {value:g}"
+              for name, value in a.items()]  # fmt: skip
     lines += [f"- price `{name}` = ${value:g}" for name, value in figures["prices"].items()]
     lines += ["", "Defaults are stated choices (stream/tools/capacity.py says why each), not "
               "measurements; override them with the command's flags.", ""]  # fmt: skip

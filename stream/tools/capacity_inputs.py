@@ -32,6 +32,7 @@ from fraudstream.stream.tools.capacity import (
 )
 from fraudstream.stream.tools.loadtest_report import is_sustained
 
+#: What to run when a file is missing (the output names the file actually read instead).
 LOADTEST_COMMAND = "fraudstream loadtest --ramp 500:500:3000 --duration 10 --json {path}"
 DEMO_COMMAND = "fraudstream demo --transactions 10000 --out {folder}"
 
@@ -80,7 +81,11 @@ def read_loadtest(path: Path) -> tuple[dict[str, Any], Source]:
         "redis_cpu_s_per_txn": _figure(cpu.get("redis"), "Redis CPU (embedded Redis)", path,
                                        command) / 1000,  # fmt: skip
     }
-    return figures, Source(str(path), command)
+    ran = (
+        f"fraudstream loadtest ... --json {path} ({report.get('workers', 1)} worker(s), "
+        f"{report.get('duration_s', '?')} s steps, {report.get('date', 'undated')})"
+    )
+    return figures, Source(str(path), ran)
 
 
 def read_demo(path: Path) -> tuple[dict[str, Any], Source]:
@@ -117,7 +122,8 @@ def read_demo(path: Path) -> tuple[dict[str, Any], Source]:
         "merchant_retention_s": found["merchant_retention_s"],
         "topic_bytes_per_txn": topics,
     }
-    return figures, Source(str(path), command)
+    ran = f"fraudstream demo ... --out {path.parent} ({summary.get('produced', '?')} transactions)"
+    return figures, Source(str(path), ran)
 
 
 def read_measured(loadtest: Path, demo_summary: Path) -> Measured:

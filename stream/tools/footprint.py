@@ -160,13 +160,16 @@ def _key_bytes(url: str, transactions: Sequence[Transaction]) -> dict[str, Any]:
 def _card_fit(card_bytes: np.ndarray, card_events: np.ndarray) -> dict[str, float | None]:
     """Bytes of one card as ``fixed + per_event × events`` (least squares over the cards).
 
-    With fewer than two distinct event counts the fit is undetermined: all bytes are then
-    charged per event (fixed 0), which over-states cards with more events than measured.
+    When the fit is undetermined (fewer than two distinct event counts) or its fixed part
+    comes out negative (Redis switches a key to a bigger encoding past 128 entries, so
+    bytes grow faster than linearly), all bytes are charged per event: fixed 0, mean bytes
+    per event.
     """
     if card_events.sum() <= 0:
         return {"card_bytes_fixed": None, "card_bytes_per_event": None}
-    if len(np.unique(card_events)) < 2:
-        return {"card_bytes_fixed": 0.0,
-                "card_bytes_per_event": float(card_bytes.sum() / card_events.sum())}  # fmt: skip
-    per_event, fixed = np.polyfit(card_events, card_bytes, 1)
-    return {"card_bytes_fixed": float(max(fixed, 0.0)), "card_bytes_per_event": float(per_event)}
+    if len(np.unique(card_events)) >= 2:
+        per_event, fixed = np.polyfit(card_events, card_bytes, 1)
+        if fixed >= 0:
+            return {"card_bytes_fixed": float(fixed), "card_bytes_per_event": float(per_event)}
+    return {"card_bytes_fixed": 0.0,
+            "card_bytes_per_event": float(card_bytes.sum() / card_events.sum())}  # fmt: skip
