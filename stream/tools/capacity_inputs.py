@@ -122,7 +122,7 @@ def read_demo(path: Path) -> tuple[dict[str, Any], Source]:
         "merchant_retention_s": found["merchant_retention_s"],
         "topic_bytes_per_txn": topics,
     }
-    ran = f"fraudstream demo ... --out {path.parent} ({summary.get('produced', '?')} transactions)"
+    ran = f"fraudstream demo (its --out folder's summary.json; {summary.get('produced')} txns)"
     return figures, Source(str(path), ran)
 
 
