@@ -144,10 +144,11 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo-summary", type=Path, default=Path("runs/demo/summary.json"),
                         help="a `fraudstream demo` run's summary.json")  # fmt: skip
     for name, default in vars(Assumptions()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                            help="assumption (default %(default)s)")  # fmt: skip
     for name, default in vars(Prices()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default,
-                            help="$ (an assumption: see docs/capacity.md)")  # fmt: skip
+                            help="$, an assumption (default %(default)s; docs/capacity.md)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the plan here")
     parser.set_defaults(run=run_from_args)
 
