@@ -148,7 +148,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
                             help="assumption (default %(default)s)")  # fmt: skip
     for name, default in vars(Prices()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default,
-                            help="$, an assumption (default %(default)s; docs/capacity.md)")  # fmt: skip
+                            help="$, an assumption (default %(default)s)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the plan here")
     parser.set_defaults(run=run_from_args)
 
