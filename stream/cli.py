@@ -38,6 +38,7 @@ from fraudstream.stream.settings import Settings, SettingsError
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.rejected import RejectedRecords, rejected_path_for
 from fraudstream.stream.sim.streamfile import write_stream
+from fraudstream.stream.tools.capacity_inputs import add_capacity_arguments
 from fraudstream.stream.tools.loadtest import add_loadtest_arguments
 from fraudstream.stream.tools.services import embedded_services, kafka_bootstrap
 from fraudstream.thresholds.rules import RulesError, load_rules
@@ -588,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     loadtest = commands.add_parser("loadtest", help="drive the pipeline at steady rates")
     add_loadtest_arguments(loadtest)
+
+    capacity = commands.add_parser("capacity", help="a capacity plan from measured figures")
+    add_capacity_arguments(capacity)
 
     models = commands.add_parser("models", help="list, promote or roll back model versions")
     models.add_argument("--registry", type=Path, default=None, help=REGISTRY_HELP)

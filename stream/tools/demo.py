@@ -34,6 +34,7 @@ from fraudstream.stream.tools.cpu_usage import (
     run_sources,
 )
 from fraudstream.stream.tools.drift_report import compare_thresholds, write_drift_report
+from fraudstream.stream.tools.footprint import RedisCounters, run_footprint
 from fraudstream.stream.tools.run_files import (
     DECISIONS_FILE,
     THRESHOLD_HISTORY_FILE,
@@ -167,6 +168,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     write_stream(stream, out / TRANSACTIONS_FILE)  # for `fraudstream explain --run`
     with embedded_services(settings) as urls:
         print(f"broker {urls.kafka_url}  redis {redact_url(urls.redis_url)}", flush=True)
+        redis_before = RedisCounters.read(urls.redis_url)
         env = worker_env(urls.kafka_url, urls.redis_unix_url or urls.redis_url, signing_key,
                          settings.run_id_hash_key(), registry=str(settings.registry_path),
                          partitions=str(settings.partitions),
@@ -215,6 +217,13 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
             stop_workers(workers)
             follower.stop()
         follower.reader.raise_error()
+        ids = settings.id_pseudonyms()  # the ids the workers wrote to Redis
+        footprint = run_footprint(
+            urls.redis_url, redis_before, [ids.transaction(t) for t in stream.transactions],
+            bootstrap,
+            dict(zip(("transactions", "decisions", "labels", "dlq"), settings.topics, strict=True)),
+            label_delay_s=settings.label_delay_s, security=urls.kafka_security,
+        )  # fmt: skip
         recalibrations = asyncio.run(
             _threshold_history(urls.redis_url, settings.app_id, signing_key)
         )
@@ -234,6 +243,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary["replay_tps"] = report.achieved_tps
     summary["workers"], summary["partitions"] = options.workers, settings.partitions
     summary["malformed_produced"] = report.malformed_produced
+    summary["footprint"] = footprint
     write_run_folder(out, summary, follower.decisions, labels)
     (out / "dead_letters.jsonl").write_text(
         "".join(json.dumps(letter.to_dict()) + "\n" for letter in follower.dead_letters)

@@ -31,6 +31,7 @@ from kafka.admin import KafkaAdminClient
 
 from fraudstream.features.pseudonyms import IdPseudonyms
 from fraudstream.features.transaction import InvalidTransaction, parse_transaction
+from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 
 #: Largest record the readers accept: above the producers' 1 MiB request limit.
 MAX_RECORD_BYTES = 2 * 1024 * 1024
@@ -46,7 +47,9 @@ class TopicRecord:
     value: bytes | None
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[TopicRecord]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 120.0, security: KafkaSecurity = PLAINTEXT
+) -> list[TopicRecord]:
     """Every record the broker holds on `topic` now, all partitions, in offset order.
 
     Reads until each partition's position reaches the high-water mark its fetches report.
@@ -54,14 +57,14 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[Top
     last batch, not the end of the log, which would leave that batch out.
     Raises TimeoutError past `timeout_s`.
     """
-    return asyncio.run(asyncio.wait_for(_read_topic(bootstrap, topic), timeout_s))
+    return asyncio.run(asyncio.wait_for(_read_topic(bootstrap, topic, security), timeout_s))
 
 
-async def _read_topic(bootstrap: str, topic: str) -> list[TopicRecord]:
+async def _read_topic(bootstrap: str, topic: str, security: KafkaSecurity) -> list[TopicRecord]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", max_partition_fetch_bytes=MAX_RECORD_BYTES,
-        fetch_max_bytes=8 * MAX_RECORD_BYTES,
+        fetch_max_bytes=8 * MAX_RECORD_BYTES, **kafka_client_options(security),
     )  # fmt: skip
     await consumer.start()
     try:

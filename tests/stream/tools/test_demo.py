@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.demo import MALFORMED_RECORDS, DemoOptions, run_demo
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
@@ -39,3 +42,22 @@ def test_demo_decides_everything_and_reports_cpu_per_process(
     assert (summary["quality"]["review_capacity"], summary["quality"]["max_fpr"]) == (0.02, 0.001)
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "## Where the CPU went" in report
+    stream = generate_stream(GeneratorConfig(options.transactions, seed=options.seed))
+    _assert_footprint_is_sane(summary["footprint"], {txn.card_id for txn in stream.transactions})
+
+
+def _assert_footprint_is_sane(footprint: dict[str, Any], cards: set[str]) -> None:
+    """What `fraudstream capacity` reads from the run: present, positive and finite."""
+    redis, topics = footprint["redis"], footprint["topics"]
+    assert footprint["transactions"] == 400
+    assert redis["cards"] == len(cards), "every card of the run measured, no other run's"
+    assert redis["card_events"] >= 400 * 0.5, "the windows keep most of 60 days' events"
+    for name in ("commands_per_txn", "net_input_bytes_per_txn", "card_bytes_per_event",
+                 "merchant_bytes_per_event", "txn_bytes_per_txn", "txn_key_ttl_s"):  # fmt: skip
+        assert 0 < redis[name] < 1e9 and math.isfinite(redis[name]), name
+    assert redis["card_bytes_fixed"] >= 0
+    assert topics["transactions"]["records_per_txn"] >= 1.0, "400 plus the malformed ones"
+    assert topics["decisions"]["records"] == 400
+    assert topics["labels"]["records_per_txn"] == 1.0, "the replay sends every label"
+    for role in ("transactions", "decisions", "labels"):
+        assert 50 < topics[role]["bytes_per_record"] < 5000, role
