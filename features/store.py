@@ -16,6 +16,11 @@ one slot):
 - `fs:generation`             a token set by the first worker to write; if it vanishes,
                               Redis lost its data (restarted empty): see `RedisFeatureStore`
 
+Every command and script touches one hash tag, so on a Redis Cluster (`redis+cluster://`)
+each lives on one slot. There a batch's commands go to their masters concurrently; when one
+master fails, the transactions whose card, merchant or txn keys live on it are served
+degraded (`FeatureStorePartlyUnavailable`) and the others at full quality.
+
 One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn_id` is
 a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
 feature definition needs; all scripts of a micro-batch travel in one pipeline, i.e. one
@@ -50,10 +55,17 @@ from fraudstream.features.definitions import (
 from fraudstream.features.redis_client import (
     Command,
     PipelineScripts,
+    RedisClient,
     execute_commands,
     redis_client,
 )
-from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
+from fraudstream.features.redis_cluster import SomeCommandsFailed
+from fraudstream.features.stores import (
+    FeatureStoreError,
+    FeatureStorePartlyUnavailable,
+    ScoredTransaction,
+    ScoreStoreError,
+)
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import (
     MAX_CARD_EVENTS,
@@ -179,7 +191,11 @@ return reply
 
 
 class RedisGate:
-    """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`."""
+    """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`.
+
+    On a Redis Cluster each master has its own pause (features/redis_cluster.py): a batch
+    some masters failed (`SomeCommandsFailed`) does not close this store-wide gate.
+    """
 
     def __init__(self) -> None:
         self._closed_until = 0.0
@@ -305,7 +321,7 @@ class RedisFeatureStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         cache: CardCache | None = None,
         gate: RedisGate | None = None,
         label_delay_s: float = DEFAULT_LABEL_DELAY_S,
@@ -371,6 +387,8 @@ class RedisFeatureStore:
 
         try:
             generation, *replies = await self._scripts.run(commands)
+        except SomeCommandsFailed as partial:
+            return self._partly_served(transactions, partial)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -386,6 +404,35 @@ class RedisFeatureStore:
         if self.cache is not None:
             self.cache.trim()
         return vectors
+
+    def _partly_served(
+        self, transactions: Sequence[Transaction], partial: SomeCommandsFailed
+    ) -> list[NDArray[np.float64]]:
+        """Raise `FeatureStorePartlyUnavailable` with the vectors of the transactions all of
+        whose commands succeeded (a Redis Cluster master failed; see the module doc).
+
+        A card whose script succeeded still enters the card cache, which must stay equal to
+        Redis; the batch's generation is not followed when its master failed.
+        """
+        generation, *replies = partial.replies
+        if not isinstance(generation, Exception):
+            self._follow_generation(generation, transactions)
+        vectors: list[NDArray[np.float64] | None] = []
+        for index, txn in enumerate(transactions):
+            card, merchant, seen = replies[3 * index : 3 * index + 3]
+            if isinstance(card, Exception):
+                vectors.append(None)
+                continue
+            prior = self._prior_events(txn, card)
+            served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
+            vectors.append(feature_vector(txn, prior, _merchant_counts(merchant)) if served
+                           else None)  # fmt: skip
+        if self.cache is not None:
+            self.cache.trim()
+        raise FeatureStorePartlyUnavailable(
+            f"feature store partly unavailable ({sum(v is None for v in vectors)} of "
+            f"{len(vectors)} transactions): {partial}", vectors,
+        ) from partial  # fmt: skip
 
     def _follow_generation(self, stored: bytes | None, transactions: Sequence[Transaction]) -> None:
         """Notice a Redis that lost the windows since the last batch (see the class doc)."""
@@ -448,11 +495,13 @@ class RedisFeatureStore:
                 key = _txn_seen_key(txn.txn_id)
                 claims += (("SET", key, value, "NX", "EX", self._merchant_ttl), ("GET", key))
             replies = await execute_commands(self._client, claims)
+        except SomeCommandsFailed as partial:
+            replies = partial.replies  # a txn_id on a failed master cannot be compared
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return [
-            holder is not None and _parse_seen(holder)[0] != _parse_seen(value)[0]
+            isinstance(holder, bytes | str) and _parse_seen(holder)[0] != _parse_seen(value)[0]
             for holder, value in zip(replies[1::2], values, strict=True)
         ]
 
@@ -469,7 +518,9 @@ class RedisFeatureStore:
             return 0
         self.gate.check()
         try:
-            seen = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
+            seen = await execute_commands(
+                self._client, [("GET", _txn_seen_key(label.txn_id)) for label in frauds]
+            )
             writes: list[Command] = []
             matched = 0
             for label, seen_value in zip(frauds, seen, strict=True):
@@ -488,6 +539,8 @@ class RedisFeatureStore:
                 )
             if writes:
                 await execute_commands(self._client, writes)
+        except SomeCommandsFailed as partial:  # one master of a cluster: the rest stays open
+            raise FeatureStoreError(f"feature store partly unavailable: {partial}") from partial
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -508,7 +561,7 @@ def _merchant_counts(reply: Sequence[int]) -> MerchantCounts:
 class RedisScoreStore:
     """Each decision's score under `fs:{txn:<id>}:score`, kept as long as the windows."""
 
-    def __init__(self, client: aioredis.Redis, gate: RedisGate | None = None) -> None:
+    def __init__(self, client: RedisClient, gate: RedisGate | None = None) -> None:
         self._client = client
         self.gate = gate if gate is not None else RedisGate()
 
@@ -528,6 +581,8 @@ class RedisScoreStore:
                 ("SET", _txn_score_key(txn_id), f"{event_time!r},{score!r}", "EX", KEY_TTL_SECONDS)
                 for txn_id, event_time, score in scored
             ])  # fmt: skip
+        except SomeCommandsFailed as partial:  # one master of a cluster: the rest stays open
+            raise ScoreStoreError(f"score store partly unavailable: {partial}") from partial
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise ScoreStoreError(f"score store unavailable: {error}") from error
@@ -537,7 +592,9 @@ class RedisScoreStore:
         if not txn_ids:
             return []
         try:
-            replies = await self._client.mget([_txn_score_key(txn_id) for txn_id in txn_ids])
+            replies = await execute_commands(
+                self._client, [("GET", _txn_score_key(txn_id)) for txn_id in txn_ids]
+            )
         except aioredis.RedisError as error:
             raise ScoreStoreError(f"score store unavailable: {error}") from error
         found: list[tuple[float, float] | None] = []
