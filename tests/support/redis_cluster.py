@@ -65,14 +65,9 @@ class LocalRedisCluster:
         try:
             for node in self.nodes:
                 self._stack.enter_context(node)
-            share = REDIS_CLUSTER_HASH_SLOTS // len(self.nodes)
-            for index, node in enumerate(self.nodes):
-                last = REDIS_CLUSTER_HASH_SLOTS if index == len(self.nodes) - 1 else share * (
-                    index + 1
-                )  # fmt: skip
-                self._client(index).execute_command(
-                    "CLUSTER ADDSLOTS", *range(share * index, last)
-                )
+            for index in range(len(self.nodes)):
+                first, last = self._slot_range(index)
+                self._client(index).execute_command("CLUSTER ADDSLOTS", *range(first, last))
             for index in range(1, len(self.nodes)):
                 self._client(index).execute_command(
                     "CLUSTER MEET", "127.0.0.1", self.nodes[0].port
@@ -128,10 +123,16 @@ class LocalRedisCluster:
                 client.flushall()
         return self.url
 
-    def node_of(self, key: str) -> int:
-        """Index of the node whose slots hold `key` (by the ranges `start` assigned)."""
+    def _slot_range(self, index: int) -> tuple[int, int]:
+        """The slots node `index` is master of: [first, last)."""
         share = REDIS_CLUSTER_HASH_SLOTS // len(self.nodes)
-        return min(key_slot(key.encode()) // share, len(self.nodes) - 1)
+        last = REDIS_CLUSTER_HASH_SLOTS if index == len(self.nodes) - 1 else share * (index + 1)
+        return share * index, last
+
+    def node_of(self, key: str) -> int:
+        """Index of the node whose slots hold `key`."""
+        slot = key_slot(key.encode())
+        return next(i for i in range(len(self.nodes)) if slot < self._slot_range(i)[1])
 
     def key_counts(self) -> list[int]:
         """DBSIZE of each node."""
