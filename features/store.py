@@ -224,6 +224,12 @@ def _merchant_keys(merchant_id: str) -> list[str]:
     return [f"{tag}:txns", f"{tag}:fraud_txns", f"{tag}:fraud_label_times"]
 
 
+def transaction_keys(txn: Transaction) -> list[str]:
+    """Every key recording `txn` writes: its card's, its merchant's and its own (three tags,
+    so on a Redis Cluster up to three masters)."""
+    return [*_card_keys(txn.card_id), *_merchant_keys(txn.merchant_id), _txn_seen_key(txn.txn_id)]
+
+
 def _txn_seen_key(txn_id: str) -> str:
     return f"fs:{{txn:{txn_id}}}:seen"
 
