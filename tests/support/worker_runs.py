@@ -140,15 +140,19 @@ def wait_for_split(workers: list[WorkerProcess], timeout_s: float = 30.0) -> Non
 
 
 def assert_features_match_offline(
-    txns: list[Transaction], decisions: list[dict], every_copy: bool = False
-) -> None:
-    """Per-card windows stayed correct: online card features equal the offline builder's."""
+    txns: list[Transaction], decisions: list[dict], every_copy: bool = False,
+    only: set[str] | None = None,
+) -> None:  # fmt: skip
+    """Per-card windows stayed correct: online card features equal the offline builder's
+    (for the txn_ids in `only`, when given; the windows are built from all of `txns`)."""
     offline = build_features(txns)
     names = list(offline.feature_names)
     by_id: dict[str, list[dict]] = {}
     for decision in decisions:
         by_id.setdefault(decision["txn_id"], []).append(decision)
     for row, txn in enumerate(offline.transactions):
+        if only is not None and txn.txn_id not in only:
+            continue
         copies = by_id[txn.txn_id] if every_copy else by_id[txn.txn_id][:1]
         for decision in copies:
             for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):
