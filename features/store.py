@@ -619,7 +619,8 @@ def redis_stores(
     """The worker's feature store and score store on one Redis client (one pool), the
     merchant risk windows ending `label_delay_s` before each transaction.
 
-    Closing either closes the client of both; a failure in either pauses both (`RedisGate`).
+    Closing either closes the client of both; a failure in either pauses both (`RedisGate`),
+    except on a Redis Cluster, where the failed master alone is paused.
     """
     client, gate = redis_client(url), RedisGate()
     return RedisFeatureStore(client, cache, gate, label_delay_s), RedisScoreStore(client, gate)
