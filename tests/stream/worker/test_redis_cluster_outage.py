@@ -18,6 +18,7 @@ from tests.support.worker_runs import (
     assert_decided_exactly_once,
     assert_features_match_offline,
     collect,
+    distinct,
     produce,
     scrape,
     setup_run,
@@ -65,7 +66,8 @@ def test_a_frozen_master_costs_only_its_transactions_and_the_worker_recovers_by_
         with redis_cluster.frozen(frozen):
             thaw_at = time.monotonic() + OUTAGE_S
             produce(broker, topics["transactions"], during, [])
-            collect(broker, topics["decisions"], len(before) + len(during))
+            decided = collect(broker, topics["decisions"], len(before) + len(during))
+            assert distinct(decided) == len(before) + len(during), "not all decided while frozen"
             time.sleep(max(0.0, thaw_at - time.monotonic()))  # the outage, not a wait
         redis_cluster.wait_until_ok()
         # Failures end with the thaw; the worker leaves the master alone for one more pause.
