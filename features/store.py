@@ -501,13 +501,13 @@ class RedisFeatureStore:
                 key = _txn_seen_key(txn.txn_id)
                 claims += (("SET", key, value, "NX", "EX", self._merchant_ttl), ("GET", key))
             replies = await execute_commands(self._client, claims)
-        except SomeCommandsFailed as partial:
-            replies = partial.replies  # a txn_id on a failed master cannot be compared
+        except SomeCommandsFailed as partial:  # a txn_id on a failed master cannot be compared
+            replies = [None if isinstance(r, Exception) else r for r in partial.replies]
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         return [
-            isinstance(holder, bytes | str) and _parse_seen(holder)[0] != _parse_seen(value)[0]
+            holder is not None and _parse_seen(holder)[0] != _parse_seen(value)[0]
             for holder, value in zip(replies[1::2], values, strict=True)
         ]
 
