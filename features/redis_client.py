@@ -9,6 +9,9 @@ timeout for the batch. So connections pack with hiredis (the C codec redis-py al
 to parse replies; byte-identical output), the hot path sends its commands with
 `execute_commands`, and the feature store calls its scripts with EVALSHA through
 `PipelineScripts`, loading them once and again only when Redis answers NOSCRIPT.
+
+A `redis+cluster://` URL gives a Redis Cluster client instead (features/redis_cluster.py):
+the same two functions then send each master its share of a batch, concurrently.
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fraudstream.features.redis_cluster import (
+    ClusterClient,
+    cluster_client,
+    execute_on_cluster,
+    is_cluster_url,
+    script_shas,
+)
+
+#: A single Redis or a Redis Cluster (`redis_client` gives either, by the URL's scheme).
+RedisClient = aioredis.Redis | ClusterClient
 #: One Redis command: its name and arguments, as `Redis.execute_command` takes them.
 Command = tuple[Any, ...]
 
@@ -45,12 +58,15 @@ def _hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]
 REDIS_TIMEOUT_S = 0.5
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis.
+def redis_client(url: str) -> RedisClient:
+    """An asyncio client for `url` (redis://, rediss://, unix://) that packs with hiredis,
+    or a cluster client for `redis+cluster://host:port[,host:port...]` (`rediss+cluster://`).
 
     AUTH and TLS come from the URL (`redis://user:password@host`, `rediss://`, and
     connection options such as `ssl_ca_certs` as query parameters).
     """
+    if is_cluster_url(url):
+        return cluster_client(url, REDIS_TIMEOUT_S)
     pool = aioredis.ConnectionPool.from_url(
         url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
@@ -58,7 +74,7 @@ def redis_client(url: str) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-async def execute_commands(client: aioredis.Redis, commands: Sequence[Command]) -> list[Any]:
+async def execute_commands(client: RedisClient, commands: Sequence[Command]) -> list[Any]:
     """Send `commands` in one write and return their raw replies, in order.
 
     What a non-transactional redis-py pipeline does, at a fifth of its client CPU: the
@@ -66,8 +82,11 @@ async def execute_commands(client: aioredis.Redis, commands: Sequence[Command]) 
     Replies are not post-processed (`SET` gives b"OK" or None, scripts what they return).
     An error reply raises its `ResponseError` (`NoScriptError` for NOSCRIPT); a lost
     connection is retried like redis-py's own commands (the connection's `retry`), so the
-    commands must be idempotent.
+    commands must be idempotent. On a cluster see `execute_on_cluster`: a failure there
+    raises `SomeCommandsFailed`, carrying the healthy masters' replies.
     """
+    if isinstance(client, ClusterClient):
+        return await execute_on_cluster(client, commands)
     pool = client.connection_pool
     connection = await pool.get_connection()
     packed = b"".join(hiredis.pack_command(command) for command in commands)
@@ -102,7 +121,7 @@ class PipelineScripts:
     them and sends the commands again, so `build` must return idempotent commands only.
     """
 
-    def __init__(self, client: aioredis.Redis, sources: Sequence[str]) -> None:
+    def __init__(self, client: RedisClient, sources: Sequence[str]) -> None:
         self._client = client
         self._sources = list(sources)
         self._shas: list[str] | None = None
@@ -115,6 +134,10 @@ class PipelineScripts:
             return await self._execute(build)
 
     async def _execute(self, build: Callable[[list[str]], list[Command]]) -> list[Any]:
+        if isinstance(self._client, ClusterClient):  # NOSCRIPT is handled per master there
+            return await execute_on_cluster(
+                self._client, build(script_shas(self._sources)), self._sources
+            )
         if self._shas is None:
             self._shas = [await self._client.script_load(source) for source in self._sources]
         return await execute_commands(self._client, build(self._shas))

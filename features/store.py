@@ -16,6 +16,11 @@ one slot):
 - `fs:generation`             a token set by the first worker to write; if it vanishes,
                               Redis lost its data (restarted empty): see `RedisFeatureStore`
 
+Every command and script touches one hash tag, so on a Redis Cluster (`redis+cluster://`)
+each lives on one slot. There a batch's commands go to their masters concurrently; when one
+master fails, the transactions whose card, merchant or txn keys live on it are served
+degraded (`FeatureStorePartlyUnavailable`) and the others at full quality.
+
 One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn_id` is
 a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
 feature definition needs; all scripts of a micro-batch travel in one pipeline, i.e. one
@@ -50,10 +55,17 @@ from fraudstream.features.definitions import (
 from fraudstream.features.redis_client import (
     Command,
     PipelineScripts,
+    RedisClient,
     execute_commands,
     redis_client,
 )
-from fraudstream.features.stores import FeatureStoreError, ScoredTransaction, ScoreStoreError
+from fraudstream.features.redis_cluster import SomeCommandsFailed
+from fraudstream.features.stores import (
+    FeatureStoreError,
+    FeatureStorePartlyUnavailable,
+    ScoredTransaction,
+    ScoreStoreError,
+)
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import (
     MAX_CARD_EVENTS,
@@ -179,7 +191,11 @@ return reply
 
 
 class RedisGate:
-    """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`."""
+    """Shared by a worker's stores: after a failure, fail fast for `PAUSE_AFTER_FAILURE_S`.
+
+    On a Redis Cluster each master has its own pause (features/redis_cluster.py): a batch
+    some masters failed (`SomeCommandsFailed`) does not close this store-wide gate.
+    """
 
     def __init__(self) -> None:
         self._closed_until = 0.0
@@ -206,6 +222,12 @@ def _merchant_keys(merchant_id: str) -> list[str]:
     """The merchant's transactions, fraud-labelled transactions and their label times."""
     tag = f"fs:{{merchant:{merchant_id}}}"
     return [f"{tag}:txns", f"{tag}:fraud_txns", f"{tag}:fraud_label_times"]
+
+
+def transaction_keys(txn: Transaction) -> list[str]:
+    """Every key recording `txn` writes: its card's, its merchant's and its own (three tags,
+    so on a Redis Cluster up to three masters)."""
+    return [*_card_keys(txn.card_id), *_merchant_keys(txn.merchant_id), _txn_seen_key(txn.txn_id)]
 
 
 def _txn_seen_key(txn_id: str) -> str:
@@ -305,7 +327,7 @@ class RedisFeatureStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         cache: CardCache | None = None,
         gate: RedisGate | None = None,
         label_delay_s: float = DEFAULT_LABEL_DELAY_S,
@@ -371,6 +393,8 @@ class RedisFeatureStore:
 
         try:
             generation, *replies = await self._scripts.run(commands)
+        except SomeCommandsFailed as partial:
+            return self._partly_served(transactions, partial)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -386,6 +410,35 @@ class RedisFeatureStore:
         if self.cache is not None:
             self.cache.trim()
         return vectors
+
+    def _partly_served(
+        self, transactions: Sequence[Transaction], partial: SomeCommandsFailed
+    ) -> list[NDArray[np.float64]]:
+        """Raise `FeatureStorePartlyUnavailable` with the vectors of the transactions all of
+        whose commands succeeded (a Redis Cluster master failed; see the module doc).
+
+        A card whose script succeeded still enters the card cache, which must stay equal to
+        Redis; the batch's generation is not followed when its master failed.
+        """
+        generation, *replies = partial.replies
+        if not isinstance(generation, Exception):
+            self._follow_generation(generation, transactions)
+        vectors: list[NDArray[np.float64] | None] = []
+        for index, txn in enumerate(transactions):
+            card, merchant, seen = replies[3 * index : 3 * index + 3]
+            if isinstance(card, Exception):
+                vectors.append(None)
+                continue
+            prior = self._prior_events(txn, card)
+            served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
+            vectors.append(feature_vector(txn, prior, _merchant_counts(merchant)) if served
+                           else None)  # fmt: skip
+        if self.cache is not None:
+            self.cache.trim()
+        raise FeatureStorePartlyUnavailable(
+            f"feature store partly unavailable ({sum(v is None for v in vectors)} of "
+            f"{len(vectors)} transactions): {partial}", vectors,
+        ) from partial  # fmt: skip
 
     def _follow_generation(self, stored: bytes | None, transactions: Sequence[Transaction]) -> None:
         """Notice a Redis that lost the windows since the last batch (see the class doc)."""
@@ -448,6 +501,8 @@ class RedisFeatureStore:
                 key = _txn_seen_key(txn.txn_id)
                 claims += (("SET", key, value, "NX", "EX", self._merchant_ttl), ("GET", key))
             replies = await execute_commands(self._client, claims)
+        except SomeCommandsFailed as partial:  # a txn_id on a failed master cannot be compared
+            replies = [None if isinstance(r, Exception) else r for r in partial.replies]
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -469,7 +524,9 @@ class RedisFeatureStore:
             return 0
         self.gate.check()
         try:
-            seen = await self._client.mget([_txn_seen_key(label.txn_id) for label in frauds])
+            seen = await execute_commands(
+                self._client, [("GET", _txn_seen_key(label.txn_id)) for label in frauds]
+            )
             writes: list[Command] = []
             matched = 0
             for label, seen_value in zip(frauds, seen, strict=True):
@@ -488,6 +545,8 @@ class RedisFeatureStore:
                 )
             if writes:
                 await execute_commands(self._client, writes)
+        except SomeCommandsFailed as partial:  # one master of a cluster: the rest stays open
+            raise FeatureStoreError(f"feature store partly unavailable: {partial}") from partial
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
@@ -508,7 +567,7 @@ def _merchant_counts(reply: Sequence[int]) -> MerchantCounts:
 class RedisScoreStore:
     """Each decision's score under `fs:{txn:<id>}:score`, kept as long as the windows."""
 
-    def __init__(self, client: aioredis.Redis, gate: RedisGate | None = None) -> None:
+    def __init__(self, client: RedisClient, gate: RedisGate | None = None) -> None:
         self._client = client
         self.gate = gate if gate is not None else RedisGate()
 
@@ -528,6 +587,8 @@ class RedisScoreStore:
                 ("SET", _txn_score_key(txn_id), f"{event_time!r},{score!r}", "EX", KEY_TTL_SECONDS)
                 for txn_id, event_time, score in scored
             ])  # fmt: skip
+        except SomeCommandsFailed as partial:  # one master of a cluster: the rest stays open
+            raise ScoreStoreError(f"score store partly unavailable: {partial}") from partial
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise ScoreStoreError(f"score store unavailable: {error}") from error
@@ -537,7 +598,9 @@ class RedisScoreStore:
         if not txn_ids:
             return []
         try:
-            replies = await self._client.mget([_txn_score_key(txn_id) for txn_id in txn_ids])
+            replies = await execute_commands(
+                self._client, [("GET", _txn_score_key(txn_id)) for txn_id in txn_ids]
+            )
         except aioredis.RedisError as error:
             raise ScoreStoreError(f"score store unavailable: {error}") from error
         found: list[tuple[float, float] | None] = []
@@ -556,7 +619,8 @@ def redis_stores(
     """The worker's feature store and score store on one Redis client (one pool), the
     merchant risk windows ending `label_delay_s` before each transaction.
 
-    Closing either closes the client of both; a failure in either pauses both (`RedisGate`).
+    Closing either closes the client of both; a failure in either pauses both (`RedisGate`),
+    except on a Redis Cluster, where the failed master alone is paused.
     """
     client, gate = redis_client(url), RedisGate()
     return RedisFeatureStore(client, cache, gate, label_delay_s), RedisScoreStore(client, gate)

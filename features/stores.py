@@ -9,7 +9,9 @@
 Both give the vectors of the offline builder (`features/builder.py`) for the same history,
 and both are idempotent per `txn_id`: a redelivered transaction is not counted twice.
 A store that cannot serve raises `FeatureStoreError` (a score store `ScoreStoreError`, which
-is one); the worker then scores the batch as degraded instead of stopping.
+is one); the worker then scores the batch as degraded instead of stopping. When only part
+of the store failed (one master of a Redis Cluster), `record_and_featurize` raises
+`FeatureStorePartlyUnavailable` with the vectors it could serve: only the others are degraded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ class FeatureStoreError(RuntimeError):
     """The store could not serve features; the worker scores the transaction as degraded."""
 
 
+class FeatureStorePartlyUnavailable(FeatureStoreError):
+    """Some transactions of a batch could not be served; `vectors` holds the others'.
+
+    `vectors[i]` is transaction i's feature vector, or None where its keys live on a part
+    of the store that failed (the worker decides those degraded, the rest at full quality).
+    """
+
+    def __init__(self, message: str, vectors: list[NDArray[np.float64] | None]) -> None:
+        super().__init__(message)
+        self.vectors = vectors
+
+
 class ScoreStoreError(FeatureStoreError):
     """The store could not record or return decision scores; the label loop skips them."""
 
@@ -47,7 +61,8 @@ class FeatureStore(Protocol):
 
         A vector sees only events strictly before its transaction in `(event_time, txn_id)`
         order. Recording a transaction again returns the vector it got the first time (as
-        long as no earlier-in-time event arrived in between). Raises `FeatureStoreError`.
+        long as no earlier-in-time event arrived in between). Raises `FeatureStoreError`
+        (`FeatureStorePartlyUnavailable` when some vectors could still be served).
         """
         ...
 

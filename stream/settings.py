@@ -21,10 +21,14 @@ Variables (default in brackets):
 ``FRAUDSTREAM_KAFKA_CERT_FILE``     PEM client certificate (mutual TLS), TLS protocols [unset]
 ``FRAUDSTREAM_KAFKA_KEY_FILE``      its private key, if not in the certificate file [unset]
 ``FRAUDSTREAM_REDIS_URL``           ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, with
-                                    AUTH as ``redis://[user]:password@host:port/db``
+                                    AUTH as ``redis://[user]:password@host:port/db``; a Redis
+                                    Cluster as ``redis+cluster://host:port[,host:port...]``
+                                    (``rediss+cluster://`` for TLS; any nodes, the rest are
+                                    discovered; db 0 only)
                                     [unset: an embedded ``redis-server`` is started]
-``FRAUDSTREAM_REDIS_CA_FILE``       PEM CA file for a ``rediss://`` URL, added to it as
-                                    ``ssl_ca_certs`` [unset: the system's CAs]
+``FRAUDSTREAM_REDIS_CA_FILE``       PEM CA file for a ``rediss://`` or ``rediss+cluster://``
+                                    URL, added to it as ``ssl_ca_certs`` [unset: the system's
+                                    CAs]
 ``FRAUDSTREAM_TOPIC_TRANSACTIONS``  [``transactions``]
 ``FRAUDSTREAM_TOPIC_DECISIONS``     [``decisions``]
 ``FRAUDSTREAM_TOPIC_LABELS``        [``labels``]
@@ -99,6 +103,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_DAYS
 from fraudstream.features.geo import SECONDS_PER_DAY
@@ -190,7 +195,7 @@ _FALLBACK_POLICIES: tuple[str, ...] = ("neutral", "last_score")
 OffsetResetPolicy = Literal["earliest", "stop"]
 _OFFSET_RESET_POLICIES: tuple[str, ...] = ("earliest", "stop")
 _KAFKA_SCHEMES = ("kafka://", "aiokafka://")
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 T = TypeVar("T")
@@ -345,7 +350,7 @@ class Settings:
         redis_url = get("REDIS_URL", _redis_url, d.redis_url)
         redis_ca_file = get("REDIS_CA_FILE", _existing_file, None)
         if redis_ca_file is not None:
-            if redis_url is None or not redis_url.startswith("rediss://"):
+            if redis_url is None or not redis_url.startswith(("rediss://", "rediss+cluster://")):
                 shown = "unset (the embedded redis-server has no TLS)"
                 raise SettingsError(
                     f"{ENV_PREFIX}REDIS_CA_FILE is for TLS, so {ENV_PREFIX}REDIS_URL must be a"
@@ -556,6 +561,13 @@ def _redis_url(key: str, raw: str) -> str:
         raise SettingsError(
             f"{key}={redact_url(raw)!r} must start with one of {', '.join(_REDIS_SCHEMES)}"
         )
+    if "+cluster://" in raw:
+        nodes = urlsplit(raw).netloc.rpartition("@")[2].split(",")
+        if not all(re.fullmatch(r"[^:/]+:\d+", node) for node in nodes):
+            raise SettingsError(
+                f"{key}={redact_url(raw)!r}: a Redis Cluster URL lists its nodes as "
+                "host:port[,host:port...]"
+            )
     return raw
 
 

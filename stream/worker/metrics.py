@@ -118,7 +118,8 @@ class WorkerMetrics:
             ["stage", "error"], registry=r,
         )  # fmt: skip
         self.feature_store_errors = Counter(
-            "fraudstream_feature_store_errors", "Batches featurised without Redis history.",
+            "fraudstream_feature_store_errors",
+            "Batches featurised without Redis history (all of it, or one cluster master's).",
             registry=r,
         )  # fmt: skip
         self.feature_store_resets = Counter(

@@ -21,7 +21,12 @@ from numpy.typing import NDArray
 
 from fraudstream.features.definitions import NO_MERCHANT_HISTORY, feature_vector
 from fraudstream.features.pseudonyms import IdPseudonyms
-from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
+from fraudstream.features.stores import (
+    FeatureStore,
+    FeatureStoreError,
+    FeatureStorePartlyUnavailable,
+    ScoreStore,
+)
 from fraudstream.features.transaction import InvalidTransaction, Transaction, parse_transaction
 from fraudstream.models.ensemble import EnsembleResult, combine, combine_batch
 from fraudstream.models.guarded import FallbackScores, GuardedResult, GuardedScorer
@@ -267,15 +272,23 @@ class DecisionPipeline:
         outcome.rules_fired += attempt.rules_fired
         outcome.rules_decided += attempt.rules_decided
 
-    async def _features(self, transactions: list[Transaction]) -> tuple[NDArray[Any], bool]:
-        """Feature rows, and whether the store failed (then history-free rows, degraded)."""
+    async def _features(
+        self, transactions: list[Transaction]
+    ) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+        """Feature rows, and per row whether the store failed it (a history-free row then,
+        degraded): every row, or those on a failed Redis Cluster master."""
         try:
             rows = await self.feature_store.record_and_featurize(transactions)
-            return np.vstack(rows), False
+            return np.vstack(rows), np.zeros(len(transactions), dtype=bool)
+        except FeatureStorePartlyUnavailable as partial:
+            served: list[NDArray[Any] | None] = partial.vectors
         except FeatureStoreError:
-            return np.vstack(
-                [feature_vector(txn, [], NO_MERCHANT_HISTORY) for txn in transactions]
-            ), True
+            served = [None] * len(transactions)
+        failed = np.array([row is None for row in served], dtype=bool)
+        return np.vstack([
+            feature_vector(txn, [], NO_MERCHANT_HISTORY) if row is None else row
+            for txn, row in zip(transactions, served, strict=True)
+        ]), failed  # fmt: skip
 
     async def _decide(
         self, valid: list[tuple[Transaction, IncomingRecord]], validate_s: float,
@@ -285,7 +298,7 @@ class DecisionPipeline:
         mark = time.perf_counter()
         features, store_failed = await self._features(transactions)
         features_s = time.perf_counter() - mark
-        outcome.feature_store_errors += int(store_failed)
+        outcome.feature_store_errors += int(store_failed.any())
         self._count_partial_history(transactions, store_failed, outcome)
         ages = np.array([taken_at - record.produced_at for _, record in valid])
         stand_in = (
@@ -343,7 +356,7 @@ class DecisionPipeline:
                     latency_ms=latency,
                     # A stand-in skips models on purpose: only failures make it degraded.
                     degraded=bool(
-                        store_failed or fallbacks or (combined.degraded and not stand_in[row])
+                        store_failed[row] or fallbacks or (combined.degraded and not stand_in[row])
                     ),
                     # Logged at serving time: what the model saw, for audits and retraining.
                     features=tuple(feature_rows[row]),
@@ -355,15 +368,19 @@ class DecisionPipeline:
             )
 
     def _count_partial_history(
-        self, transactions: Sequence[Transaction], store_failed: bool, outcome: BatchOutcome
-    ) -> None:
+        self, transactions: Sequence[Transaction], store_failed: NDArray[np.bool_],
+        outcome: BatchOutcome,
+    ) -> None:  # fmt: skip
         """Count new feature-store resets, and the decisions whose history one may have cut."""
         store = self.feature_store
         outcome.feature_store_resets = store.resets - self._resets_reported
         self._resets_reported = store.resets
         until = store.partial_history_until
-        if until is not None and not store_failed:  # a failed store is counted as degraded
-            outcome.partial_history = sum(txn.event_time < until for txn in transactions)
+        if until is not None:  # a row the store failed is counted as degraded instead
+            outcome.partial_history = sum(
+                txn.event_time < until
+                for txn, failed in zip(transactions, store_failed, strict=True) if not failed
+            )  # fmt: skip
 
     @staticmethod
     def _count_rules(

@@ -28,6 +28,7 @@ from fraudstream.features.stores import FeatureStoreError, ScoreStoreError
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import RETENTION_SECONDS, STORED_CARD_EVENTS
 from fraudstream.stream.tools.services import EmbeddedRedis
+from tests.support.redis_cluster import LocalRedisCluster, empty_redis_url
 
 pytestmark = pytest.mark.integration
 
@@ -98,18 +99,19 @@ async def flush(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cache", "label_delay_s"),
-    [(None, 7 * DAY), (CardCache(), 7 * DAY), (None, 1.5 * DAY)],
+    ("cached", "label_delay_s"),
+    [(False, 7 * DAY), (True, 7 * DAY), (False, 1.5 * DAY)],
     ids=["redis-only", "card-cache", "short-delay"],
 )
 def test_online_vectors_equal_offline_builder(
-    redis_server: EmbeddedRedis, cache: CardCache | None, label_delay_s: float
+    any_redis: EmbeddedRedis | LocalRedisCluster, cached: bool, label_delay_s: float
 ) -> None:
+    """On one Redis and on a Redis Cluster (`any_redis`) alike."""
     transactions, labels = random_history(seed=1)
-    asyncio.run(flush(redis_server.url))
-    online = asyncio.run(
-        replay_online(redis_server.url, transactions, labels, 1, cache, 1, label_delay_s)
-    )
+    cache = CardCache() if cached else None
+    online = asyncio.run(replay_online(
+        empty_redis_url(any_redis), transactions, labels, 1, cache, 1, label_delay_s
+    ))  # fmt: skip
     offline = build_features(transactions, labels, label_delay_s).features
     for window in ("1d", "30d"):
         share = offline[:, FEATURE_NAMES.index(f"merchant_fraud_share_{window}_delayed")]

@@ -142,6 +142,7 @@ def test_other_variables_are_ignored() -> None:
         ("FRAUDSTREAM_KAFKA_URL", "http://broker:9092"),
         ("FRAUDSTREAM_KAFKA_URL", "kafka://broker"),
         ("FRAUDSTREAM_REDIS_URL", "localhost:6379"),
+        ("FRAUDSTREAM_REDIS_URL", "redis+cluster://a:7000,b"),
         ("FRAUDSTREAM_TOPIC_DLQ", "bad topic"),
         ("FRAUDSTREAM_APP_ID", "two words"),
         ("FRAUDSTREAM_ID_HASH_KEY", "too-short-to-be-a-secret"),
@@ -248,6 +249,18 @@ def test_transport_security_variables_are_read(tmp_path: Path) -> None:
     assert PASSWORD not in repr(settings)
 
 
+def test_a_redis_cluster_url_takes_the_ca_file_for_every_node(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings.from_env({
+        "FRAUDSTREAM_REDIS_URL": f"rediss+cluster://:{PASSWORD}@r1:7000,r2:7001,r3:7002",
+        "FRAUDSTREAM_REDIS_CA_FILE": str(ca),
+    })  # fmt: skip
+    assert settings.redis_url == (
+        f"rediss+cluster://:{PASSWORD}@r1:7000,r2:7001,r3:7002?ssl_ca_certs={ca}"
+    )
+
+
 def test_sasl_without_tls_needs_no_files() -> None:
     security = Settings.from_env(
         {
@@ -283,6 +296,7 @@ SASL = {
         ({"FRAUDSTREAM_REDIS_URL": f"redis://:{PASSWORD}@redis:6379/0",
           "FRAUDSTREAM_REDIS_CA_FILE": __file__}, "REDIS_URL must be a rediss:// URL"),
         ({"FRAUDSTREAM_REDIS_URL": f"http://:{PASSWORD}@redis:6379/0"}, "FRAUDSTREAM_REDIS_URL"),
+        ({"FRAUDSTREAM_REDIS_URL": f"redis+cluster://:{PASSWORD}@r1:7000,r2/"}, "host:port"),
     ],
 )  # fmt: skip
 def test_security_settings_that_do_not_fit_together_name_what_to_fix_not_the_password(

@@ -24,6 +24,7 @@ from fraudstream.features.transaction import Transaction
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import REPLAYED_HISTORY, WorkerProcess, worker_env
+from tests.support.redis_cluster import LocalRedisCluster, empty_redis_url
 from tests.support.signing import TEST_SIGNING_KEY
 
 #: One Redis database per test: the streams reuse txn and card ids across seeds.
@@ -34,8 +35,11 @@ MALFORMED = [b"{broken", b'{"txn_id": "only-an-id"}', b"\x00\xff", b'{"amount": 
 
 
 def setup_run(
-    broker: EmbeddedBroker, redis: EmbeddedRedis, registry: Path, tmp_path: Path
-) -> tuple[dict[str, str], dict[str, str]]:
+    broker: EmbeddedBroker, redis: EmbeddedRedis | LocalRedisCluster, registry: Path,
+    tmp_path: Path, **settings: str,
+) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """Fresh topics and an empty Redis (its own database, or the cluster flushed) for one run,
+    and the environment of a worker deciding them (`settings` as `worker_env` takes them)."""
     run_id = uuid.uuid4().hex[:8]
     topics = {
         "transactions": f"tx-{run_id}",
@@ -46,7 +50,7 @@ def setup_run(
     broker.create_topics(topics.values(), partitions=4)
     env = worker_env(
         broker.url,
-        redis.url.replace("/0", f"/{next(REDIS_DATABASES)}"),
+        empty_redis_url(redis, next(REDIS_DATABASES)),
         TEST_SIGNING_KEY,
         new_id_hash_key(),
         topic_transactions=topics["transactions"],
@@ -56,6 +60,7 @@ def setup_run(
         app_id=f"fraudstream-{run_id}",
         registry=str(registry),
         max_event_skew_s=REPLAYED_HISTORY,
+        **settings,
     )
     return env, topics
 
@@ -135,15 +140,19 @@ def wait_for_split(workers: list[WorkerProcess], timeout_s: float = 30.0) -> Non
 
 
 def assert_features_match_offline(
-    txns: list[Transaction], decisions: list[dict], every_copy: bool = False
-) -> None:
-    """Per-card windows stayed correct: online card features equal the offline builder's."""
+    txns: list[Transaction], decisions: list[dict], every_copy: bool = False,
+    only: set[str] | None = None,
+) -> None:  # fmt: skip
+    """Per-card windows stayed correct: online card features equal the offline builder's
+    (for the txn_ids in `only`, when given; the windows are built from all of `txns`)."""
     offline = build_features(txns)
     names = list(offline.feature_names)
     by_id: dict[str, list[dict]] = {}
     for decision in decisions:
         by_id.setdefault(decision["txn_id"], []).append(decision)
     for row, txn in enumerate(offline.transactions):
+        if only is not None and txn.txn_id not in only:
+            continue
         copies = by_id[txn.txn_id] if every_copy else by_id[txn.txn_id][:1]
         for decision in copies:
             for name in ("count_1h", "count_1d", "count_30d", "total_amount_30d"):

@@ -19,6 +19,7 @@ from fraudstream.thresholds.shared import (
     SharedThreshold,
     ThresholdSignatureError,
 )
+from tests.support.redis_cluster import LocalRedisCluster
 from tests.support.signing import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,11 @@ def test_nothing_is_live_before_the_first_publication(redis_server: EmbeddedRedi
     run_with(redis_server.url, body)
 
 
-def test_exactly_one_of_two_racing_workers_publishes(redis_server: EmbeddedRedis) -> None:
+def test_exactly_one_of_two_racing_workers_publishes(
+    any_redis: EmbeddedRedis | LocalRedisCluster,
+) -> None:
+    """On one Redis and on a Redis Cluster (`any_redis`) alike."""
+
     async def body(first: SharedThreshold, second: SharedThreshold) -> None:
         await first.initialise(state(1))
         for _ in range(20):  # many rounds, so interleavings vary
@@ -75,7 +80,7 @@ def test_exactly_one_of_two_racing_workers_publishes(redis_server: EmbeddedRedis
             assert await second.current() == winner
             assert await first.current() == winner
 
-    run_with(redis_server.url, body)
+    run_with(any_redis.url, body)
 
 
 def test_stale_expected_version_is_refused(redis_server: EmbeddedRedis) -> None:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from fraudstream.stream.tools.workers import start_workers, stop_workers
 from tests.support.promtool import PROMTOOL, promtool
+from tests.support.redis_cluster import LocalRedisCluster
 from tests.support.worker_runs import (
     MALFORMED,
     assert_decided_exactly_once,
@@ -28,9 +29,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_transaction_decided_once_and_every_bad_record_dead_lettered(
-    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path, tmp_path: Path
-) -> None:
-    env, topics = setup_run(broker, redis_server, trained_registry, tmp_path)
+    broker: EmbeddedBroker, any_redis: EmbeddedRedis | LocalRedisCluster,
+    trained_registry: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    """On one Redis and on a Redis Cluster (`any_redis`) alike."""
+    env, topics = setup_run(broker, any_redis, trained_registry, tmp_path)
     workers = start_workers(1, env, tmp_path, session_timeout_s=2.0)
     try:
         txns = stream_of(1500, seed=21)
@@ -41,6 +44,7 @@ def test_every_transaction_decided_once_and_every_bad_record_dead_lettered(
     finally:
         stop_workers(workers)
     assert_decided_exactly_once(txns, decisions)
+    assert_features_match_offline(txns, decisions)
     assert len(dead) == len(MALFORMED)
     families = {f.name: f for f in text_string_to_metric_families(exposition)}
     decided = sum(s.value for s in families["fraudstream_decisions"].samples

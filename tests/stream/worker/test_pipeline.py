@@ -20,7 +20,12 @@ from fraudstream.features.definitions import FEATURE_NAMES
 from fraudstream.features.memory_store import InMemoryFeatureStore, InMemoryScoreStore
 from fraudstream.features.pseudonyms import IdPseudonyms, new_id_hash_key
 from fraudstream.features.store import RedisFeatureStore, redis_stores
-from fraudstream.features.stores import FeatureStore, FeatureStoreError, ScoreStore
+from fraudstream.features.stores import (
+    FeatureStore,
+    FeatureStoreError,
+    FeatureStorePartlyUnavailable,
+    ScoreStore,
+)
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.models.registry import LoadedModels, load_version
 from fraudstream.models.scorers import ExplainedScores, XGBoostScorer
@@ -149,6 +154,19 @@ class UnreachableFeatureStore(InMemoryFeatureStore):
         self, transactions: Sequence[Transaction]
     ) -> list[NDArray[np.float64]]:
         raise FeatureStoreError("feature store unavailable: connection refused")
+
+
+class HalfServedFeatureStore(InMemoryFeatureStore):
+    """Serves every other transaction, as a Redis Cluster with one master down would."""
+
+    async def record_and_featurize(
+        self, transactions: Sequence[Transaction]
+    ) -> list[NDArray[np.float64]]:
+        vectors = await super().record_and_featurize(transactions)
+        raise FeatureStorePartlyUnavailable(
+            "feature store partly unavailable: one master timed out",
+            [vector if row % 2 == 0 else None for row, vector in enumerate(vectors)],
+        )
 
 
 Stores = tuple[FeatureStore, ScoreStore]
@@ -385,6 +403,30 @@ def test_feature_store_outage_decides_every_record_degraded(trained_registry: Pa
         # Scored from the transaction alone: no card history, no merchant counts.
         count_30d = FEATURE_NAMES.index("count_30d")
         assert all(decision.features[count_30d] == 0 for decision in outcome.decisions)
+
+    asyncio.run(run())
+
+
+def test_a_store_that_served_part_of_a_batch_degrades_only_the_rest(
+    trained_registry: Path,
+) -> None:
+    async def run() -> None:
+        half = make_pipeline((HalfServedFeatureStore(), InMemoryScoreStore()), trained_registry)
+        whole = make_pipeline((InMemoryFeatureStore(), InMemoryScoreStore()), trained_registry)
+        batch = records(40, seed=10)
+        partly, fully = await half.process(batch), await whole.process(batch)
+        await close(half)
+        await close(whole)
+        assert partly.feature_store_errors == 1 and len(partly.decisions) == 40
+        count_30d = FEATURE_NAMES.index("count_30d")
+        for row, (got, whole_store) in enumerate(zip(partly.decisions, fully.decisions,
+                                                     strict=True)):  # fmt: skip
+            if row % 2 == 0:  # served: the very features of a whole store, degraded only
+                assert got.features == whole_store.features  # by a model's fallback
+                assert got.degraded == bool(got.fallbacks)
+            else:
+                assert got.degraded and got.features[count_30d] == 0
+        assert any(d.features[count_30d] > 0 for d in partly.decisions[::2])  # has teeth
 
     asyncio.run(run())
 
