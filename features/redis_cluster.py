@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import hiredis
+import redis
+import redis.cluster
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.crc import key_slot
@@ -74,10 +76,28 @@ def is_cluster_url(url: str) -> bool:
 
 
 def cluster_client(url: str, timeout_s: float) -> ClusterClient:
-    """A cluster client for `redis+cluster://[user:password@]host:port[,host:port...][/?opts]`.
+    """The worker's asyncio client for a cluster URL (see `cluster_startup`)."""
+    addresses, options = cluster_startup(url, timeout_s)
+    nodes = [ClusterNode(host, port) for host, port in addresses]
+    return ClusterClient(startup_nodes=nodes, require_full_coverage=False, **options)
+
+
+def blocking_client(url: str, timeout_s: float) -> redis.Redis | redis.cluster.RedisCluster:
+    """A blocking redis-py client for any Redis URL the worker takes, a cluster's included:
+    for tools that read Redis after a run (`fraudstream demo`'s footprint, tests)."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, socket_timeout=timeout_s)
+    addresses, options = cluster_startup(url, timeout_s)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in addresses]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, require_full_coverage=False, **options)
+
+
+def cluster_startup(url: str, timeout_s: float) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The nodes and client options of `redis+cluster://[user:password@]host:port[,...][/?opts]`.
 
     Credentials and query options (`ssl_ca_certs`, `socket_timeout`, ...) apply to every
-    node, as in a `redis://` URL; `timeout_s` is the default read and connect timeout.
+    node, as in a `redis://` URL; `timeout_s` is the default read and connect timeout. The
+    options suit redis-py's asyncio and blocking cluster clients alike.
     """
     if not is_cluster_url(url):
         raise ValueError(f"not a Redis Cluster URL (want {' or '.join(CLUSTER_SCHEMES)}): {url}")
@@ -94,8 +114,7 @@ def cluster_client(url: str, timeout_s: float) -> ClusterClient:
         options.pop(single_node_only, None)
     if options.pop("connection_class", Connection) is SSLConnection:
         options["ssl"] = True
-    nodes = [ClusterNode(host, int(port)) for host, port in addresses]
-    return ClusterClient(startup_nodes=nodes, require_full_coverage=False, **options)
+    return [(host, int(port)) for host, port in addresses], options
 
 
 def script_shas(sources: Sequence[str]) -> list[str]:

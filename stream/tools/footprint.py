@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
+from fraudstream.features.redis_cluster import blocking_client
 from fraudstream.features.transaction import Transaction
 from fraudstream.features.windows import RETENTION_SECONDS, merchant_retention_seconds
 from fraudstream.stream.tools.ledger import read_topic
@@ -53,19 +55,26 @@ class RedisCounters:
 
     @classmethod
     def read(cls, url: str) -> RedisCounters:
-        client = redis.Redis.from_url(url)
+        """The counters of the Redis at `url`, summed over the masters of a cluster."""
+        client = blocking_client(url, READ_TIMEOUT_S)
         try:
-            commands = client.info("commandstats")
-            stats = client.info("stats")
-            memory = client.info("memory")
+            commands, stats, memory = (
+                _info_per_master(client, section) for section in ("commandstats", "stats", "memory")
+            )
         finally:
             client.close()
         return cls(
-            calls=sum(int(entry["calls"]) for entry in commands.values()),
-            net_input_bytes=int(stats["total_net_input_bytes"]),
-            net_output_bytes=int(stats["total_net_output_bytes"]),
-            used_memory=int(memory["used_memory"]),
+            calls=sum(int(entry["calls"]) for master in commands for entry in master.values()),
+            net_input_bytes=sum(int(master["total_net_input_bytes"]) for master in stats),
+            net_output_bytes=sum(int(master["total_net_output_bytes"]) for master in stats),
+            used_memory=sum(int(master["used_memory"]) for master in memory),
         )
+
+
+def _info_per_master(client: redis.Redis | RedisCluster, section: str) -> list[dict[str, Any]]:
+    if isinstance(client, RedisCluster):
+        return list(client.info(section, target_nodes=RedisCluster.PRIMARIES).values())
+    return [client.info(section)]
 
 
 def run_footprint(
@@ -108,7 +117,7 @@ def _key_bytes(url: str, transactions: Sequence[Transaction]) -> dict[str, Any]:
     merchants = {txn.merchant_id for txn in transactions}
     sampled = {txn.txn_id for txn in transactions[:TXN_KEY_SAMPLE]}
     wanted = {b"card": cards, b"merchant": merchants, b"txn": sampled}
-    client = redis.Redis.from_url(url)
+    client = blocking_client(url, READ_TIMEOUT_S)
     try:
         keys = []
         for key in client.scan_iter(match="fs:{*", count=1000):
