@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
+from aiokafka.errors import IllegalStateError
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.settings import Settings
@@ -229,11 +230,19 @@ async def ack_unless_stale(
 
 
 async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int, int]]:
-    """(partition, position, high-water mark) of each owned partition of `topic` with both."""
+    """(partition, position, high-water mark) of each owned partition of `topic` with both.
+
+    A partition a rebalance revoked while we asked is left out: its position raises
+    `IllegalStateError`, which crashed the worker when a second one joined (issue 13 §2).
+    """
     positions = []
-    for tp in app.consumer.assignment():
+    for tp in list(app.consumer.assignment()):
         if tp.topic == topic:
-            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            try:
+                position = await app.consumer.position(tp)
+            except IllegalStateError:
+                continue
+            highwater = app.consumer.highwater(tp)
             if position is not None and highwater is not None:
                 positions.append((tp, position, highwater))
     return positions
