@@ -33,6 +33,7 @@ from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
     LABEL_BATCH_WITHIN_S,
+    commit_before_revoke,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -260,6 +261,7 @@ def run_worker(
     """Run one worker in the foreground until SIGTERM / Ctrl-C."""
     load_version(settings.registry_path, signing_key=settings.signing_key)  # fail fast: tampered?
     shorten_fetch_wait(settings.fetch_max_wait_ms)
+    commit_before_revoke()
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     print(f"metrics on {metrics.url}", flush=True)
