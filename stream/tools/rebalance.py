@@ -17,11 +17,10 @@ the first event:
 - *e2e p99*: of the `end_to_end` latency the decisions made in the window carry.
 
 Duplicates (txn_ids decided more than once) are listed with their input partition, the
-broker time of each decision, and the last event before the second one. Not only the kill
-makes them: in trials every rebalance, joins included, had records decided again by their
-next owner (a few dozen at 100/s), each copy with the same windows (the feature store is
-idempotent by txn_id). Faust commits the acked offsets when partitions are revoked; the
-records decided again were decided but not yet acked then (see bench/RESULTS.md).
+broker time of each decision, and the last event before the second one. Most come from
+the kill (what the dead worker decided after its last commit); a graceful rebalance still
+repeats a few (not traced further; bench/RESULTS.md), each copy with the same windows:
+the feature store is idempotent by txn_id.
 """
 
 from __future__ import annotations
