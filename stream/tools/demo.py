@@ -306,13 +306,18 @@ async def _threshold_history(
 def per_worker_throughput(workers: list[WorkerProcess], seconds: float) -> list[dict[str, Any]]:
     """Each worker's partitions (its last status) and the decisions it made (its own
     `fraudstream_decisions_total`, read from its /metrics while it still runs), per second
-    of the run: how the group shared the work."""
+    of the run: how the group shared the work. None for a worker that no longer answers."""
     rows = []
     for worker in workers:
-        decisions = int(worker_counters(worker, {"n": "fraudstream_decisions_total"})["n"])
+        try:
+            decisions: int | None = int(
+                worker_counters(worker, {"n": "fraudstream_decisions_total"})["n"])
+        except OSError:  # it died: the summary still comes, without its count
+            decisions = None
         rows.append({"name": worker.name, "partitions": worker.partitions() or [],
                      "decisions": decisions,
-                     "decisions_per_s": round(decisions / max(seconds, 1e-9), 1)})  # fmt: skip
+                     "decisions_per_s": None if decisions is None
+                     else round(decisions / max(seconds, 1e-9), 1)})  # fmt: skip
     return rows
 
 
@@ -320,6 +325,8 @@ def format_per_worker(per_worker: list[dict[str, Any]]) -> str:
     """One line per worker under the run summary."""
     return "\n".join(
         ["per worker:"]
-        + [f"  {row['name']}: partitions {row['partitions']}  {row['decisions']:,} decisions  "
-           f"{row['decisions_per_s']:,.1f}/s" for row in per_worker]
+        + [f"  {row['name']}: partitions {row['partitions']}  "
+           + ("no answer from its /metrics" if row["decisions"] is None else
+              f"{row['decisions']:,} decisions  {row['decisions_per_s']:,.1f}/s")
+           for row in per_worker]
     )  # fmt: skip
