@@ -26,6 +26,7 @@ from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.sim.replay import ReplayProgress, replay
 from fraudstream.stream.sim.streamfile import write_stream
+from fraudstream.stream.tools.chaos import worker_counters
 from fraudstream.stream.tools.cpu_usage import (
     CpuMeter,
     CpuSource,
@@ -213,6 +214,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
                 time.sleep(0.2)
             seconds = time.monotonic() - started
             cpu_seconds = cpu.seconds_by_role()
+            per_worker = per_worker_throughput(workers, seconds)
         finally:
             stop_workers(workers)
             follower.stop()
@@ -244,6 +246,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary["workers"], summary["partitions"] = options.workers, settings.partitions
     summary["malformed_produced"] = report.malformed_produced
     summary["footprint"] = footprint
+    summary["per_worker"] = per_worker
     write_run_folder(out, summary, follower.decisions, labels)
     (out / "dead_letters.jsonl").write_text(
         "".join(json.dumps(letter.to_dict()) + "\n" for letter in follower.dead_letters)
@@ -251,6 +254,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     write_decisions(out / DECISIONS_FILE, follower.decisions)
     write_threshold_history(out / THRESHOLD_HISTORY_FILE, recalibrations)
     print(format_summary(summary))
+    print(format_per_worker(per_worker))
     shadow = compare_shadow(follower.decisions, labels, settings.cost_model)
     if shadow is not None:
         (out / "shadow.json").write_text(json.dumps(shadow, indent=2) + "\n")
@@ -307,3 +311,32 @@ async def _threshold_history(
          **entry["state"]["figures"]}
         for entry in reversed(history)
     ]  # fmt: skip
+
+
+def per_worker_throughput(workers: list[WorkerProcess], seconds: float) -> list[dict[str, Any]]:
+    """Each worker's partitions (its last status) and the decisions it made (its own
+    `fraudstream_decisions_total`, read from its /metrics while it still runs), per second
+    of the run: how the group shared the work. None for a worker that no longer answers."""
+    rows = []
+    for worker in workers:
+        try:
+            decisions: int | None = int(
+                worker_counters(worker, {"n": "fraudstream_decisions_total"})["n"])
+        except OSError:  # it died: the summary still comes, without its count
+            decisions = None
+        rows.append({"name": worker.name, "partitions": worker.partitions() or [],
+                     "decisions": decisions,
+                     "decisions_per_s": None if decisions is None
+                     else round(decisions / max(seconds, 1e-9), 1)})  # fmt: skip
+    return rows
+
+
+def format_per_worker(per_worker: list[dict[str, Any]]) -> str:
+    """One line per worker under the run summary."""
+    return "\n".join(
+        ["per worker:"]
+        + [f"  {row['name']}: partitions {row['partitions']}  "
+           + ("no answer from its /metrics" if row["decisions"] is None else
+              f"{row['decisions']:,} decisions  {row['decisions_per_s']:,.1f}/s")
+           for row in per_worker]
+    )  # fmt: skip

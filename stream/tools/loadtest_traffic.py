@@ -42,19 +42,22 @@ PRODUCER_PROGRAM = (
 
 
 def build_step_records(
-    rates: Sequence[float], duration_s: float, seed: int
+    rates: Sequence[float], duration_s: float, seed: int, days: float | None = None
 ) -> list[list[tuple[str, bytes, bytes]]]:
     """(txn_id, card key, JSON value) per step: one generated stream sliced across steps.
 
     Every txn_id is unique in the run, so a decision belongs to exactly one step; a stream
     longer than `CYCLE_TRANSACTIONS` repeats with `-cN` ids and event times shifted by its
-    span, so per-card windows still see time move forward.
+    span, so per-card windows still see time move forward. `days`: the event-time span of
+    the generated stream (None: the generator's default).
     """
     from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 
     counts = [max(1, round(rate * duration_s)) for rate in rates]
     total = sum(counts)
     config = GeneratorConfig(transactions=max(100, min(total, CYCLE_TRANSACTIONS)), seed=seed)
+    if days is not None:
+        config = replace(config, days=days)
     base = generate_stream(config).transactions
     span = base[-1].event_time - base[0].event_time + 1.0
     flat = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import faust
+from aiokafka.errors import IllegalStateError
 
 from fraudstream.models.registry import load_version
 from fraudstream.stream.settings import Settings
@@ -32,6 +33,7 @@ from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
     LABEL_BATCH_WITHIN_S,
+    commit_before_revoke,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -229,11 +231,19 @@ async def ack_unless_stale(
 
 
 async def partition_positions(app: faust.App, topic: str) -> list[tuple[Any, int, int]]:
-    """(partition, position, high-water mark) of each owned partition of `topic` with both."""
+    """(partition, position, high-water mark) of each owned partition of `topic` with both.
+
+    A partition a rebalance revoked while we asked is left out: its position raises
+    `IllegalStateError`, which crashed the worker when a second one joined (issue 13 §2).
+    """
     positions = []
-    for tp in app.consumer.assignment():
+    for tp in list(app.consumer.assignment()):
         if tp.topic == topic:
-            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            try:
+                position = await app.consumer.position(tp)
+            except IllegalStateError:
+                continue
+            highwater = app.consumer.highwater(tp)
             if position is not None and highwater is not None:
                 positions.append((tp, position, highwater))
     return positions
@@ -251,6 +261,7 @@ def run_worker(
     """Run one worker in the foreground until SIGTERM / Ctrl-C."""
     load_version(settings.registry_path, signing_key=settings.signing_key)  # fail fast: tampered?
     shorten_fetch_wait(settings.fetch_max_wait_ms)
+    commit_before_revoke()
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     print(f"metrics on {metrics.url}", flush=True)

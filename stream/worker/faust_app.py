@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from fraudstream.stream.settings import PRODUCER_LINGER_MS, Settings
@@ -60,6 +61,24 @@ def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:
         return consumer
 
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def commit_before_revoke() -> None:
+    """Commit what was acked before Faust forgets the partitions a rebalance revokes.
+
+    faust-streaming 0.15's `Consumer.on_partitions_revoked` drops the revoked partitions'
+    acked offsets first and commits after (once its streams are done), so only what was
+    acked in between is committed: the offsets acked since the last commit timer were
+    decided again by the next owner, at every rebalance, joins included (issue 13 §2).
+    """
+    original = Consumer.on_partitions_revoked
+
+    async def on_partitions_revoked(self: Consumer, revoked: Any) -> None:
+        if not self.app.should_stop:  # stopping, Faust commits on its own way out
+            await self.commit()
+        await original(self, revoked)
+
+    Consumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
 
 
 def new_faust_app(

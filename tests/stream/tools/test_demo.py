@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 from fraudstream.stream.tools.demo import MALFORMED_RECORDS, DemoOptions, run_demo
+from fraudstream.stream.tools.run_files import DECISIONS_FILE
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
 
@@ -61,3 +63,27 @@ def _assert_footprint_is_sane(footprint: dict[str, Any], cards: set[str]) -> Non
     assert topics["labels"]["records_per_txn"] == 1.0, "the replay sends every label"
     for role in ("transactions", "decisions", "labels"):
         assert 50 < topics[role]["bytes_per_record"] < 5000, role
+
+
+@pytest.mark.integration
+def test_a_two_worker_demo_reports_each_workers_partitions_and_decisions(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    env, _ = setup_run(broker, redis_server, trained_registry, tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "demo"
+
+    summary = run_demo(Settings.from_env(), DemoOptions(transactions=2000, rate=500.0,
+                                                        workers=2, out=out))  # fmt: skip
+
+    per_worker = json.loads((out / "summary.json").read_text())["per_worker"]
+    assert per_worker == summary["per_worker"]
+    assert [row["name"] for row in per_worker] == ["worker-1", "worker-2"]
+    owned = [set(row["partitions"]) for row in per_worker]
+    assert all(owned) and not owned[0] & owned[1], per_worker
+    assert owned[0] | owned[1] == set(range(summary["partitions"])), per_worker
+    decision_records = len((out / DECISIONS_FILE).read_text().splitlines())
+    assert sum(row["decisions"] for row in per_worker) == decision_records >= 2000
+    assert all(row["decisions_per_s"] > 0 for row in per_worker), per_worker
