@@ -14,6 +14,7 @@ import pytest
 
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.redis_cluster import LocalRedisCluster
+from tests.support.worker_runs import REDIS_TEST_DATABASES
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +26,12 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
-    """A redis-server without persistence (``.url`` over TCP, ``.unix_url`` over a socket)."""
-    with EmbeddedRedis() as server:
+    """A redis-server without persistence (``.url`` over TCP, ``.unix_url`` over a socket).
+
+    Integration tests each take a fresh database (`tests.support.worker_runs.REDIS_DATABASES`);
+    the suite needs more than redis-server's default 16.
+    """
+    with EmbeddedRedis(options=["--databases", str(REDIS_TEST_DATABASES)]) as server:
         yield server
 
 

@@ -5,7 +5,6 @@ Shared by every worker test (tests/stream/worker/); waits are polls with a deadl
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import urllib.request
@@ -27,8 +26,11 @@ from fraudstream.stream.tools.workers import REPLAYED_HISTORY, WorkerProcess, wo
 from tests.support.redis_cluster import LocalRedisCluster, empty_redis_url
 from tests.support.signing import TEST_SIGNING_KEY
 
-#: One Redis database per test: the streams reuse txn and card ids across seeds.
-REDIS_DATABASES = itertools.count(1)
+#: Databases of the session's redis-server (tests/conftest.py).
+REDIS_TEST_DATABASES = 64
+#: One fresh Redis database per test, the streams reuse txn and card ids across seeds;
+#: 0-15 are left to the tests that name theirs (test_runtime, test_loadtest).
+REDIS_DATABASES = iter(range(16, REDIS_TEST_DATABASES))
 
 
 MALFORMED = [b"{broken", b'{"txn_id": "only-an-id"}', b"\x00\xff", b'{"amount": "ten"}']

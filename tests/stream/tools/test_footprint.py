@@ -10,6 +10,7 @@ from fraudstream.features.redis_cluster import blocking_client
 from fraudstream.stream.tools.footprint import RedisCounters
 from fraudstream.stream.tools.services import EmbeddedRedis
 from tests.support.redis_cluster import LocalRedisCluster, empty_redis_url
+from tests.support.worker_runs import REDIS_DATABASES
 
 KEYS = 60  # enough that each of three masters owns some (checked below)
 
@@ -17,7 +18,7 @@ KEYS = 60  # enough that each of three masters owns some (checked below)
 def test_counters_count_every_command_and_byte_the_run_sent(
     any_redis: EmbeddedRedis | LocalRedisCluster,
 ) -> None:
-    url = empty_redis_url(any_redis, database=5)
+    url = empty_redis_url(any_redis, next(REDIS_DATABASES))
     before = RedisCounters.read(url)
     with blocking_client(url, timeout_s=5.0) as client:
         for index in range(KEYS):
