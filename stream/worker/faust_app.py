@@ -64,18 +64,26 @@ def shorten_fetch_wait(fetch_max_wait_ms: int) -> None:
 
 
 def commit_before_revoke() -> None:
-    """Commit what was acked before Faust forgets the partitions a rebalance revokes.
+    """Finish and commit the work in flight before Faust forgets the revoked partitions.
 
     faust-streaming 0.15's `Consumer.on_partitions_revoked` drops the revoked partitions'
-    acked offsets first and commits after (once its streams are done), so only what was
-    acked in between is committed: the offsets acked since the last commit timer were
-    decided again by the next owner, at every rebalance, joins included (issue 13 §2).
+    acked offsets first, and only then lets the app stop taking records, wait for the
+    records in flight to be acked and commit. So what was acked since the last commit
+    timer, and the batch being decided when the rebalance began, were decided again by the
+    next owner at every rebalance, joins included (issue 13 §2). Here the app's own first
+    steps (stop the flow, pause, drop what is buffered and not started) run before that,
+    and `wait_empty` waits for the records in flight and commits while their acks still
+    count; Faust's revoke then repeats those steps with nothing left to do.
     """
     original = Consumer.on_partitions_revoked
 
     async def on_partitions_revoked(self: Consumer, revoked: Any) -> None:
         if not self.app.should_stop:  # stopping, Faust commits on its own way out
-            await self.commit()
+            self.stop_flow()
+            self.app.flow_control.suspend()
+            self.pause_partitions(self.assignment())
+            self.app.flow_control.clear()
+            await self.wait_empty()
         await original(self, revoked)
 
     Consumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
