@@ -25,7 +25,7 @@ from typing import Any
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.faults import ChaosServices
-from fraudstream.stream.tools.loadtest_report import describe_machine
+from fraudstream.stream.tools.loadtest_report import describe_machine, provenance_lines
 from fraudstream.stream.tools.rebalance import SCHEDULE, RebalanceOptions, run_rebalance
 
 
@@ -41,15 +41,12 @@ def _row(name: str, figures: dict[str, Any], extra: str) -> str:
 
 def format_markdown(result: dict[str, Any]) -> str:
     """The run as a Markdown table: the steady window, then one row per event."""
-    report, machine, options = result["report"], result["machine"], result["report"]["options"]
+    report, options = result["report"], result["report"]["options"]
     production_s = options["spacing_s"] * (len(SCHEDULE) + 1)
     lines = [
         "# Workers joining and leaving under load (issue 13 §2)",
         "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python "
-        f"{machine['python']}  ",
-        f"Date: {result['date']}",
+        *provenance_lines(result),
         "",
         f"{options['partitions']} partitions, {options['rate']:g} transactions/s "
         f"({report['produced_tps']} achieved) for {production_s:g} s, one event "

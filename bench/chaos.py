@@ -30,7 +30,7 @@ from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.chaos import FAULTS, ChaosOptions, run_fault
 from fraudstream.stream.tools.faults import ChaosServices
-from fraudstream.stream.tools.loadtest_report import describe_machine
+from fraudstream.stream.tools.loadtest_report import describe_machine, provenance_lines
 
 HANG_WORKER = ("bench.chaos_worker",)
 #: `--quick`: a few hundred records per row, short faults (a smoke test of the bench).
@@ -101,14 +101,10 @@ def row_notes(row: dict[str, Any]) -> list[str]:
 
 
 def format_markdown(result: dict[str, Any]) -> str:
-    machine = result["machine"]
     lines = [
         "# Chaos: faults against real services (issue 10 §9)",
         "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python "
-        f"{machine['python']}  ",
-        f"Date: {result['date']}",
+        *provenance_lines(result),
         "",
         "One worker per row on a fresh embedded Tansu broker and redis-server, fresh topics "
         f"(one partition), {result['options']['rate']:g} records/s for "

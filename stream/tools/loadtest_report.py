@@ -134,6 +134,17 @@ def describe_machine() -> dict[str, Any]:
     }
 
 
+def provenance_lines(result: dict[str, Any]) -> list[str]:
+    """A bench report's Markdown header lines: the command, the machine and the date."""
+    machine = result["machine"]
+    return [
+        f"Command: `{result['command']}`  ",
+        f"Machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python "
+        f"{machine['python']}  ",
+        f"Date: {result['date']}",
+    ]
+
+
 def _systems(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every system's figures by name, the system under test first."""
     keys = ("max_sustainable_tps", "stopped_after_tps", "stop_reason", "steps")
