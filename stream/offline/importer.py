@@ -38,6 +38,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_DAYS
+from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.features.transaction import (
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -65,7 +67,6 @@ TIME_FORMATS = ("auto", "iso", "epoch", "epoch_ms")
 FRAUD_FLAGS = {"1": True, "1.0": True, "true": True, "t": True, "yes": True, "y": True,
                "0": False, "0.0": False, "false": False, "f": False, "no": False,
                "n": False}  # fmt: skip
-DAY_S = 86_400.0
 
 
 class ImportRefused(ValueError):
@@ -79,7 +80,7 @@ class ImportOptions:
 
     columns: Mapping[str, str]
     time_format: str = "auto"
-    label_delay_days: float = 7.0
+    label_delay_days: float = DEFAULT_LABEL_DELAY_DAYS
     currency: str = "USD"
     country: str = "US"
     channel: str = "pos"
@@ -309,11 +310,13 @@ def _row_label(row: _Row, txn: Transaction, delay_days: float) -> Label | None:
     if is_fraud is None:
         return None
     label_time = row.seconds("label_time")
+    if label_time is None:
+        label_time = txn.event_time + delay_days * SECONDS_PER_DAY
     return parse_label({
         "txn_id": txn.txn_id,
         "is_fraud": is_fraud,
         "scenario": row.text("scenario", "imported" if is_fraud else "legit"),
-        "label_time": txn.event_time + delay_days * DAY_S if label_time is None else label_time,
+        "label_time": label_time,
     })  # fmt: skip
 
 
