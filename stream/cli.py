@@ -147,7 +147,6 @@ def _print_registered(registry: Path, version: str) -> None:
     print(f"registered model {version} in {registry} (now live)")
 
 
-
 def _import(args: argparse.Namespace, rejects: RejectedRecords) -> int:
     options = ImportOptions(
         columns=args.map, time_format=args.time_format, label_delay_days=args.label_delay_days,
@@ -699,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_import_parser(commands: Any) -> None:
     """`fraudstream import`: its options and their defaults (stream/offline/importer.py)."""
+    defaults = ImportOptions  # the dataclass's field defaults, read as class attributes
     parser = commands.add_parser(
         "import", help="turn your CSV or Parquet into a stream file and its labels"
     )
@@ -715,20 +715,22 @@ def add_import_parser(commands: Any) -> None:
              "that cannot be imported to <stem>.rejected.jsonl",
     )  # fmt: skip
     parser.add_argument(
-        "--time-format", default="auto",
+        "--time-format", default=defaults.time_format,
         help="auto (ISO 8601 or epoch seconds; the default), iso, epoch, epoch_ms, or a "
              "strptime format such as '%%d/%%m/%%Y %%H:%%M'; times without a zone are UTC",
     )  # fmt: skip
     parser.add_argument(
-        "--label-delay-days", type=float, default=7.0,
+        "--label-delay-days", type=float, default=defaults.label_delay_days,
         help="label_time is the event time plus this when label_time is not mapped (7)",
     )  # fmt: skip
-    parser.add_argument("--currency", default="USD", help="where unmapped or empty (USD)")
-    parser.add_argument("--country", default="US", help="where unmapped or empty (US)")
-    parser.add_argument("--channel", default="pos", help="pos, ecom or atm, where unmapped "
-                        "or empty (pos)")  # fmt: skip
-    parser.add_argument("--delimiter", default=",", help="of the CSV (,)")
-    parser.add_argument("--encoding", default="utf-8-sig",
+    parser.add_argument("--currency", default=defaults.currency,
+                        help="where unmapped or empty (USD)")  # fmt: skip
+    parser.add_argument("--country", default=defaults.country,
+                        help="where unmapped or empty (US)")  # fmt: skip
+    parser.add_argument("--channel", default=defaults.channel,
+                        help="pos, ecom or atm, where unmapped or empty (pos)")  # fmt: skip
+    parser.add_argument("--delimiter", default=defaults.delimiter, help="of the CSV (,)")
+    parser.add_argument("--encoding", default=defaults.encoding,
                         help="of the CSV (utf-8, with or without a byte-order mark)")  # fmt: skip
     _add_strict_argument(parser)
     parser.set_defaults(run=_setting_aside("import", _import, beside="out"))
