@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fraudstream.features.builder import FeatureMatrix
+from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_DAYS
 from fraudstream.models.ensemble import EnsembleWeights
 from fraudstream.models.metrics import (
     auc_pr,
@@ -40,7 +41,6 @@ from fraudstream.stream.offline.feature_cache import FeatureCache
 from fraudstream.stream.offline.protocol import HeldOutPeriod, known_compromised
 from fraudstream.stream.offline.training import load_labelled_stream, score_all
 from fraudstream.stream.served_features import trained_label_delay_s
-from fraudstream.stream.settings import Settings
 from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.thresholds.cost import CostModel, evaluate_thresholds
 from fraudstream.thresholds.optimise import Constraints, optimise_thresholds
@@ -51,8 +51,6 @@ MODEL_NAMES = (*ModelName, "ensemble", "rules")
 SCENARIO_ALERT_FPR = 0.01
 #: Cards a day's alerts hold in the fixed-k card precision (the Handbook's k).
 CARD_ALERTS_PER_DAY = 100
-#: FRAUDSTREAM_LABEL_DELAY_DAYS when unset.
-DEFAULT_LABEL_DELAY_DAYS = Settings.label_delay_days
 
 
 class NoHeldOutTransactions(ValueError):

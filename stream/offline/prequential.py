@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.features.definitions import DEFAULT_LABEL_DELAY_DAYS
 from fraudstream.features.geo import SECONDS_PER_DAY
 from fraudstream.stream.offline.evaluation import (
-    DEFAULT_LABEL_DELAY_DAYS,
     MODEL_NAMES,
     held_out_rows,
     iso_time,
