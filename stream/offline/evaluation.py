@@ -68,14 +68,25 @@ def iso_time(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat()
 
 
-def held_out_rows(
-    matrix: FeatureMatrix, times: NDArray[np.float64], period: HeldOutPeriod, delay_days: float
-) -> tuple[NDArray[np.bool_], int]:
-    """The labelled rows of `period` whose card is not known compromised on their day, and
-    how many labelled rows of the period were left out as known compromised."""
+def known_compromised_rows(
+    matrix: FeatureMatrix, times: NDArray[np.float64], delay_days: float
+) -> NDArray[np.bool_]:
+    """`known_compromised` for every row of `matrix`: the same for any period, so computed
+    once per stream."""
     cards = [txn.card_id for txn in matrix.transactions]
+    return known_compromised(cards, times, matrix.is_fraud, delay_days)
+
+
+def held_out_rows(
+    matrix: FeatureMatrix,
+    times: NDArray[np.float64],
+    period: HeldOutPeriod,
+    known: NDArray[np.bool_],
+) -> tuple[NDArray[np.bool_], int]:
+    """The labelled rows of `period` whose card is not `known` compromised on their day
+    (`known_compromised_rows`), and how many labelled rows of the period were left out as
+    known compromised."""
     in_period = ~np.isnan(matrix.is_fraud) & period.holds(times)
-    known = known_compromised(cards, times, matrix.is_fraud, delay_days)
     return in_period & ~known, int((in_period & known).sum())
 
 
@@ -167,7 +178,8 @@ def evaluate_from_file(
     times = np.array([txn.event_time for txn in matrix.transactions])
     valid_end = models.metadata["split"]["valid_end"]
     period = HeldOutPeriod.after(valid_end, delay_days, float(times.max()))
-    rows, known = held_out_rows(matrix, times, period, delay_days)
+    known_rows = known_compromised_rows(matrix, times, delay_days)
+    rows, known = held_out_rows(matrix, times, period, known_rows)
     if not rows.any():
         raise NoHeldOutTransactions(
             f"no labelled transactions in {data} from {iso_time(period.start)} on: that is one "

@@ -21,6 +21,7 @@ from fraudstream.stream.offline.evaluation import (
     MODEL_NAMES,
     held_out_rows,
     iso_time,
+    known_compromised_rows,
     period_report,
 )
 from fraudstream.stream.offline.protocol import ProtocolError, prequential_periods
@@ -80,10 +81,11 @@ def evaluate_prequential(
     times = np.array([txn.event_time for txn in matrix.transactions])
     first_event = float(times.min())
     periods = prequential_periods(first_event, float(times.max()), folds, fold_days, delay_days)
+    known_rows = known_compromised_rows(matrix, times, delay_days)
     fold_reports = []
     for number, period in enumerate(periods, start=1):
         label = f"fold {number} of {folds} (test from {iso_time(period.start)})"
-        rows, known = held_out_rows(matrix, times, period, delay_days)
+        rows, known = held_out_rows(matrix, times, period, known_rows)
         if not rows.any():
             raise ProtocolError(f"{label}: no labelled transactions to test in {data}")
         split = TimeSplit.ending_at(first_event, period.fit_end)
