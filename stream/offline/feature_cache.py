@@ -40,7 +40,8 @@ CACHE_FOLDER = "feature-cache"
 #: Matrices kept per registry (one per stream file and `since`, typically).
 KEPT_ENTRIES = 4
 _TEXT_COLUMNS = ("txn_id", "card_id", "merchant_id", "currency", "country", "channel")
-_NUMBER_COLUMNS = ("amount", "event_time")
+#: Stored as float64; a missing lat/lon (None) as NaN.
+_NUMBER_COLUMNS = ("amount", "event_time", "lat", "lon")
 
 
 def feature_definition() -> str:
@@ -89,8 +90,6 @@ def _columns(matrix: FeatureMatrix) -> dict[str, NDArray[np.generic]]:
     ):
         arrays[f"{name}_values"], arrays[f"{name}_codes"] = _categories(values)
     for column in _NUMBER_COLUMNS:
-        arrays[column] = np.array([getattr(t, column) for t in txns], dtype=np.float64)
-    for column in ("lat", "lon"):
         arrays[column] = np.array([getattr(t, column) for t in txns], dtype=np.float64)
     return arrays
 
