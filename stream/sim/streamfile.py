@@ -214,13 +214,13 @@ def csv_rows(
         yield reader.line_num, row
 
 
-def parquet_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+def parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(row number, row as a dict) of a Parquet file, a batch at a time: a large file is
     never all in memory. A file pyarrow cannot read raises `InvalidTransaction`."""
     pa = _pyarrow()
     number = 0
     try:
-        for batch in pa.parquet.ParquetFile(path).iter_batches(PARQUET_BATCH_ROWS, columns=columns):
+        for batch in pa.parquet.ParquetFile(path).iter_batches(PARQUET_BATCH_ROWS):
             for row in batch.to_pylist():
                 number += 1
                 yield number, row
