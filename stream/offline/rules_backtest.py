@@ -19,10 +19,8 @@ from fraudstream.stream.served_features import trained_label_delay_s
 from fraudstream.stream.sim.rejected import RejectedRecords
 from fraudstream.stream.sim.streamfile import (
     labels_path_for,
-    read_labels,
     read_mixed_jsonl,
     read_stream_file,
-    read_transactions,
 )
 from fraudstream.thresholds.cost import CostModel
 from fraudstream.thresholds.rules import load_rules
@@ -35,13 +33,9 @@ def read_history(
     """Transactions of `data` and their labels: from `labels` when given, else from the
     labels file beside `data`, else from the label records inside a JSONL `data`. Records
     that break the contract go to `rejects` (see `read_stream_file`)."""
-    if labels is not None:
-        transactions = read_transactions(data, rejects)
-        known = {txn.txn_id for txn in transactions}
-        return transactions, read_labels(labels, rejects, known)
-    if data.suffix == ".jsonl" and not labels_path_for(data).exists():
+    if labels is None and data.suffix == ".jsonl" and not labels_path_for(data).exists():
         return read_mixed_jsonl(data, rejects)
-    return read_stream_file(data, rejects)
+    return read_stream_file(data, rejects, labels)
 
 
 def backtest_from_file(

@@ -282,17 +282,19 @@ def read_labels(
 
 
 def read_stream_file(
-    path: Path, rejects: RejectedRecords | None = None
+    path: Path, rejects: RejectedRecords | None = None, labels_path: Path | None = None
 ) -> tuple[list[Transaction], list[Label]]:
-    """Transactions from JSONL, CSV or Parquet, and the labels file beside it (or none);
-    errors as `read_transactions`'.
+    """Transactions from JSONL, CSV or Parquet, and their labels: from `labels_path` when
+    given, else from the labels file beside `path` (or none); errors as
+    `read_transactions`'.
 
-    A missing labels file is not an error: a real feed may come without truth.
+    A missing labels file beside `path` is not an error: a real feed may come without truth.
     """
     transactions = read_transactions(path, rejects)
-    labels_path = labels_path_for(path)
-    if not labels_path.exists():
-        return transactions, []
+    if labels_path is None:
+        labels_path = labels_path_for(path)
+        if not labels_path.exists():
+            return transactions, []
     return transactions, read_labels(labels_path, rejects, {txn.txn_id for txn in transactions})
 
 
