@@ -79,8 +79,14 @@ from fraudstream.features.windows import (
 
 log = logging.getLogger(__name__)
 
-#: Keys live this long (wall clock) after their last write: past the longest window.
-KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
+
+def _key_ttl_seconds(retention_seconds: float) -> int:
+    """How long (wall clock) a key lives after its last write: a day past its retention."""
+    return int(retention_seconds) + 86_400
+
+
+#: Card and score keys live this long after their last write: past the longest window.
+KEY_TTL_SECONDS = _key_ttl_seconds(RETENTION_SECONDS)
 #: After a failed round trip Redis is left alone this long: meanwhile batches are decided
 #: degraded at once instead of each waiting for the client's timeout.
 PAUSE_AFTER_FAILURE_S = 1.0
@@ -333,7 +339,7 @@ class RedisFeatureStore:
         self._client = client
         self.label_delay_s = label_delay_s
         self._merchant_retention = merchant_retention_seconds(label_delay_s)
-        self._merchant_ttl = int(self._merchant_retention) + 86_400
+        self._merchant_ttl = _key_ttl_seconds(self._merchant_retention)
         self.cache = cache
         self.gate = gate if gate is not None else RedisGate()
         self._scripts = PipelineScripts(
