@@ -60,7 +60,7 @@ from fraudstream.features.redis_client import (
     execute_commands,
     redis_client,
 )
-from fraudstream.features.redis_cluster import SomeCommandsFailed
+from fraudstream.features.redis_cluster import PAUSE_AFTER_FAILURE_S, SomeCommandsFailed
 from fraudstream.features.stores import (
     FeatureStoreError,
     FeatureStorePartlyUnavailable,
@@ -87,9 +87,6 @@ def _key_ttl_seconds(retention_seconds: float) -> int:
 
 #: Card and score keys live this long after their last write: past the longest window.
 KEY_TTL_SECONDS = _key_ttl_seconds(RETENTION_SECONDS)
-#: After a failed round trip Redis is left alone this long: meanwhile batches are decided
-#: degraded at once instead of each waiting for the client's timeout.
-PAUSE_AFTER_FAILURE_S = 1.0
 GENERATION_KEY = "fs:generation"
 
 _CLAIM_GENERATION = """
