@@ -28,7 +28,7 @@ from fraudstream.features.definitions import (
     FEATURE_NAMES,
     MERCHANT_COUNT_WINDOW_SECONDS,
     MERCHANT_FEATURE_NAMES,
-    MERCHANT_RISK_WINDOWS,
+    MERCHANT_RISK_WINDOW_SECONDS,
     NO_MERCHANT_HISTORY,
     MerchantCounts,
     card_features,
@@ -37,7 +37,6 @@ from fraudstream.features.definitions import (
 from fraudstream.features.merchant_windows import merchant_feature_columns
 from fraudstream.features.transaction import Label, Transaction
 from fraudstream.features.windows import (
-    WINDOWS,
     CardEvent,
     CardHistory,
     MerchantHistory,
@@ -74,7 +73,7 @@ class PointInTimeState:
             return NO_MERCHANT_HISTORY
         t = txn.event_time
         end = t - self.label_delay_s
-        starts = [end - WINDOWS[window] for window in MERCHANT_RISK_WINDOWS]
+        starts = [end - length for length in MERCHANT_RISK_WINDOW_SECONDS]
         return MerchantCounts(
             txn_count_1d=history.transactions_between(
                 t - MERCHANT_COUNT_WINDOW_SECONDS, t, txn.txn_id

@@ -25,6 +25,8 @@ MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
 #: Windows of the merchant risk features, shortest first: each ends a label delay before
 #: the transaction, so a fraud of the window has had that long to be reported.
 MERCHANT_RISK_WINDOWS: tuple[str, ...] = ("1d", "7d", "30d")
+#: Their lengths in seconds, in the same order.
+MERCHANT_RISK_WINDOW_SECONDS: tuple[float, ...] = tuple(WINDOWS[w] for w in MERCHANT_RISK_WINDOWS)
 #: The label delay D of `FRAUDSTREAM_LABEL_DELAY_DAYS` when unset.
 DEFAULT_LABEL_DELAY_DAYS = 7.0
 DEFAULT_LABEL_DELAY_S = DEFAULT_LABEL_DELAY_DAYS * SECONDS_PER_DAY

@@ -32,10 +32,9 @@ from numpy.typing import NDArray
 from fraudstream.features.definitions import (
     MERCHANT_COUNT_WINDOW_SECONDS,
     MERCHANT_FEATURE_NAMES,
-    MERCHANT_RISK_WINDOWS,
+    MERCHANT_RISK_WINDOW_SECONDS,
 )
 from fraudstream.features.transaction import Label, Transaction
-from fraudstream.features.windows import WINDOWS
 
 
 def first_fraud_labels(labels: Sequence[Label]) -> dict[str, float]:
@@ -75,8 +74,8 @@ def merchant_feature_columns(
         end = t - label_delay_s
         known_from = np.searchsorted(t, label_times, "right")  # first row with t > l
         inside_from = np.maximum(np.searchsorted(end, fraud_times, "right"), known_from)
-        for position, window in enumerate(MERCHANT_RISK_WINDOWS):
-            start = end - WINDOWS[window]
+        for position, length in enumerate(MERCHANT_RISK_WINDOW_SECONDS):
+            start = end - length
             txns = np.searchsorted(t, end, "left") - np.searchsorted(t, start, "left")
             change = np.zeros(len(rows) + 1, dtype=np.int64)
             inside_to = np.searchsorted(start, fraud_times, "right")

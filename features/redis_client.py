@@ -135,9 +135,9 @@ class PipelineScripts:
 
     async def _execute(self, build: Callable[[list[str]], list[Command]]) -> list[Any]:
         if isinstance(self._client, ClusterClient):  # NOSCRIPT is handled per master there
-            return await execute_on_cluster(
-                self._client, build(script_shas(self._sources)), self._sources
-            )
+            if self._shas is None:
+                self._shas = script_shas(self._sources)
+            return await execute_on_cluster(self._client, build(self._shas), self._sources)
         if self._shas is None:
             self._shas = [await self._client.script_load(source) for source in self._sources]
         return await execute_commands(self._client, build(self._shas))

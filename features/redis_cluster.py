@@ -45,7 +45,9 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-#: A master that failed is not asked again for this long (as `RedisGate` does for one Redis).
+#: After a failed round trip a master, or a single Redis (`RedisGate`, features/store.py), is
+#: left alone this long: meanwhile its commands fail at once instead of each waiting for the
+#: client's timeout.
 PAUSE_AFTER_FAILURE_S = 1.0
 #: Commands without a key: sent to any master.
 _KEYLESS = frozenset({"PING", "ECHO", "DEBUG", "TIME", "SCRIPT", "INFO", "DBSIZE"})

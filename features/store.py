@@ -48,6 +48,7 @@ from numpy.typing import NDArray
 from fraudstream.features.definitions import (
     DEFAULT_LABEL_DELAY_S,
     MERCHANT_COUNT_WINDOW_SECONDS,
+    MERCHANT_RISK_WINDOW_SECONDS,
     MERCHANT_RISK_WINDOWS,
     MerchantCounts,
     feature_vector,
@@ -59,7 +60,7 @@ from fraudstream.features.redis_client import (
     execute_commands,
     redis_client,
 )
-from fraudstream.features.redis_cluster import SomeCommandsFailed
+from fraudstream.features.redis_cluster import PAUSE_AFTER_FAILURE_S, SomeCommandsFailed
 from fraudstream.features.stores import (
     FeatureStoreError,
     FeatureStorePartlyUnavailable,
@@ -71,7 +72,6 @@ from fraudstream.features.windows import (
     MAX_CARD_EVENTS,
     RETENTION_SECONDS,
     STORED_CARD_EVENTS,
-    WINDOWS,
     CardEvent,
     CardHistory,
     merchant_retention_seconds,
@@ -79,13 +79,14 @@ from fraudstream.features.windows import (
 
 log = logging.getLogger(__name__)
 
-#: Keys live this long (wall clock) after their last write: past the longest window.
-KEY_TTL_SECONDS = int(RETENTION_SECONDS) + 86_400
-#: The merchant script's risk windows (its last arguments), shortest first.
-_MERCHANT_RISK_WINDOW_SECONDS = [WINDOWS[window] for window in MERCHANT_RISK_WINDOWS]
-#: After a failed round trip Redis is left alone this long: meanwhile batches are decided
-#: degraded at once instead of each waiting for the client's timeout.
-PAUSE_AFTER_FAILURE_S = 1.0
+
+def _key_ttl_seconds(retention_seconds: float) -> int:
+    """How long (wall clock) a key lives after its last write: a day past its retention."""
+    return int(retention_seconds) + 86_400
+
+
+#: Card and score keys live this long after their last write: past the longest window.
+KEY_TTL_SECONDS = _key_ttl_seconds(RETENTION_SECONDS)
 GENERATION_KEY = "fs:generation"
 
 _CLAIM_GENERATION = """
@@ -335,7 +336,7 @@ class RedisFeatureStore:
         self._client = client
         self.label_delay_s = label_delay_s
         self._merchant_retention = merchant_retention_seconds(label_delay_s)
-        self._merchant_ttl = int(self._merchant_retention) + 86_400
+        self._merchant_ttl = _key_ttl_seconds(self._merchant_retention)
         self.cache = cache
         self.gate = gate if gate is not None else RedisGate()
         self._scripts = PipelineScripts(
@@ -386,7 +387,7 @@ class RedisFeatureStore:
                     ("EVALSHA", record_merchant, 3, *_merchant_keys(txn.merchant_id),
                      txn.txn_id, txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS,
                      self.label_delay_s, self._merchant_retention, self._merchant_ttl,
-                     *_MERCHANT_RISK_WINDOW_SECONDS),
+                     *MERCHANT_RISK_WINDOW_SECONDS),
                     ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl),
                 )  # fmt: skip
             return queued

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fraudstream.features.geo import SECONDS_PER_DAY, is_night, is_weekend, local_hour_and_weekday
 from fraudstream.features.transaction import Transaction
@@ -173,6 +174,19 @@ def merchant_retention_seconds(label_delay_s: float) -> float:
     return label_delay_s + RETENTION_SECONDS
 
 
+#: A merchant's transaction key `(event_time, txn_id)` or fraud `(event_time, txn_id, label_time)`.
+_Entry = TypeVar("_Entry", tuple[float, str], tuple[float, str, float])
+
+
+def _drop_before(cutoff: tuple[float, str], entries: list[_Entry], txn_ids: set[str]) -> None:
+    """Drop the sorted `(event_time, txn_id, ...)` entries below `cutoff`, and their ids."""
+    stale = bisect.bisect_left(entries, cutoff)
+    if stale:
+        for entry in entries[:stale]:
+            txn_ids.discard(entry[1])
+        del entries[:stale]
+
+
 class MerchantHistory:
     """A merchant's transactions and fraud labels, both keyed by the transaction's event time.
 
@@ -197,16 +211,8 @@ class MerchantHistory:
         bisect.insort(self._txn_keys, (event_time, txn_id))
         self._txn_ids.add(txn_id)
         cutoff = (self._txn_keys[-1][0] - self._retention, "")
-        stale = bisect.bisect_left(self._txn_keys, cutoff)
-        if stale:
-            for _, old_id in self._txn_keys[:stale]:
-                self._txn_ids.discard(old_id)
-            del self._txn_keys[:stale]
-        stale = bisect.bisect_left(self._frauds, cutoff)
-        if stale:
-            for _, old_id, _ in self._frauds[:stale]:
-                self._fraud_ids.discard(old_id)
-            del self._frauds[:stale]
+        _drop_before(cutoff, self._txn_keys, self._txn_ids)
+        _drop_before(cutoff, self._frauds, self._fraud_ids)
         return True
 
     def add_fraud_label(self, event_time: float, txn_id: str, label_time: float) -> bool:
