@@ -14,10 +14,7 @@ Writes `--json` (bench/rebalance/rebalance.json) and `--markdown` (bench/rebalan
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,8 +22,8 @@ from typing import Any
 from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.faults import ChaosServices
-from fraudstream.stream.tools.loadtest_report import describe_machine, provenance_lines
-from fraudstream.stream.tools.rebalance import SCHEDULE, RebalanceOptions, run_rebalance
+from fraudstream.stream.tools.loadtest_report import provenance, provenance_lines
+from fraudstream.stream.tools.rebalance import RebalanceOptions, run_rebalance
 
 
 def _ms(value: float | None) -> str:
@@ -42,7 +39,7 @@ def _row(name: str, figures: dict[str, Any], extra: str) -> str:
 def format_markdown(result: dict[str, Any]) -> str:
     """The run as a Markdown table: the steady window, then one row per event."""
     report, options = result["report"], result["report"]["options"]
-    production_s = options["spacing_s"] * (len(SCHEDULE) + 1)
+    production_s = RebalanceOptions(**options).production_s
     lines = [
         "# Workers joining and leaving under load (issue 13 §2)",
         "",
@@ -95,17 +92,13 @@ def main() -> None:
     print(trained, flush=True)
     with ChaosServices.running() as services:
         report = run_rebalance(services, settings.registry_path, signing_key, options, run_root)
-    result = {
-        "command": shlex.join(["python", "-m", "bench.bench_rebalance", *sys.argv[1:]]),
-        "machine": describe_machine(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "report": report,
-    }  # fmt: skip
+    result = {**provenance("bench.bench_rebalance"), "report": report}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(format_markdown(result))
-    print(format_markdown(result))
+    markdown = format_markdown(result)
+    args.markdown.write_text(markdown)
+    print(markdown)
     print(f"wrote {args.json} and {args.markdown}; worker logs in {run_root}")
 
 

@@ -17,10 +17,7 @@ Writes `--json` (bench/chaos/chaos.json) and `--markdown` (bench/CHAOS.md).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +27,7 @@ from fraudstream.stream.offline.training import ensure_trained_model
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.tools.chaos import FAULTS, ChaosOptions, run_fault
 from fraudstream.stream.tools.faults import ChaosServices
-from fraudstream.stream.tools.loadtest_report import describe_machine, provenance_lines
+from fraudstream.stream.tools.loadtest_report import provenance, provenance_lines
 
 HANG_WORKER = ("bench.chaos_worker",)
 #: `--quick`: a few hundred records per row, short faults (a smoke test of the bench).
@@ -156,9 +153,7 @@ def main() -> None:
     run_root = Path(tempfile.mkdtemp(prefix="fraudstream-chaos-"))
     rows = run(faults, options, run_root)
     result = {
-        "command": shlex.join(["python", "-m", "bench.chaos", *sys.argv[1:]]),
-        "machine": describe_machine(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **provenance("bench.chaos"),
         "options": asdict(options), "worker_logs": str(run_root), "rows": rows,
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -134,9 +134,10 @@ class CapacityInputError(ValueError):
     """An input file is missing or lacks a figure; the message names the command to run."""
 
 
-def workers_for(rate: float, worker_tps: float) -> int:
-    """Worker processes for `rate` at `worker_tps` each (at least one)."""
-    return max(1, math.ceil(rate / worker_tps - 1e-9))
+def units_for(amount: float, per_unit: float, minimum: int = 1) -> int:
+    """Whole units (workers, shards, broker nodes) of `per_unit` each that carry `amount`,
+    at least `minimum`; a ratio a rounding error above a whole number adds no unit."""
+    return max(minimum, math.ceil(amount / per_unit - 1e-9))
 
 
 def plan(
@@ -148,7 +149,7 @@ def plan(
         raise CapacityInputError("need 0 < --avg-tps <= --peak-tps, cards >= 1, a worker rate > 0")
     a = assumptions
     design = peak_tps * a.spike_factor
-    workers_design = workers_for(design, measured.worker_tps)
+    workers_design = units_for(design, measured.worker_tps)
     events_per_card = avg_tps * measured.card_retention_s / a.cards
     bytes_per_card = measured.card_bytes_fixed + measured.card_bytes_per_event * events_per_card
     redis_bytes = {
@@ -159,13 +160,13 @@ def plan(
     redis_gib = {name: value / GIB for name, value in redis_bytes.items()}
     redis_gib["total"] = sum(redis_gib.values())
     redis_cores = design * measured.redis_cpu_s_per_txn
-    shards_cpu = max(1, math.ceil(redis_cores / a.redis_cpu_target - 1e-9))
-    shards_memory = max(1, math.ceil(redis_gib["total"] / a.redis_max_gib_per_shard - 1e-9))
+    shards_cpu = units_for(redis_cores, a.redis_cpu_target)
+    shards_memory = units_for(redis_gib["total"], a.redis_max_gib_per_shard)
     shards = max(shards_cpu, shards_memory)
     bytes_per_txn = sum(measured.topic_bytes_per_txn.values())
     write_mb_s = design * bytes_per_txn / 1e6
     replicated = write_mb_s * a.replication
-    brokers = max(a.broker_min_nodes, math.ceil(replicated / a.broker_mb_s_per_node - 1e-9))
+    brokers = units_for(replicated, a.broker_mb_s_per_node, a.broker_min_nodes)
     retention_s = a.broker_retention_days * SECONDS_PER_DAY
     storage_gb = avg_tps * bytes_per_txn * retention_s * a.replication / GB
     redis_nodes = shards * (1 + a.redis_replicas)
@@ -173,8 +174,8 @@ def plan(
                        a, prices)  # fmt: skip
     return CapacityPlan(
         peak_tps=peak_tps, avg_tps=avg_tps, design_tps=design,
-        workers_avg=workers_for(avg_tps, measured.worker_tps),
-        workers_peak=workers_for(peak_tps, measured.worker_tps),
+        workers_avg=units_for(avg_tps, measured.worker_tps),
+        workers_peak=units_for(peak_tps, measured.worker_tps),
         workers_design=workers_design, partitions=workers_design,
         worker_cores_busy_design=design * measured.worker_cpu_s_per_txn,
         worker_vcpus=workers_design * a.worker_vcpus,

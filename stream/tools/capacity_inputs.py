@@ -154,7 +154,10 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Print the plan as Markdown; write its JSON when asked; exit 2 naming a missing input."""
+    """Print the plan as Markdown; write its JSON when asked; exit 2 naming a missing input.
+
+    Only the Markdown goes to stdout (it is redirected into plan files); notes go to stderr.
+    """
     assumptions = Assumptions(**{name: getattr(args, name) for name in vars(Assumptions())})
     prices = Prices(**{name: getattr(args, name) for name in vars(Prices())})
     try:
@@ -168,5 +171,5 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0

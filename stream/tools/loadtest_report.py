@@ -19,9 +19,12 @@ interpolation); ``stages_ms`` are mean ms per stage from the workers' histogram 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,6 +134,16 @@ def describe_machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+    }
+
+
+def provenance(module: str) -> dict[str, Any]:
+    """What a bench report records of its run (`python -m module` with this process's
+    arguments, the machine, the UTC date): the fields `provenance_lines` shows."""
+    return {
+        "command": shlex.join(["python", "-m", module, *sys.argv[1:]]),
+        "machine": describe_machine(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

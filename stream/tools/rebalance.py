@@ -103,6 +103,11 @@ class _Event:
     done: float = 0.0
     partitions: list[int] | None = None  # the target's, just before the action
 
+    @property
+    def name(self) -> str:
+        """How the report names the event, e.g. "sigkill w2"."""
+        return f"{self.action} {self.worker}"
+
 
 class RebalanceRun:
     """One run: see the module docstring. `run()` returns the report."""
@@ -227,16 +232,15 @@ class RebalanceRun:
         timed: Sequence[tuple[float, float]], duplicates: Sequence[dict[str, Any]],
     ) -> dict[str, Any]:  # fmt: skip
         end = event.done + self.options.window_s
-        name = f"{event.action} {event.worker}"
         return {
-            "event": name,
+            "event": event.name,
             "at_s": round(event.started - started, 2),
             "took_s": round(event.done - event.started, 2),
             "partitions": event.partitions,
             "window_s": [round(event.started - started, 2), round(end - started, 2)],
             "started_at": event.started,
             **window_figures(ledger, timed, event.started, end),
-            "duplicates": sum(duplicate["after_event"] == name for duplicate in duplicates),
+            "duplicates": sum(duplicate["after_event"] == event.name for duplicate in duplicates),
         }
 
 
@@ -294,7 +298,7 @@ def attribute(duplicates: list[dict[str, Any]], events: Sequence[_Event]) -> lis
     for duplicate in duplicates:
         again = duplicate["decided_at"][1]
         before = [event for event in events if event.started <= again]
-        duplicate["after_event"] = f"{before[-1].action} {before[-1].worker}" if before else None
+        duplicate["after_event"] = before[-1].name if before else None
         duplicate["after_s"] = round(again - before[-1].started, 2) if before else None
     return duplicates
 

@@ -52,13 +52,17 @@ def name_of(resource: Resource) -> str:
     return f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
 
 
+def _where(path: Iterable[object]) -> str:
+    """A schema error's location as dotted steps, `(top)` for the document itself."""
+    return ".".join(str(step) for step in path) or "(top)"
+
+
 def k8s_schema_problems(resource: Resource) -> list[str]:
     """What makes `resource` invalid for KUBERNETES_VERSION, strict: unknown fields fail too."""
     try:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
-        where = ".".join(str(step) for step in error.path) or "(top)"
-        return [f"{name_of(resource)}: {where}: {error.message}"]
+        return [f"{name_of(resource)}: {_where(error.path)}: {error.message}"]
     except kubernetes_validate.SchemaNotFoundError as error:
         return [f"{name_of(resource)}: {error.message}"]
     return []
@@ -73,7 +77,7 @@ def _compose_validator() -> jsonschema.Draft7Validator:
 def compose_schema_problems(compose: Resource) -> list[str]:
     """Where `compose` breaks the Compose Specification (unknown keys included)."""
     return [
-        f"{'.'.join(str(step) for step in error.absolute_path) or '(top)'}: {error.message}"
+        f"{_where(error.absolute_path)}: {error.message}"
         for error in _compose_validator().iter_errors(compose)
     ]
 
