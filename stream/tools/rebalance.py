@@ -17,11 +17,12 @@ the first event:
 - *e2e p99*: of the `end_to_end` latency the decisions made in the window carry.
 
 Duplicates (txn_ids decided more than once) are listed with their input partition, the
-broker time of each decision, and the last event before the second one. They come from
-the kill only (what the dead worker decided after its last commit): a worker giving up
+broker time of each decision, and the last event before the second one. Most come from
+the kill (what the dead worker decided after its last commit): a worker giving up
 partitions in a rebalance first finishes and commits what it has in flight
-(stream/worker/faust_app.py `commit_before_revoke`). Each copy has the same windows: the
-feature store is idempotent by txn_id.
+(stream/worker/faust_app.py `commit_before_revoke`), but a SIGTERMed worker can still
+repeat its batch in flight (bench/RESULTS.md). Each copy has the same windows: the feature
+store is idempotent by txn_id.
 """
 
 from __future__ import annotations
