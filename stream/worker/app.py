@@ -34,6 +34,7 @@ from fraudstream.stream.worker.faust_app import (
     BATCH_WITHIN_S,
     LABEL_BATCH_WITHIN_S,
     commit_before_revoke,
+    freeze_start_up_heap,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -97,6 +98,7 @@ def add_agents(
     @app.agent(raw_topic(app, settings.topic_transactions))
     async def score_transactions(stream: Any) -> None:
         await runtime.start()
+        freeze_start_up_heap()
         delivery = OverlappedDelivery(
             partial(ack_unless_stale, stream, app.consumer, lost_logs), metrics.observe_emit,
             confirm=partial(confirm_with_retries, send),

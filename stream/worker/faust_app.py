@@ -6,6 +6,7 @@ pays for: the same Faust options on Tansu, the same micro-batch size, the same f
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -121,6 +122,19 @@ def write_status(status_file: Path, status: dict[str, Any]) -> None:
     pending = status_file.with_suffix(".tmp")
     pending.write_text(json.dumps({**status, "time": time.time()}))
     pending.replace(status_file)
+
+
+def freeze_start_up_heap() -> None:
+    """Collect once, then move every object alive now out of the cycle collector's sight.
+
+    Modules, the app and the loaded models live as long as the process, yet every full
+    collection walked all ~160,000 of them with the event loop stopped. Frozen, a full
+    collection walks only what the stream made since: in `make demo` the longest pause went
+    from 233-258 ms to 69-77 ms and their total from about 1.1 s to 0.3 s a run (issue 9).
+    Frozen objects that reference counting frees are still freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_faust_worker(app: faust.App) -> None:
