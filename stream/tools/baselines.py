@@ -38,6 +38,7 @@ from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
+    hand_over_without_tasks,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -195,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("a baseline needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
         return 2
     shorten_fetch_wait(settings.fetch_max_wait_ms)  # the real worker's consumer settings
+    hand_over_without_tasks()
     app = create_baseline_app(
         args.name,
         settings,

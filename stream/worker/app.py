@@ -35,6 +35,7 @@ from fraudstream.stream.worker.faust_app import (
     LABEL_BATCH_WITHIN_S,
     commit_before_revoke,
     freeze_start_up_heap,
+    hand_over_without_tasks,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -264,6 +265,7 @@ def run_worker(
     load_version(settings.registry_path, signing_key=settings.signing_key)  # fail fast: tampered?
     shorten_fetch_wait(settings.fetch_max_wait_ms)
     commit_before_revoke()
+    hand_over_without_tasks()
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     print(f"metrics on {metrics.url}", flush=True)
