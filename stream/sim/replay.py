@@ -31,6 +31,11 @@ MAX_SLEEP_S = 0.1
 #: Shortest interval between two `on_progress` calls.
 PROGRESS_INTERVAL_S = 0.1
 DEFAULT_RATE = 1000.0
+#: Labels are days late, so they gather for longer than transactions before a send: the
+#: embedded broker lists every stored batch of a partition on each fetch that finds data,
+#: and a tenth as many label batches cut its CPU in `make demo` by about a quarter and
+#: the p99 by about a quarter (three alternated runs each, bench/RESULTS.md, issue 9).
+LABEL_LINGER_MS = 200
 MALFORMED_KEY = b"malformed"
 
 RecordKind = Literal["txn", "malformed", "label"]
@@ -226,21 +231,34 @@ class _PacedSender:
         """Send everything, flush, close; the delivery errors (empty when all landed)."""
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS, acks=1,
-            **kafka_client_options(security),
-        )  # fmt: skip
-        await producer.start()
+        producers = {
+            kind: AIOKafkaProducer(
+                bootstrap_servers=bootstrap,
+                linger_ms=linger_ms,
+                acks=1,
+                **kafka_client_options(security),
+            )  # fmt: skip
+            for kind, linger_ms in (("txn", PRODUCER_LINGER_MS), ("label", LABEL_LINGER_MS))
+        }
         started = time.monotonic()
         try:
-            deliveries = await self._send_all(producer, started)
-            await producer.flush()
+            for producer in producers.values():
+                await producer.start()
+            started = time.monotonic()
+            deliveries = await self._send_all(producers, started)
+            for producer in producers.values():
+                await producer.flush()
         finally:
-            await producer.stop()
+            for producer in producers.values():
+                await producer.stop()
             self.seconds = time.monotonic() - started
         return [error for f in deliveries if (error := f.exception()) is not None]
 
-    async def _send_all(self, producer: Any, started: float) -> list[asyncio.Future[Any]]:
+    async def _send_all(
+        self, producers: dict[str, Any], started: float
+    ) -> list[asyncio.Future[Any]]:
+        """Send each record when due: labels through their own producer, the rest through
+        the transactions' one."""
         deliveries: list[asyncio.Future[Any]] = []
         schedule, last_progress, position = self.schedule, started, 0
         while position < len(schedule):
@@ -250,6 +268,7 @@ class _PacedSender:
                 if record.kind == "txn":
                     self.produce_times[self.txn_ids[record.index]] = time.time()
                 target, key, value = self.messages[position]
+                producer = producers["label" if record.kind == "label" else "txn"]
                 deliveries.append(await producer.send(target, value=value, key=key))
                 self.counts[record.kind] += 1
                 position += 1
