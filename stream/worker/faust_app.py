@@ -6,6 +6,7 @@ pays for: the same Faust options on Tansu, the same micro-batch size, the same f
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import json
@@ -19,7 +20,6 @@ import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.services import WaitResults
-from mode.utils.locks import Event as ModeEvent
 
 from fraudstream.stream.settings import PRODUCER_LINGER_MS, Settings
 from fraudstream.stream.transport import faust_credentials
@@ -97,7 +97,7 @@ def commit_before_revoke() -> None:
 #: mode's `Service.wait_first(self, *coros, timeout=None)`.
 WaitFirst = Callable[..., Awaitable[WaitResults]]
 #: What the drainer's second argument runs (`suspend_flow.wait()`): how its call is known.
-_SUSPEND_WAIT_CODE = ModeEvent.wait.__code__
+_SUSPEND_WAIT_CODE = asyncio.Event.wait.__code__
 
 
 class _Yield:

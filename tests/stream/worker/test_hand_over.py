@@ -6,9 +6,9 @@ import asyncio
 import warnings
 from typing import Any
 
+import faust.transport.consumer as faust_consumer
 import pytest
 from mode import Service
-from mode.utils.locks import Event
 
 from fraudstream.stream.worker.faust_app import eager_hand_over
 
@@ -20,7 +20,7 @@ class Drainer(Service):
 
     def __init__(self) -> None:
         super().__init__()
-        self.suspend_flow = Event()
+        self.suspend_flow = faust_consumer.Event()  # whichever Event Faust's consumer uses
         self.handed: list[str] = []
 
     async def hand_over(self, record: str, until: asyncio.Future[None] | None = None) -> str:
