@@ -38,12 +38,11 @@ from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     BATCH_WITHIN_S,
-    hand_over_without_tasks,
+    consume_as_the_worker,
     new_faust_app,
     owned_partitions,
     raw_topic,
     run_faust_worker,
-    shorten_fetch_wait,
     write_status,
 )
 
@@ -195,8 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.kafka_url is None:
         print("a baseline needs FRAUDSTREAM_KAFKA_URL", file=sys.stderr)
         return 2
-    shorten_fetch_wait(settings.fetch_max_wait_ms)  # the real worker's consumer settings
-    hand_over_without_tasks()
+    consume_as_the_worker(settings.fetch_max_wait_ms)
     app = create_baseline_app(
         args.name,
         settings,

@@ -10,9 +10,10 @@ in flight) is under half a second of traffic, and ≥ 99 % of what was sent was 
 The same ramp can run against baseline workers (baselines.py) with the same Faust
 settings, so the report can say what share of Faust's own ceiling the pipeline reaches.
 The passthrough baseline is judged like the pipeline; noop, which emits nothing to time,
-on keeping up only. Baselines run with the worker's consumer settings, including the
-short fetch wait of `shorten_fetch_wait` (stream/worker/faust_app.py). Each system gets its own
-topics and consumer group; workers start once per system.
+on keeping up only. Baselines run with the worker's consumer settings
+(`consume_as_the_worker`, stream/worker/faust_app.py: the short fetch wait, the hand-over
+without tasks). Each system gets its own topics and consumer group; workers start once per
+system.
 
 Each system's ramp stops after the first step far past its knee (`stop_reason`: p99 over
 10 × the budget, or a backlog / undecided share the system plainly did not keep up with),

@@ -34,13 +34,12 @@ from fraudstream.stream.worker.faust_app import (
     BATCH_WITHIN_S,
     LABEL_BATCH_WITHIN_S,
     commit_before_revoke,
+    consume_as_the_worker,
     freeze_start_up_heap,
-    hand_over_without_tasks,
     new_faust_app,
     owned_partitions,
     raw_topic,
     run_faust_worker,
-    shorten_fetch_wait,
     write_status,
 )
 from fraudstream.stream.worker.lost_log import LostLogWatch
@@ -263,9 +262,8 @@ def run_worker(
 ) -> None:  # fmt: skip
     """Run one worker in the foreground until SIGTERM / Ctrl-C."""
     load_version(settings.registry_path, signing_key=settings.signing_key)  # fail fast: tampered?
-    shorten_fetch_wait(settings.fetch_max_wait_ms)
+    consume_as_the_worker(settings.fetch_max_wait_ms)
     commit_before_revoke()
-    hand_over_without_tasks()
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     print(f"metrics on {metrics.url}", flush=True)

@@ -178,6 +178,13 @@ def hand_over_without_tasks() -> None:
         Consumer.wait_first = eager  # type: ignore[method-assign,assignment]
 
 
+def consume_as_the_worker(fetch_max_wait_ms: int) -> None:
+    """Faust's consumer as every FraudStream process consumes: worker and baselines alike,
+    so a baseline measures what the worker pays for (the module doc)."""
+    shorten_fetch_wait(fetch_max_wait_ms)
+    hand_over_without_tasks()
+
+
 def new_faust_app(
     settings: Settings, kafka_url: str, *, datadir: Path, session_timeout_s: float = 6.0
 ) -> faust.App:

@@ -17,17 +17,27 @@ from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
 
 
+def _demo_settings(
+    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> Settings:  # fmt: skip
+    """The session's servers and registry as settings, also in the environment: the
+    demo's workers read the same variables."""
+    env, _ = setup_run(broker, redis_server, trained_registry, tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings.from_env()
+
+
 @pytest.mark.integration
 def test_demo_decides_everything_and_reports_cpu_per_process(
     broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    env, _ = setup_run(broker, redis_server, trained_registry, tmp_path)
-    for name, value in env.items():  # the demo's worker reads the same variables
-        monkeypatch.setenv(name, value)
+    settings = _demo_settings(broker, redis_server, trained_registry, tmp_path, monkeypatch)
     options = DemoOptions(transactions=400, rate=200.0, out=tmp_path / "demo")
 
-    summary = run_demo(Settings.from_env(), options)
+    summary = run_demo(settings, options)
 
     assert (summary["produced"], summary["decided"]) == (400, 400)
     assert summary["dead_lettered"] == len(MALFORMED_RECORDS)
@@ -70,13 +80,10 @@ def test_a_two_worker_demo_reports_each_workers_partitions_and_decisions(
     broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    env, _ = setup_run(broker, redis_server, trained_registry, tmp_path)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    settings = _demo_settings(broker, redis_server, trained_registry, tmp_path, monkeypatch)
     out = tmp_path / "demo"
 
-    summary = run_demo(Settings.from_env(), DemoOptions(transactions=2000, rate=500.0,
-                                                        workers=2, out=out))  # fmt: skip
+    summary = run_demo(settings, DemoOptions(transactions=2000, rate=500.0, workers=2, out=out))
 
     per_worker = json.loads((out / "summary.json").read_text())["per_worker"]
     assert per_worker == summary["per_worker"]
