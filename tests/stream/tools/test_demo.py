@@ -17,7 +17,8 @@ from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
 from tests.support.worker_runs import setup_run
 
 
-def _demo_settings(
+@pytest.fixture
+def demo_settings(
     broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:  # fmt: skip
@@ -31,13 +32,11 @@ def _demo_settings(
 
 @pytest.mark.integration
 def test_demo_decides_everything_and_reports_cpu_per_process(
-    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    settings = _demo_settings(broker, redis_server, trained_registry, tmp_path, monkeypatch)
+    demo_settings: Settings, tmp_path: Path
+) -> None:
     options = DemoOptions(transactions=400, rate=200.0, out=tmp_path / "demo")
 
-    summary = run_demo(settings, options)
+    summary = run_demo(demo_settings, options)
 
     assert (summary["produced"], summary["decided"]) == (400, 400)
     assert summary["dead_lettered"] == len(MALFORMED_RECORDS)
@@ -77,13 +76,13 @@ def _assert_footprint_is_sane(footprint: dict[str, Any], cards: set[str]) -> Non
 
 @pytest.mark.integration
 def test_a_two_worker_demo_reports_each_workers_partitions_and_decisions(
-    broker: EmbeddedBroker, redis_server: EmbeddedRedis, trained_registry: Path,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    settings = _demo_settings(broker, redis_server, trained_registry, tmp_path, monkeypatch)
+    demo_settings: Settings, tmp_path: Path
+) -> None:
     out = tmp_path / "demo"
 
-    summary = run_demo(settings, DemoOptions(transactions=2000, rate=500.0, workers=2, out=out))
+    summary = run_demo(
+        demo_settings, DemoOptions(transactions=2000, rate=500.0, workers=2, out=out)
+    )
 
     per_worker = json.loads((out / "summary.json").read_text())["per_worker"]
     assert per_worker == summary["per_worker"]
