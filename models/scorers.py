@@ -130,8 +130,8 @@ class XGBoostScorer:
     def score_explained(self, X: NDArray[np.float64]) -> ExplainedScores:
         """Scores and Saabas contributions of every row, from one descent of the trees.
 
-        Why: the worker asks for both in one call on the model's thread, so a batch pays
-        one thread hop and one timeout for XGBoost, not a second one for its reasons.
+        Why: the worker asks for both in one call, so a batch pays one call and one timeout
+        for XGBoost, not a second one for its reasons.
         """
         attribution = self.compiled.margin_and_contributions(np.atleast_2d(X))
         return ExplainedScores(sigmoid(attribution.margin), attribution.contributions)

@@ -2,7 +2,7 @@
 
 Faust's `take` buffer stops filling while the agent body runs, and a short `within` keeps
 the batches small (a handful of records at 600/s), so a worker behind its input kept
-paying the per-batch cost (two Redis round trips, two model thread hops) on tiny batches
+paying the per-batch cost (two Redis round trips, two model calls) on tiny batches
 and never caught up (issue 9). `Coalescer` takes that wait off the agent: the agent only
 queues what Faust hands it, and one task decides everything queued since its last batch
 as one batch (up to `max_batch` records). Idle, a record waits only for `within`; behind,

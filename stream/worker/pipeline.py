@@ -410,7 +410,7 @@ class DecisionPipeline:
         XGBoost scores every row; the other models only the `fresh` ones (a stand-in row
         is decided by XGBoost alone, see `stand_in_after_s`). In a small batch XGBoost's
         contributions come with its scores, from the same call: the reasons cost no second
-        thread hop (see `EXPLAIN_WITH_SCORES_MAX_ROWS`).
+        call under a second timeout (see `EXPLAIN_WITH_SCORES_MAX_ROWS`).
         """
         everyone = len(fresh) == len(features)
         # reasons are given for fresh rows only
