@@ -237,7 +237,7 @@ class _PacedSender:
                 linger_ms=linger_ms,
                 acks=1,
                 **kafka_client_options(security),
-            )  # fmt: skip
+            )
             for kind, linger_ms in (("txn", PRODUCER_LINGER_MS), ("label", LABEL_LINGER_MS))
         }
         started = time.monotonic()

@@ -37,10 +37,11 @@ FAUST_ON_TANSU: dict[str, Any] = {
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 20.0,
 }
-#: A worker has busy threads beside its event loop: Faust's consumer and the models'. A
-#: thread woken by another waits up to this long for the GIL (CPython's default: 5 ms). In
-#: the demo, 0.5 ms instead of 5 gave p99 311 ms against 421 and 390 timeout fallbacks
-#: against 916 (one run each, issue 9).
+#: A worker has busy threads beside its event loop: Faust's consumer and, now and then, a
+#: recalibration (the models run on the loop, models/guarded.py). A thread woken by another
+#: waits up to this long for the GIL (CPython's default: 5 ms). With the models on their
+#: own threads, 0.5 ms instead of 5 gave p99 311 ms against 421 in the demo (one run each);
+#: with them inline the two were within the spread between runs (issue 9).
 GIL_SWITCH_INTERVAL_S = 0.0005
 #: Micro-batch: up to this many events, or whatever arrived within this many seconds.
 BATCH_MAX = 500
