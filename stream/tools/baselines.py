@@ -37,8 +37,8 @@ from fraudstream.stream.tools.workers import WorkerProcess, start_group
 from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
-    BATCH_WITHIN_S,
     consume_as_the_worker,
+    natural_batches,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -74,10 +74,11 @@ def create_baseline_app(
 
     @app.agent(transactions, name=f"baseline_{name}")
     async def baseline(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            if name == "passthrough":
-                for event in events:
+        async for events in natural_batches(stream, BATCH_MAX):
+            for event in events:
+                if name == "passthrough":
                     await decisions.send(key=event.key, value=_minimal_decision(event), force=True)
+                await stream.ack(event)
             state["processed"] += len(events)
 
     @app.timer(STATUS_INTERVAL_S)

@@ -31,11 +31,11 @@ from fraudstream.stream.worker.delivery import (
 )
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
-    BATCH_WITHIN_S,
     LABEL_BATCH_WITHIN_S,
     commit_before_revoke,
     consume_as_the_worker,
     freeze_start_up_heap,
+    natural_batches,
     new_faust_app,
     owned_partitions,
     raw_topic,
@@ -84,8 +84,9 @@ def add_agents(
 ) -> None:  # fmt: skip
     """The two consumers: transactions to decisions, labels to the runtime.
 
-    Both take with `noack_take` and ack a batch only after the broker confirmed its records
-    (refused records are sent again for a while, `confirm_with_retries`). Deciding never
+    Both take unacked batches (`natural_batches`, `noack_take`) and ack a batch only after
+    the broker confirmed its records (refused records are sent again for a while,
+    `confirm_with_retries`). Deciding never
     raises (`DecisionPipeline.process`), nor does a Redis outage in `WorkerRuntime.learn`.
     Should anything still fail (delivery given up, a bug here), the worker stops at once
     without acking (`stop_unacked`): letting the agent raise would make Faust restart it,
@@ -112,7 +113,7 @@ def add_agents(
         batches = Coalescer(decide_and_hand_over, max_batch=BATCH_MAX)
         try:
             try:
-                async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+                async for events in natural_batches(stream, BATCH_MAX):
                     lost_logs.taken(events)
                     await batches.put(events)
             finally:  # a clean stop decides and acks what it took: no duplicates after it
