@@ -86,8 +86,8 @@ def add_agents(
 
     Both take unacked batches (`natural_batches`, `noack_take`) and ack a batch only after
     the broker confirmed its records (refused records are sent again for a while,
-    `confirm_with_retries`). Deciding never
-    raises (`DecisionPipeline.process`), nor does a Redis outage in `WorkerRuntime.learn`.
+    `confirm_with_retries`). Deciding never raises (`DecisionPipeline.process`), nor does
+    a Redis outage in `WorkerRuntime.learn`.
     Should anything still fail (delivery given up, a bug here), the worker stops at once
     without acking (`stop_unacked`): letting the agent raise would make Faust restart it,
     and its later acks can commit past the failed batch (faust/transport/consumer.py

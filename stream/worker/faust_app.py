@@ -99,11 +99,13 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
     stream._enable_passive(channel)
     try:
         while not stream.should_stop:
-            if await stream.wait_for_stopped(arrived):
-                break
-            await _until_taken(queued, events, max_batch)
+            if not await stream.wait_for_stopped(arrived):
+                await _until_taken(queued, events, max_batch)
+            if not events:  # stopped with nothing taken
+                arrived.clear()
+                continue
             handed_over = loop.create_future()
-            try:
+            try:  # handed over even when stopping, as noack_take does: the caller decides it
                 yield list(events)
             finally:
                 events.clear()

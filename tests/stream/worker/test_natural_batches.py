@@ -20,7 +20,7 @@ async def turns(count: int = LOOP_TURNS) -> None:
         await asyncio.sleep(0)
 
 
-Scenario = Callable[[faust.ChannelT, faust.StreamT, list[list[int]]], Awaitable[None]]
+Scenario = Callable[[faust.ChannelT, list[list[int]]], Awaitable[None]]
 
 
 async def run_batches(max_batch: int, scenario: Scenario) -> tuple[list[list[int]], bool]:
@@ -40,7 +40,7 @@ async def run_batches(max_batch: int, scenario: Scenario) -> tuple[list[list[int
     async with stream:
         taking = asyncio.ensure_future(take(natural_batches(stream, max_batch)))
         await turns()
-        await scenario(channel, stream, batches)
+        await scenario(channel, batches)
         taking.cancel()
         with pytest.raises(asyncio.CancelledError):
             await taking
@@ -48,7 +48,7 @@ async def run_batches(max_batch: int, scenario: Scenario) -> tuple[list[list[int
 
 
 def test_records_queued_together_are_one_batch_and_a_later_record_the_next() -> None:
-    async def scenario(channel: faust.ChannelT, _: faust.StreamT, got: list[list[int]]) -> None:
+    async def scenario(channel: faust.ChannelT, got: list[list[int]]) -> None:
         for value in range(4):  # sending does not turn the loop: all four are queued together
             await channel.send(value=value)
         await turns()
@@ -61,7 +61,7 @@ def test_records_queued_together_are_one_batch_and_a_later_record_the_next() -> 
 
 
 def test_no_batch_exceeds_max_batch_and_nothing_is_lost_or_reordered() -> None:
-    async def scenario(channel: faust.ChannelT, _: faust.StreamT, got: list[list[int]]) -> None:
+    async def scenario(channel: faust.ChannelT, got: list[list[int]]) -> None:
         for value in range(8):
             await channel.send(value=value)
         await turns(200)
@@ -71,7 +71,7 @@ def test_no_batch_exceeds_max_batch_and_nothing_is_lost_or_reordered() -> None:
 
 
 def test_an_idle_stream_hands_over_nothing_until_a_record_comes() -> None:
-    async def scenario(channel: faust.ChannelT, _: faust.StreamT, got: list[list[int]]) -> None:
+    async def scenario(channel: faust.ChannelT, got: list[list[int]]) -> None:
         await turns(500)
         assert got == []
         await channel.send(value=7)
