@@ -101,17 +101,15 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
         while not stream.should_stop:
             if not await stream.wait_for_stopped(arrived):
                 await _until_taken(queued, events, max_batch)
-            if not events:  # stopped with nothing taken
-                arrived.clear()
-                continue
-            handed_over = loop.create_future()
-            try:  # handed over even when stopping, as noack_take does: the caller decides it
-                yield list(events)
-            finally:
-                events.clear()
-                arrived.clear()
-                notify(handed_over)
-                room.set()
+            if events:  # handed over even when stopping, as noack_take does
+                handed_over = loop.create_future()
+                try:
+                    yield list(events)
+                finally:
+                    events.clear()
+                    arrived.clear()
+                    notify(handed_over)
+                    room.set()
     finally:
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(add_to_batch)
