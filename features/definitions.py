@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from fraudstream.features.geo import SECONDS_PER_DAY, haversine_km, local_hour_and_weekday
 from fraudstream.features.transaction import CHANNELS, Transaction
+from fraudstream.features.window_pass import WindowPass, window_pass
 from fraudstream.features.windows import WINDOWS, CardEvent
 
 MERCHANT_COUNT_WINDOW_SECONDS = WINDOWS["1d"]
@@ -128,52 +129,6 @@ def _velocity_kmh(txn: Transaction, prior: Sequence[CardEvent]) -> float:
     return 0.0
 
 
-@dataclass(slots=True)
-class _WindowPass:
-    """What one newest-to-oldest pass over a card's prior events yields."""
-
-    values: list[float]  # the seven aggregates of each window, in `WINDOWS` order
-    start_30d: int  # index in `prior` of the first event inside the 30-day window
-    amounts_30d: list[float]  # newest first
-    total_30d: float
-    merchants_30d: set[str]
-    countries_30d: set[str]
-
-
-def _window_values(prior: Sequence[CardEvent], t: float) -> _WindowPass:
-    """The seven aggregates of every window, in one newest-to-oldest pass over `prior`.
-
-    Equal to `aggregate()` of each window's events (checked by a property test), but the
-    windows are nested, so one pass serves all four, and its 30-day merchant and country
-    sets answer the is-new questions too: the hot path of every decision. Totals are
-    `math.fsum`, the exactly rounded sum: it does not depend on the order of the events,
-    which lets the offline builder compute it from exact prefix sums and still agree to
-    the bit.
-    """
-    values: list[float] = []
-    nights = weekends = 0
-    total = 0.0
-    amounts: list[float] = []
-    merchants: set[str] = set()
-    countries: set[str] = set()
-    position = len(prior) - 1
-    for length in WINDOWS.values():
-        start = t - length
-        while position >= 0 and prior[position].event_time >= start:
-            event = prior[position]
-            amounts.append(event.amount)
-            merchants.add(event.merchant_id)
-            countries.add(event.country)
-            nights += event.night
-            weekends += event.weekend
-            position -= 1
-        count = len(amounts)
-        total = math.fsum(amounts)
-        values += (count, total, total / count if count else 0.0, len(merchants),
-                   len(countries), nights, weekends)  # fmt: skip
-    return _WindowPass(values, position + 1, amounts, total, merchants, countries)
-
-
 def amount_zscore(amount: float, count: int, total: float, sum_of_squares: float) -> float:
     """How many 30-day standard deviations `amount` lies from the card's 30-day mean.
 
@@ -194,18 +149,21 @@ def card_features(txn: Transaction, prior: Sequence[CardEvent]) -> list[float]:
     `prior` holds the card's events strictly before `txn` (sorted, oldest first; anything
     older than 30 days is ignored).
     """
+    return card_features_from(txn, window_pass(prior, txn.event_time))
+
+
+def card_features_from(txn: Transaction, windows: WindowPass) -> list[float]:
+    """The `CARD_FEATURE_NAMES` of `txn` from its card's window aggregates at its time."""
     t = txn.event_time
-    windows = _window_values(prior, t)
     values = windows.values
-    window_30d = prior[windows.start_30d :]
-    amounts = windows.amounts_30d
+    window_30d = windows.events_30d
     since_last = t - window_30d[-1].event_time if window_30d else NO_RECENT_TRANSACTION_SECONDS
     hour, weekday = local_hour_and_weekday(t, txn.country)
     values += (
         txn.amount,
         amount_zscore(
-            txn.amount, len(amounts), windows.total_30d, math.fsum([a * a for a in amounts])
-        ),
+            txn.amount, windows.count_30d, windows.total_30d, windows.sum_of_squares_30d
+        ),  # fmt: skip
         since_last,
         _velocity_kmh(txn, window_30d),
         hour,
@@ -233,4 +191,13 @@ def feature_vector(
     `prior` holds the card's events strictly before `txn` (sorted, oldest first; anything
     older than 30 days is ignored), `merchant` the merchant counts at `txn.event_time`.
     """
-    return np.asarray([*card_features(txn, prior), *merchant_features(merchant)], dtype=np.float64)
+    return feature_vector_from(txn, window_pass(prior, txn.event_time), merchant)
+
+
+def feature_vector_from(
+    txn: Transaction, windows: WindowPass, merchant: MerchantCounts
+) -> NDArray[np.float64]:
+    """`feature_vector` from the card's window aggregates at `txn`'s time."""
+    return np.asarray(
+        [*card_features_from(txn, windows), *merchant_features(merchant)], dtype=np.float64
+    )

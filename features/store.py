@@ -25,7 +25,8 @@ One Lua script per entity records the transaction (`ZADD NX`: a redelivered `txn
 a no-op), evicts what is older than the retention, refreshes the TTL and returns what the
 feature definition needs; all scripts of a micro-batch travel in one pipeline, i.e. one
 round trip. The feature vector is then computed by `features.definitions.feature_vector`,
-the function the offline builder uses.
+the function the offline builder uses (`feature_vector_from`: the same, from a cached card's
+running windows, features/window_pass.py).
 
 Two stores share one Redis client (see `redis_stores`): `RedisFeatureStore` keeps the
 windows, `RedisScoreStore` the decisions' scores. Both implement the protocols of
@@ -39,6 +40,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import orjson
@@ -52,6 +54,7 @@ from fraudstream.features.definitions import (
     MERCHANT_RISK_WINDOWS,
     MerchantCounts,
     feature_vector,
+    feature_vector_from,
 )
 from fraudstream.features.redis_client import (
     Command,
@@ -68,12 +71,12 @@ from fraudstream.features.stores import (
     ScoreStoreError,
 )
 from fraudstream.features.transaction import Label, Transaction
+from fraudstream.features.window_pass import RunningCardHistory
 from fraudstream.features.windows import (
     MAX_CARD_EVENTS,
     RETENTION_SECONDS,
     STORED_CARD_EVENTS,
     CardEvent,
-    CardHistory,
     merchant_retention_seconds,
 )
 
@@ -282,7 +285,7 @@ class CardCache:
     """
 
     def __init__(self, max_cards: int = 50_000) -> None:
-        self._cards: OrderedDict[str, CardHistory] = OrderedDict()
+        self._cards: OrderedDict[str, RunningCardHistory] = OrderedDict()
         self.max_cards = max_cards
 
     def __contains__(self, card_id: str) -> bool:
@@ -291,13 +294,13 @@ class CardCache:
     def __len__(self) -> int:
         return len(self._cards)
 
-    def get(self, card_id: str) -> CardHistory | None:
+    def get(self, card_id: str) -> RunningCardHistory | None:
         history = self._cards.get(card_id)
         if history is not None:
             self._cards.move_to_end(card_id)
         return history
 
-    def put(self, card_id: str, history: CardHistory) -> None:
+    def put(self, card_id: str, history: RunningCardHistory) -> None:
         self._cards[card_id] = history
         self._cards.move_to_end(card_id)
 
@@ -401,11 +404,7 @@ class RedisFeatureStore:
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         self._follow_generation(generation, transactions)
         vectors = [
-            feature_vector(
-                txn,
-                self._prior_events(txn, replies[3 * index]),
-                _merchant_counts(replies[3 * index + 1]),
-            )
+            self._featurize(txn, replies[3 * index], _merchant_counts(replies[3 * index + 1]))
             for index, txn in enumerate(transactions)
         ]
         if self.cache is not None:
@@ -430,10 +429,9 @@ class RedisFeatureStore:
             if isinstance(card, Exception):
                 vectors.append(None)
                 continue
-            prior = self._prior_events(txn, card)
             served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
-            vectors.append(feature_vector(txn, prior, _merchant_counts(merchant)) if served
-                           else None)  # fmt: skip
+            vectors.append(self._featurize(txn, card, _merchant_counts(merchant) if served
+                                           else None))  # fmt: skip
         if self.cache is not None:
             self.cache.trim()
         raise FeatureStorePartlyUnavailable(
@@ -472,22 +470,38 @@ class RedisFeatureStore:
                 cold.add(txn.card_id)
         return wanted
 
-    def _prior_events(self, txn: Transaction, encoded_events: str | bytes) -> list[CardEvent]:
-        """The card's events before `txn`, from the cache or the script's reply; records it."""
+    @overload
+    def _featurize(
+        self, txn: Transaction, encoded_events: str | bytes, merchant: MerchantCounts
+    ) -> NDArray[np.float64]: ...
+
+    @overload
+    def _featurize(self, txn: Transaction, encoded_events: str | bytes, merchant: None) -> None: ...
+
+    def _featurize(
+        self, txn: Transaction, encoded_events: str | bytes, merchant: MerchantCounts | None
+    ) -> NDArray[np.float64] | None:
+        """The features of `txn` (None without `merchant`) from its card's events in the
+        cache or the script's reply; records `txn` in the cache either way."""
         if self.cache is None:
             # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
             prior = decode_events(encoded_events)
             me = (txn.event_time, txn.txn_id)
             while prior and prior[-1].key >= me:
                 prior.pop()
-            return prior[-MAX_CARD_EVENTS:]
+            if merchant is None:
+                return None
+            return feature_vector(txn, prior[-MAX_CARD_EVENTS:], merchant)
         history = self.cache.get(txn.card_id)
         if history is None:
-            history = CardHistory(decode_events(encoded_events))
+            history = RunningCardHistory(decode_events(encoded_events))
             self.cache.put(txn.card_id, history)
-        prior = history.before(txn.event_time, txn.txn_id)
+        vector = None
+        if merchant is not None:  # before `txn` enters the running windows
+            windows = history.pass_before(txn.event_time, txn.txn_id)
+            vector = feature_vector_from(txn, windows, merchant)
         history.add(CardEvent.from_transaction(txn))
-        return prior
+        return vector
 
     async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
         """Claim each `txn_id` for its content (`SET NX`, then read who holds it).

@@ -1,0 +1,219 @@
+"""A card's window aggregates at one instant: one pass over its events, or kept running.
+
+`window_pass` is the definition: one newest-to-oldest pass over the card's events before
+a transaction. `RunningCardHistory` keeps the same aggregates up to date as events are
+added, so a transaction that arrives after every event its card holds (the usual case
+online) costs a few dictionary updates instead of a pass over its month of history, and a
+card-testing bot's card at the `MAX_CARD_EVENTS` cap costs no more than any other. Both
+give the same `WindowPass` to the bit (a property test replays random, late and
+duplicated arrivals through both); a late transaction is served by the pass.
+
+Totals are exactly rounded sums, as `math.fsum` gives: the running path keeps them as
+exact integers in units of a power of two and divides once when asked, so the order in
+which events entered and left a window cannot change the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+
+from fraudstream.features import windows
+from fraudstream.features.windows import WINDOWS, CardEvent, CardHistory
+
+_LENGTHS = tuple(WINDOWS.values())
+#: Amounts are held as integers in units of 2**-_AMOUNT_BITS, their squares in units of
+#: 2**-_SQUARE_BITS: exact for every amount >= 2**-11 (a twentieth of a cent). A card
+#: with a smaller amount in its history is served by the pass.
+_AMOUNT_BITS = 64
+_SQUARE_BITS = 128
+
+
+@dataclass(slots=True)
+class WindowPass:
+    """The window aggregates of a card before one transaction at time t."""
+
+    values: list[float]  # count, total, mean, merchants, countries, nights, weekends per window
+    count_30d: int
+    total_30d: float
+    sum_of_squares_30d: float  # exactly rounded sum of each amount squared (rounded)
+    merchants_30d: Container[str]
+    countries_30d: Container[str]
+    events_30d: Sequence[CardEvent]  # oldest first
+
+
+def window_pass(prior: Sequence[CardEvent], t: float) -> WindowPass:
+    """The aggregates of every window, in one newest-to-oldest pass over `prior` (the card's
+    events before the transaction, oldest first).
+
+    Equal to `windows.aggregate()` of each window's events (checked by a property test);
+    the windows are nested, so one pass serves all four.
+    """
+    values: list[float] = []
+    nights = weekends = 0
+    total = 0.0
+    amounts: list[float] = []
+    merchants: set[str] = set()
+    countries: set[str] = set()
+    position = len(prior) - 1
+    for length in _LENGTHS:
+        start = t - length
+        while position >= 0 and prior[position].event_time >= start:
+            event = prior[position]
+            amounts.append(event.amount)
+            merchants.add(event.merchant_id)
+            countries.add(event.country)
+            nights += event.night
+            weekends += event.weekend
+            position -= 1
+        count = len(amounts)
+        total = math.fsum(amounts)
+        values += (count, total, total / count if count else 0.0, len(merchants),
+                   len(countries), nights, weekends)  # fmt: skip
+    return WindowPass(values, len(amounts), total, math.fsum([a * a for a in amounts]),
+                      merchants, countries, prior[position + 1 :])  # fmt: skip
+
+
+def _units(value: float, bits: int) -> int | None:
+    """`value` as an exact integer in units of 2**-bits, or None when it is not one."""
+    scaled = value * 2.0**bits  # exact: a power of two (inf on overflow)
+    return int(scaled) if scaled.is_integer() else None
+
+
+class _Window:
+    """One window's running aggregates over the history's events `[start, end)`."""
+
+    __slots__ = ("length", "start", "count", "total", "squares", "merchants", "countries",
+                 "nights", "weekends")  # fmt: skip
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+        self.start = 0
+        self.count = self.total = self.squares = self.nights = self.weekends = 0
+        self.merchants: dict[str, int] = {}
+        self.countries: dict[str, int] = {}
+
+    def enter(self, event: CardEvent, amount: int, square: int) -> None:
+        self.count += 1
+        self.total += amount
+        self.squares += square
+        self.nights += event.night
+        self.weekends += event.weekend
+        self.merchants[event.merchant_id] = self.merchants.get(event.merchant_id, 0) + 1
+        self.countries[event.country] = self.countries.get(event.country, 0) + 1
+
+    def leave(self, event: CardEvent, amount: int, square: int) -> None:
+        self.count -= 1
+        self.total -= amount
+        self.squares -= square
+        self.nights -= event.night
+        self.weekends -= event.weekend
+        _decrement(self.merchants, event.merchant_id)
+        _decrement(self.countries, event.country)
+
+    def values(self) -> tuple[float, ...]:
+        total = self.total / (1 << _AMOUNT_BITS)  # int / int: correctly rounded, as fsum
+        count = self.count
+        return (count, total, total / count if count else 0.0, len(self.merchants),
+                len(self.countries), self.nights, self.weekends)  # fmt: skip
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
+class RunningCardHistory(CardHistory):
+    """A `CardHistory` that also keeps its window aggregates running (see the module doc).
+
+    The running windows hold the events `[window.start, len)` of the history and move on
+    as time does. An event inserted before the newest, or an amount with no exact integer
+    form, drops them; they are rebuilt once at the next query that comes after every event.
+    """
+
+    __slots__ = ("_windows", "_units", "_asked_at", "_inexact")
+
+    def __init__(self, events: Sequence[CardEvent] = ()) -> None:
+        self._windows: list[_Window] | None = None
+        self._units: list[tuple[int, int]] = []  # (amount, square) of each event, or empty
+        self._asked_at = float("-inf")
+        self._inexact: set[str] = set()  # events held whose amount has no exact form
+        super().__init__(events)
+
+    def add(self, event: CardEvent) -> bool:
+        if event.txn_id in self._txn_ids:
+            return False
+        units = self._event_units(event)
+        if units is None:
+            self._inexact.add(event.txn_id)
+        if self._windows is not None and (
+            units is None or (self._keys and event.key < self._keys[-1])
+        ):
+            self._drop_running()  # before any eviction: the units must stay one per event
+        super().add(event)
+        if self._windows is not None and units is not None:
+            self._units.append(units)
+            for window in self._windows:
+                window.enter(event, *units)
+        return True
+
+    def _evict_oldest(self, count: int) -> None:
+        if count and self._inexact:
+            self._inexact.difference_update(event.txn_id for event in self._events[:count])
+        if count and self._windows is not None:
+            for window in self._windows:
+                for index in range(window.start, count):
+                    window.leave(self._events[index], *self._units[index])
+                window.start = max(0, window.start - count)
+            del self._units[:count]
+        super()._evict_oldest(count)
+
+    def pass_before(self, event_time: float, txn_id: str) -> WindowPass:
+        """`window_pass(self.before(event_time, txn_id), event_time)`, from the running
+        windows when the transaction comes after every event held. Use it before the next
+        `add`: its merchant and country sets are the running windows' own."""
+        after_all = not self._keys or (event_time, txn_id) > self._keys[-1]
+        if not after_all or event_time < self._asked_at:
+            return window_pass(self.before(event_time, txn_id), event_time)
+        if self._windows is None and not self._build_running():
+            return window_pass(self.before(event_time, txn_id), event_time)
+        assert self._windows is not None
+        self._asked_at = event_time
+        events, units = self._events, self._units
+        values: list[float] = []
+        seen_from = len(events) - windows.MAX_CARD_EVENTS  # what a transaction sees at most
+        for window in self._windows:
+            start, cutoff = window.start, event_time - window.length
+            while start < len(events) and (start < seen_from or events[start].event_time < cutoff):
+                window.leave(events[start], *units[start])
+                start += 1
+            window.start = start
+            values += window.values()
+        month = self._windows[-1]
+        return WindowPass(values, month.count, values[-6], month.squares / (1 << _SQUARE_BITS),
+                          month.merchants, month.countries, events[month.start :])  # fmt: skip
+
+    def _build_running(self) -> bool:
+        """Put every event held into fresh windows; False when an amount has no exact form."""
+        if self._inexact:
+            return False
+        self._units = [self._event_units(event) for event in self._events]  # type: ignore[misc]
+        self._windows = [_Window(length) for length in _LENGTHS]
+        for window in self._windows:
+            for event, (amount, square) in zip(self._events, self._units, strict=True):
+                window.enter(event, amount, square)
+        return True
+
+    def _drop_running(self) -> None:
+        self._windows = None
+        self._units = []
+
+    @staticmethod
+    def _event_units(event: CardEvent) -> tuple[int, int] | None:
+        amount = _units(event.amount, _AMOUNT_BITS)
+        square = _units(event.amount * event.amount, _SQUARE_BITS)
+        return None if amount is None or square is None else (amount, square)
