@@ -81,8 +81,17 @@ def _units(value: float, bits: int) -> int | None:
     return int(scaled) if scaled.is_integer() else None
 
 
+def _exact_amount(event: CardEvent) -> tuple[int, int] | None:
+    """The event's amount and its square (as `window_pass` rounds it) as exact integers."""
+    amount = _units(event.amount, _AMOUNT_BITS)
+    square = _units(event.amount * event.amount, _SQUARE_BITS)
+    return None if amount is None or square is None else (amount, square)
+
+
 class _Window:
-    """One window's running aggregates over the history's events `[start, end)`."""
+    """One window's running aggregates over the history's events `[start, end)`, all of
+    whose amounts have an exact form (recomputed when an event leaves: cheaper in memory
+    than keeping it)."""
 
     __slots__ = ("length", "start", "count", "total", "squares", "merchants", "countries",
                  "nights", "weekends")  # fmt: skip
@@ -103,7 +112,8 @@ class _Window:
         self.merchants[event.merchant_id] = self.merchants.get(event.merchant_id, 0) + 1
         self.countries[event.country] = self.countries.get(event.country, 0) + 1
 
-    def leave(self, event: CardEvent, amount: int, square: int) -> None:
+    def leave(self, event: CardEvent) -> None:
+        amount, square = _exact_amount(event) or (0, 0)  # never None: see the class doc
         self.count -= 1
         self.total -= amount
         self.squares -= square
@@ -132,14 +142,14 @@ class RunningCardHistory(CardHistory):
 
     The running windows hold the events `[window.start, len)` of the history and move on
     as time does. An event inserted before the newest, or an amount with no exact integer
-    form, drops them; they are rebuilt once at the next query that comes after every event.
+    form, drops them; they are rebuilt once at the next query that comes after every event
+    (and no such amount is held).
     """
 
-    __slots__ = ("_windows", "_units", "_asked_at", "_inexact")
+    __slots__ = ("_windows", "_asked_at", "_inexact")
 
     def __init__(self, events: Sequence[CardEvent] = ()) -> None:
         self._windows: list[_Window] | None = None
-        self._units: list[tuple[int, int]] = []  # (amount, square) of each event, or empty
         self._asked_at = float("-inf")
         self._inexact: set[str] = set()  # events held whose amount has no exact form
         super().__init__(events)
@@ -147,18 +157,17 @@ class RunningCardHistory(CardHistory):
     def add(self, event: CardEvent) -> bool:
         if event.txn_id in self._txn_ids:
             return False
-        units = self._event_units(event)
-        if units is None:
+        exact = _exact_amount(event)
+        if exact is None:
             self._inexact.add(event.txn_id)
         if self._windows is not None and (
-            units is None or (self._keys and event.key < self._keys[-1])
+            exact is None or (self._keys and event.key < self._keys[-1])
         ):
-            self._drop_running()  # before any eviction: the units must stay one per event
+            self._windows = None  # before `super().add` evicts: the windows hold no late event
         super().add(event)
-        if self._windows is not None and units is not None:
-            self._units.append(units)
+        if self._windows is not None and exact is not None:
             for window in self._windows:
-                window.enter(event, *units)
+                window.enter(event, *exact)
         return True
 
     def _evict_oldest(self, count: int) -> None:
@@ -166,10 +175,9 @@ class RunningCardHistory(CardHistory):
             self._inexact.difference_update(event.txn_id for event in self._events[:count])
         if count and self._windows is not None:
             for window in self._windows:
-                for index in range(window.start, count):
-                    window.leave(self._events[index], *self._units[index])
+                for event in self._events[window.start : count]:
+                    window.leave(event)
                 window.start = max(0, window.start - count)
-            del self._units[:count]
         super()._evict_oldest(count)
 
     def pass_before(self, event_time: float, txn_id: str) -> WindowPass:
@@ -177,19 +185,17 @@ class RunningCardHistory(CardHistory):
         windows when the transaction comes after every event held. Use it before the next
         `add`: its merchant and country sets are the running windows' own."""
         after_all = not self._keys or (event_time, txn_id) > self._keys[-1]
-        if not after_all or event_time < self._asked_at:
-            return window_pass(self.before(event_time, txn_id), event_time)
-        if self._windows is None and not self._build_running():
+        if not after_all or event_time < self._asked_at or not self._running():
             return window_pass(self.before(event_time, txn_id), event_time)
         assert self._windows is not None
         self._asked_at = event_time
-        events, units = self._events, self._units
+        events = self._events
         values: list[float] = []
         seen_from = len(events) - windows.MAX_CARD_EVENTS  # what a transaction sees at most
         for window in self._windows:
             start, cutoff = window.start, event_time - window.length
             while start < len(events) and (start < seen_from or events[start].event_time < cutoff):
-                window.leave(events[start], *units[start])
+                window.leave(events[start])
                 start += 1
             window.start = start
             values += window.values()
@@ -197,23 +203,12 @@ class RunningCardHistory(CardHistory):
         return WindowPass(values, month.count, values[-6], month.squares / (1 << _SQUARE_BITS),
                           month.merchants, month.countries, events[month.start :])  # fmt: skip
 
-    def _build_running(self) -> bool:
-        """Put every event held into fresh windows; False when an amount has no exact form."""
-        if self._inexact:
-            return False
-        self._units = [self._event_units(event) for event in self._events]  # type: ignore[misc]
-        self._windows = [_Window(length) for length in _LENGTHS]
-        for window in self._windows:
-            for event, (amount, square) in zip(self._events, self._units, strict=True):
-                window.enter(event, amount, square)
-        return True
-
-    def _drop_running(self) -> None:
-        self._windows = None
-        self._units = []
-
-    @staticmethod
-    def _event_units(event: CardEvent) -> tuple[int, int] | None:
-        amount = _units(event.amount, _AMOUNT_BITS)
-        square = _units(event.amount * event.amount, _SQUARE_BITS)
-        return None if amount is None or square is None else (amount, square)
+    def _running(self) -> bool:
+        """Whether the windows run, building them from every event held if they can."""
+        if self._windows is None and not self._inexact:
+            self._windows = [_Window(length) for length in _LENGTHS]
+            for event in self._events:
+                amount, square = _exact_amount(event) or (0, 0)  # none is inexact
+                for window in self._windows:
+                    window.enter(event, amount, square)
+        return self._windows is not None
