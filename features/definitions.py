@@ -1,11 +1,13 @@
 """The feature vector of DESIGN.md §4: one definition for training and for serving.
 
 `feature_vector` is the only place a feature is defined. The online stores call it with
-the card's earlier events and the merchant's counts, and so does the offline builder's
-per-row reference (features/builder.py `PointInTimeState`), so a parity test can compare
-them row by row. The offline builder's fast path computes the card part for a whole
-history at once (features/card_windows.py) and is tested equal to `card_features` to the
-bit; that is why every sum here is exactly rounded (`math.fsum`), never order-dependent.
+the card's earlier events and the merchant's counts (or `feature_vector_from` with a
+cached card's running window aggregates, features/window_pass.py, equal to the bit), and
+so does the offline builder's per-row reference (features/builder.py `PointInTimeState`),
+so a parity test can compare them row by row. The offline builder's fast path computes
+the card part for a whole history at once (features/card_windows.py) and is tested equal
+to `card_features` to the bit; that is why every sum here is exactly rounded
+(`math.fsum`), never order-dependent.
 """
 
 from __future__ import annotations
