@@ -5,7 +5,9 @@ card features, then adding it to the card's history. `pass` is `CardHistory` wit
 `definitions.card_features` (one pass over the card's month), `running` is
 `RunningCardHistory` with `card_features_from` (features/window_pass.py). Two inputs:
 a generated stream in time order (about 60 events a card a month), and one card at the
-`MAX_CARD_EVENTS` cap (a card-testing bot: an event every 500 s).
+`MAX_CARD_EVENTS` cap (a card-testing bot: an event every 500 s). And a cold card: its
+window loaded as Redis returns it, then one transaction (what a worker pays the first
+time it sees a card).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from fraudstream.features.windows import MAX_CARD_EVENTS, CardEvent, CardHistory
 from fraudstream.stream.sim.generator import GeneratorConfig, generate_stream
 
 BOT_GAP_S = 500.0
+COLD_CARDS = 2_000
+COLD_MIN_EVENTS = 30
 
 
 def _with_pass(histories: dict[str, CardHistory], txn: Transaction) -> None:
@@ -45,6 +49,26 @@ def _us_per_txn(step: Callable[[dict, Transaction], None], warm: Sequence[Transa
     for txn in timed:
         step(histories, txn)
     return 1e6 * (time.process_time() - started) / len(timed)
+
+
+def _cold_us_per_card(history_class: type[CardHistory], ordered: Sequence[Transaction]) -> float:
+    """A cold card: its window loaded as Redis returns it, then its transaction's features."""
+    held: dict[str, list[CardEvent]] = {}
+    cases = []
+    for txn in ordered:
+        events = held.setdefault(txn.card_id, [])
+        if len(events) >= COLD_MIN_EVENTS:
+            cases.append((txn, list(events)))
+        events.append(CardEvent.from_transaction(txn))
+    cases = cases[:: max(1, len(cases) // COLD_CARDS)]
+    started = time.process_time()
+    for txn, events in cases:
+        history = history_class(events)
+        if isinstance(history, RunningCardHistory):
+            card_features_from(txn, history.pass_before(txn.event_time, txn.txn_id))
+        else:
+            card_features(txn, history.before(txn.event_time, txn.txn_id))
+    return 1e6 * (time.process_time() - started) / len(cases)
 
 
 def _bot_card(count: int) -> list[Transaction]:
@@ -84,6 +108,11 @@ def main() -> None:
             for step in (_with_pass, _running)
         ]
         print(f"| {name} | {medians[0]:.1f} | {medians[1]:.1f} |")
+    cold = [
+        statistics.median(_cold_us_per_card(history_class, ordered) for _ in range(args.runs))
+        for history_class in (CardHistory, RunningCardHistory)
+    ]
+    print(f"| a cold card (loaded, then one transaction) | {cold[0]:.1f} | {cold[1]:.1f} |")
 
 
 if __name__ == "__main__":

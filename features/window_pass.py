@@ -15,6 +15,7 @@ which events entered and left a window cannot change the result.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,12 @@ def _units(value: float, bits: int) -> int | None:
     """`value` as an exact integer in units of 2**-bits, or None when it is not one."""
     scaled = value * 2.0**bits  # exact: a power of two (inf on overflow)
     return int(scaled) if scaled.is_integer() else None
+
+
+def _exact(event: CardEvent) -> bool:
+    """Whether `_exact_amount` has an answer: an amount with at most `_AMOUNT_BITS`
+    fractional bits has a square (rounded) with at most `_SQUARE_BITS`, unless it overflows."""
+    return (event.amount * 2.0**_AMOUNT_BITS).is_integer() and abs(event.amount) < 1e150
 
 
 def _exact_amount(event: CardEvent) -> tuple[int, int] | None:
@@ -146,28 +153,29 @@ class RunningCardHistory(CardHistory):
     (and no such amount is held).
     """
 
-    __slots__ = ("_windows", "_asked_at", "_inexact")
+    __slots__ = ("_windows", "_asked_at", "_asked_before", "_inexact")
 
     def __init__(self, events: Sequence[CardEvent] = ()) -> None:
         self._windows: list[_Window] | None = None
         self._asked_at = float("-inf")
+        self._asked_before = False
         self._inexact: set[str] = set()  # events held whose amount has no exact form
         super().__init__(events)
+        self._inexact = {event.txn_id for event in self._events if not _exact(event)}
 
     def add(self, event: CardEvent) -> bool:
         if event.txn_id in self._txn_ids:
             return False
-        exact = _exact_amount(event)
-        if exact is None:
+        exact = _exact(event)
+        if not exact:
             self._inexact.add(event.txn_id)
-        if self._windows is not None and (
-            exact is None or (self._keys and event.key < self._keys[-1])
-        ):
+        if self._windows is not None and (not exact or (self._keys and event.key < self._keys[-1])):
             self._windows = None  # before `super().add` evicts: the windows hold no late event
         super().add(event)
-        if self._windows is not None and exact is not None:
+        if self._windows is not None:
+            amount, square = _exact_amount(event) or (0, 0)  # exact: checked above
             for window in self._windows:
-                window.enter(event, *exact)
+                window.enter(event, amount, square)
         return True
 
     def _evict_oldest(self, count: int) -> None:
@@ -185,7 +193,12 @@ class RunningCardHistory(CardHistory):
         windows when the transaction comes after every event held. Use it before the next
         `add`: its merchant and country sets are the running windows' own."""
         after_all = not self._keys or (event_time, txn_id) > self._keys[-1]
-        if not after_all or event_time < self._asked_at or not self._running():
+        asked_before, self._asked_before = self._asked_before, True
+        if (
+            not after_all
+            or event_time < self._asked_at
+            or not (self._windows is not None or asked_before and self._build(event_time))
+        ):  # a card asked once (a cold one) is served by the pass: a build costs more
             return window_pass(self.before(event_time, txn_id), event_time)
         assert self._windows is not None
         self._asked_at = event_time
@@ -203,12 +216,17 @@ class RunningCardHistory(CardHistory):
         return WindowPass(values, month.count, values[-6], month.squares / (1 << _SQUARE_BITS),
                           month.merchants, month.countries, events[month.start :])  # fmt: skip
 
-    def _running(self) -> bool:
-        """Whether the windows run, building them from every event held if they can."""
-        if self._windows is None and not self._inexact:
-            self._windows = [_Window(length) for length in _LENGTHS]
-            for event in self._events:
+    def _build(self, event_time: float) -> bool:
+        """Build the windows, each from the events it holds at `event_time`; False when
+        an amount held has no exact form."""
+        if self._inexact:
+            return False
+        seen_from = max(0, len(self._events) - windows.MAX_CARD_EVENTS)
+        self._windows = [_Window(length) for length in _LENGTHS]
+        for window in self._windows:
+            cutoff = (event_time - window.length, "")
+            window.start = max(seen_from, bisect.bisect_left(self._keys, cutoff))
+            for event in self._events[window.start :]:
                 amount, square = _exact_amount(event) or (0, 0)  # none is inexact
-                for window in self._windows:
-                    window.enter(event, amount, square)
-        return self._windows is not None
+                window.enter(event, amount, square)
+        return True

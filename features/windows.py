@@ -21,6 +21,7 @@ Semantics, shared by both paths and checked against brute force in the property 
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -122,10 +123,20 @@ class CardHistory:
     __slots__ = ("_events", "_keys", "_txn_ids", "_newest_time")
 
     def __init__(self, events: Iterable[CardEvent] = ()) -> None:
-        self._events: list[CardEvent] = []
-        self._keys: list[tuple[float, str]] = []
-        self._txn_ids: set[str] = set()
+        """Hold `events`: at once when they are sorted and distinct (as Redis returns a
+        card's window), else one `add` at a time, which comes to the same."""
+        self._events: list[CardEvent] = list(events)
+        self._keys: list[tuple[float, str]] = [event.key for event in self._events]
+        self._txn_ids: set[str] = {event.txn_id for event in self._events}
         self._newest_time = float("-inf")
+        in_order = all(map(operator.lt, self._keys, self._keys[1:]))
+        if in_order and len(self._txn_ids) == len(self._keys):
+            if self._keys:
+                self._newest_time = self._keys[-1][0]
+                self._evict_before(self._newest_time - RETENTION_SECONDS)
+                self._evict_oldest(max(0, len(self._events) - STORED_CARD_EVENTS))
+            return
+        events, self._events, self._keys, self._txn_ids = self._events, [], [], set()
         for event in events:
             self.add(event)
 

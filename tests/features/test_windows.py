@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fraudstream.features import windows as windows_module
 from fraudstream.features.definitions import NO_MERCHANT_HISTORY, feature_vector
 from fraudstream.features.transaction import Transaction
 from fraudstream.features.windows import (
@@ -181,3 +184,27 @@ def test_events_past_retention_are_evicted() -> None:
     history.add(first)
     history.add(later)
     assert [event.txn_id for event in history.events] == ["b"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrivals(), st.integers(2, 30))
+def test_a_history_loaded_at_once_equals_one_added_event_by_event(
+    arrived: list[Transaction], stored_cap: int
+) -> None:
+    """Sorted, distinct events (a card's window as Redis returns it) are taken at once; in
+    any other order one by one. Both end where adding them one at a time ends, retention
+    and the cap of stored events included."""
+    events = [CardEvent.from_transaction(txn) for txn in arrived]
+    in_order = sorted({event.txn_id: event for event in events}.values(), key=lambda e: e.key)
+    with mock.patch.object(windows_module, "STORED_CARD_EVENTS", stored_cap):
+        for source in (in_order, events):
+            one_by_one = CardHistory()
+            for event in source:
+                one_by_one.add(event)
+            loaded = CardHistory(source)
+            assert loaded.events == one_by_one.events
+            last = arrived[-1]
+            assert loaded.before(last.event_time, last.txn_id) == one_by_one.before(
+                last.event_time, last.txn_id
+            )
+            assert loaded.add(events[0]) is one_by_one.add(events[0])
