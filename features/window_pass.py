@@ -6,7 +6,8 @@ added, so a transaction that arrives after every event its card holds (the usual
 online) costs a few dictionary updates instead of a pass over its month of history, and a
 card-testing bot's card at the `MAX_CARD_EVENTS` cap costs no more than any other. Both
 give the same `WindowPass` to the bit (a property test replays random, late and
-duplicated arrivals through both); a late transaction is served by the pass.
+duplicated arrivals through both); a late transaction, and a card's first (it may be a
+cold card, seen once), are served by the pass.
 
 Totals are exactly rounded sums, as `math.fsum` gives: the running path keeps them as
 exact integers in units of a power of two and divides once when asked, so the order in
