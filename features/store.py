@@ -40,7 +40,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import overload
 
 import numpy as np
 import orjson
@@ -52,6 +51,7 @@ from fraudstream.features.definitions import (
     MERCHANT_COUNT_WINDOW_SECONDS,
     MERCHANT_RISK_WINDOW_SECONDS,
     MERCHANT_RISK_WINDOWS,
+    NO_MERCHANT_HISTORY,
     MerchantCounts,
     feature_vector,
     feature_vector_from,
@@ -430,8 +430,10 @@ class RedisFeatureStore:
                 vectors.append(None)
                 continue
             served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
-            vectors.append(self._featurize(txn, card, _merchant_counts(merchant) if served
-                                           else None))  # fmt: skip
+            # Featurized either way: a card whose script succeeded enters the cache.
+            vector = self._featurize(txn, card, _merchant_counts(merchant) if served
+                                     else NO_MERCHANT_HISTORY)  # fmt: skip
+            vectors.append(vector if served else None)
         if self.cache is not None:
             self.cache.trim()
         raise FeatureStorePartlyUnavailable(
@@ -470,36 +472,25 @@ class RedisFeatureStore:
                 cold.add(txn.card_id)
         return wanted
 
-    @overload
     def _featurize(
         self, txn: Transaction, encoded_events: str | bytes, merchant: MerchantCounts
-    ) -> NDArray[np.float64]: ...
-
-    @overload
-    def _featurize(self, txn: Transaction, encoded_events: str | bytes, merchant: None) -> None: ...
-
-    def _featurize(
-        self, txn: Transaction, encoded_events: str | bytes, merchant: MerchantCounts | None
-    ) -> NDArray[np.float64] | None:
-        """The features of `txn` (None without `merchant`) from its card's events in the
-        cache or the script's reply; records `txn` in the cache either way."""
+    ) -> NDArray[np.float64]:
+        """The features of `txn` from its card's events in the cache or the script's reply;
+        records `txn` in the cache."""
         if self.cache is None:
             # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
             prior = decode_events(encoded_events)
             me = (txn.event_time, txn.txn_id)
             while prior and prior[-1].key >= me:
                 prior.pop()
-            if merchant is None:
-                return None
             return feature_vector(txn, prior[-MAX_CARD_EVENTS:], merchant)
         history = self.cache.get(txn.card_id)
         if history is None:
             history = RunningCardHistory(decode_events(encoded_events))
             self.cache.put(txn.card_id, history)
-        vector = None
-        if merchant is not None:  # before `txn` enters the running windows
-            windows = history.pass_before(txn.event_time, txn.txn_id)
-            vector = feature_vector_from(txn, windows, merchant)
+        # Before `txn` enters the running windows: the pass shares their sets.
+        vector = feature_vector_from(txn, history.pass_before(txn.event_time, txn.txn_id),
+                                     merchant)  # fmt: skip
         history.add(CardEvent.from_transaction(txn))
         return vector
 

@@ -30,6 +30,8 @@ _LENGTHS = tuple(WINDOWS.values())
 #: with a smaller amount in its history is served by the pass.
 _AMOUNT_BITS = 64
 _SQUARE_BITS = 128
+#: Where the 30-day window's seven values start in `WindowPass.values`.
+_MONTH_VALUES = 7 * (len(_LENGTHS) - 1)
 
 
 @dataclass(slots=True)
@@ -37,12 +39,18 @@ class WindowPass:
     """The window aggregates of a card before one transaction at time t."""
 
     values: list[float]  # count, total, mean, merchants, countries, nights, weekends per window
-    count_30d: int
-    total_30d: float
     sum_of_squares_30d: float  # exactly rounded sum of each amount squared (rounded)
     merchants_30d: Container[str]
     countries_30d: Container[str]
     events_30d: Sequence[CardEvent]  # oldest first
+
+    @property
+    def count_30d(self) -> int:
+        return int(self.values[_MONTH_VALUES])
+
+    @property
+    def total_30d(self) -> float:
+        return self.values[_MONTH_VALUES + 1]
 
 
 def window_pass(prior: Sequence[CardEvent], t: float) -> WindowPass:
@@ -54,7 +62,6 @@ def window_pass(prior: Sequence[CardEvent], t: float) -> WindowPass:
     """
     values: list[float] = []
     nights = weekends = 0
-    total = 0.0
     amounts: list[float] = []
     merchants: set[str] = set()
     countries: set[str] = set()
@@ -73,27 +80,21 @@ def window_pass(prior: Sequence[CardEvent], t: float) -> WindowPass:
         total = math.fsum(amounts)
         values += (count, total, total / count if count else 0.0, len(merchants),
                    len(countries), nights, weekends)  # fmt: skip
-    return WindowPass(values, len(amounts), total, math.fsum([a * a for a in amounts]),
-                      merchants, countries, prior[position + 1 :])  # fmt: skip
-
-
-def _units(value: float, bits: int) -> int | None:
-    """`value` as an exact integer in units of 2**-bits, or None when it is not one."""
-    scaled = value * 2.0**bits  # exact: a power of two (inf on overflow)
-    return int(scaled) if scaled.is_integer() else None
+    return WindowPass(values, math.fsum([a * a for a in amounts]), merchants, countries,
+                      prior[position + 1 :])  # fmt: skip
 
 
 def _exact(event: CardEvent) -> bool:
-    """Whether `_exact_amount` has an answer: an amount with at most `_AMOUNT_BITS`
-    fractional bits has a square (rounded) with at most `_SQUARE_BITS`, unless it overflows."""
+    """Whether the event's amount is a whole number of 2**-_AMOUNT_BITS units; its square
+    (rounded) then is one of 2**-_SQUARE_BITS units, unless it overflows."""
     return (event.amount * 2.0**_AMOUNT_BITS).is_integer() and abs(event.amount) < 1e150
 
 
-def _exact_amount(event: CardEvent) -> tuple[int, int] | None:
-    """The event's amount and its square (as `window_pass` rounds it) as exact integers."""
-    amount = _units(event.amount, _AMOUNT_BITS)
-    square = _units(event.amount * event.amount, _SQUARE_BITS)
-    return None if amount is None or square is None else (amount, square)
+def _exact_amount(event: CardEvent) -> tuple[int, int]:
+    """An `_exact` event's amount and its square (as `window_pass` rounds it) as integers:
+    scaling by a power of two is exact."""
+    amount = event.amount
+    return int(amount * 2.0**_AMOUNT_BITS), int(amount * amount * 2.0**_SQUARE_BITS)
 
 
 class _Window:
@@ -121,7 +122,7 @@ class _Window:
         self.countries[event.country] = self.countries.get(event.country, 0) + 1
 
     def leave(self, event: CardEvent) -> None:
-        amount, square = _exact_amount(event) or (0, 0)  # never None: see the class doc
+        amount, square = _exact_amount(event)
         self.count -= 1
         self.total -= amount
         self.squares -= square
@@ -174,7 +175,7 @@ class RunningCardHistory(CardHistory):
             self._windows = None  # before `super().add` evicts: the windows hold no late event
         super().add(event)
         if self._windows is not None:
-            amount, square = _exact_amount(event) or (0, 0)  # exact: checked above
+            amount, square = _exact_amount(event)
             for window in self._windows:
                 window.enter(event, amount, square)
         return True
@@ -214,8 +215,8 @@ class RunningCardHistory(CardHistory):
             window.start = start
             values += window.values()
         month = self._windows[-1]
-        return WindowPass(values, month.count, values[-6], month.squares / (1 << _SQUARE_BITS),
-                          month.merchants, month.countries, events[month.start :])  # fmt: skip
+        return WindowPass(values, month.squares / (1 << _SQUARE_BITS), month.merchants,
+                          month.countries, events[month.start :])  # fmt: skip
 
     def _build(self, event_time: float) -> bool:
         """Build the windows, each from the events it holds at `event_time`; False when
@@ -228,6 +229,6 @@ class RunningCardHistory(CardHistory):
             cutoff = (event_time - window.length, "")
             window.start = max(seen_from, bisect.bisect_left(self._keys, cutoff))
             for event in self._events[window.start :]:
-                amount, square = _exact_amount(event) or (0, 0)  # none is inexact
+                amount, square = _exact_amount(event)
                 window.enter(event, amount, square)
         return True

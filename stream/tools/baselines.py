@@ -37,6 +37,7 @@ from fraudstream.stream.tools.workers import WorkerProcess, start_group
 from fraudstream.stream.transport import PLAINTEXT, KafkaSecurity, kafka_client_options
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
+    ack_all,
     consume_as_the_worker,
     natural_batches,
     new_faust_app,
@@ -75,10 +76,10 @@ def create_baseline_app(
     @app.agent(transactions, name=f"baseline_{name}")
     async def baseline(stream: Any) -> None:
         async for events in natural_batches(stream, BATCH_MAX):
-            for event in events:
-                if name == "passthrough":
+            if name == "passthrough":
+                for event in events:
                     await decisions.send(key=event.key, value=_minimal_decision(event), force=True)
-                await stream.ack(event)
+            await ack_all(stream, events)
             state["processed"] += len(events)
 
     @app.timer(STATUS_INTERVAL_S)

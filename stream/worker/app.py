@@ -32,6 +32,7 @@ from fraudstream.stream.worker.delivery import (
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
     LABEL_BATCH_WITHIN_S,
+    ack_all,
     commit_before_revoke,
     consume_as_the_worker,
     freeze_start_up_heap,
@@ -217,12 +218,6 @@ def stop_unacked(error: Exception) -> NoReturn:
                  exc_info=error)  # fmt: skip
     logging.shutdown()
     os._exit(EXIT_UNDELIVERED)
-
-
-async def ack_all(stream: Any, events: Sequence[Any]) -> None:
-    """Ack a batch's input events, so their offsets may be committed."""
-    for event in events:
-        await stream.ack(event)
 
 
 async def ack_unless_stale(

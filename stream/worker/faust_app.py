@@ -12,7 +12,7 @@ import inspect
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,6 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
             if len(events) >= max_batch:
                 room.clear()
                 await stream.wait(room)
-        except asyncio.CancelledError:
-            raise
         except Exception as error:  # as noack_take: a broken processor crashes the stream
             await stream.crash(error)
         return value
@@ -113,6 +111,12 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
     finally:
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(add_to_batch)
+
+
+async def ack_all(stream: Any, events: Sequence[Any]) -> None:
+    """Ack a batch's input events, so their offsets may be committed."""
+    for event in events:
+        await stream.ack(event)
 
 
 async def _until_taken(queued: asyncio.Queue[Any], events: list[Any], max_batch: int) -> None:
