@@ -184,10 +184,11 @@ VARIABLES: tuple[str, ...] = tuple(
         "ID_HASH_KEY",
     )
 )
-#: How long each FraudStream producer (worker, replay, load test) lets records gather into
-#: one batch. The embedded broker pays per stored batch and slows down as batches pile up
+#: How long the replay's and the load test's producers let records gather into one batch.
+#: The embedded broker pays per stored batch and slows down as batches pile up
 #: (bench/bench_broker_growth.py): the 50,000-transaction demo's p99 was 8.7-13.1 s with
-#: 5 ms, 1.3 s with 20 ms, 0.6 s with 50 ms, which would add up to 50 ms per hop.
+#: 5 ms, 1.3 s with 20 ms, 0.6 s with 50 ms, which would add up to 50 ms per hop. The
+#: worker's decisions come in batches already and do not wait (stream/worker/faust_app.py).
 PRODUCER_LINGER_MS = 20
 
 FallbackPolicy = Literal["neutral", "last_score"]
