@@ -16,6 +16,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fraudstream.features.definitions import card_features, card_features_from
 from fraudstream.features.transaction import Transaction
@@ -28,31 +29,42 @@ COLD_CARDS = 2_000
 COLD_MIN_EVENTS = 30
 
 
-def _with_pass(histories: dict[str, CardHistory], txn: Transaction) -> None:
-    history = histories.setdefault(txn.card_id, CardHistory())
-    card_features(txn, history.before(txn.event_time, txn.txn_id))
-    history.add(CardEvent.from_transaction(txn))
+def _pass_features(history: CardHistory, txn: Transaction) -> list[float]:
+    return card_features(txn, history.before(txn.event_time, txn.txn_id))
 
 
-def _running(histories: dict[str, RunningCardHistory], txn: Transaction) -> None:
-    history = histories.setdefault(txn.card_id, RunningCardHistory())
-    card_features_from(txn, history.pass_before(txn.event_time, txn.txn_id))
-    history.add(CardEvent.from_transaction(txn))
+def _running_features(history: RunningCardHistory, txn: Transaction) -> list[float]:
+    return card_features_from(txn, history.pass_before(txn.event_time, txn.txn_id))
 
 
-def _us_per_txn(step: Callable[[dict, Transaction], None], warm: Sequence[Transaction],
-                timed: Sequence[Transaction]) -> float:  # fmt: skip
-    histories: dict = {}
+#: Each path: the card history it keeps, and how it gets a transaction's card features.
+PATHS: dict[str, tuple[type[CardHistory], Callable[[Any, Transaction], list[float]]]] = {
+    "pass": (CardHistory, _pass_features),
+    "running": (RunningCardHistory, _running_features),
+}
+
+
+def _us_per_txn(path: str, warm: Sequence[Transaction], timed: Sequence[Transaction]) -> float:
+    """A cached card's transaction: its card features, then adding it to the history."""
+    history_class, features = PATHS[path]
+    histories: dict[str, CardHistory] = {}
+
+    def step(txn: Transaction) -> None:
+        history = histories.setdefault(txn.card_id, history_class())
+        features(history, txn)
+        history.add(CardEvent.from_transaction(txn))
+
     for txn in warm:
-        step(histories, txn)
+        step(txn)
     started = time.process_time()
     for txn in timed:
-        step(histories, txn)
+        step(txn)
     return 1e6 * (time.process_time() - started) / len(timed)
 
 
-def _cold_us_per_card(history_class: type[CardHistory], ordered: Sequence[Transaction]) -> float:
+def _cold_us_per_card(path: str, ordered: Sequence[Transaction]) -> float:
     """A cold card: its window loaded as Redis returns it, then its transaction's features."""
+    history_class, features = PATHS[path]
     held: dict[str, list[CardEvent]] = {}
     cases = []
     for txn in ordered:
@@ -63,11 +75,7 @@ def _cold_us_per_card(history_class: type[CardHistory], ordered: Sequence[Transa
     cases = cases[:: max(1, len(cases) // COLD_CARDS)]
     started = time.process_time()
     for txn, events in cases:
-        history = history_class(events)
-        if isinstance(history, RunningCardHistory):
-            card_features_from(txn, history.pass_before(txn.event_time, txn.txn_id))
-        else:
-            card_features(txn, history.before(txn.event_time, txn.txn_id))
+        features(history_class(events), txn)
     return 1e6 * (time.process_time() - started) / len(cases)
 
 
@@ -104,13 +112,13 @@ def main() -> None:
     print("| input | pass us / txn | running us / txn |\n|---|---:|---:|")
     for name, (warm, timed) in inputs.items():
         medians = [
-            statistics.median(_us_per_txn(step, warm, timed) for _ in range(args.runs))
-            for step in (_with_pass, _running)
+            statistics.median(_us_per_txn(path, warm, timed) for _ in range(args.runs))
+            for path in PATHS
         ]
         print(f"| {name} | {medians[0]:.1f} | {medians[1]:.1f} |")
     cold = [
-        statistics.median(_cold_us_per_card(history_class, ordered) for _ in range(args.runs))
-        for history_class in (CardHistory, RunningCardHistory)
+        statistics.median(_cold_us_per_card(path, ordered) for _ in range(args.runs))
+        for path in PATHS
     ]
     print(f"| a cold card (loaded, then one transaction) | {cold[0]:.1f} | {cold[1]:.1f} |")
 

@@ -375,16 +375,17 @@ class RedisFeatureStore:
         """
         self.gate.check()
         wanted = self._histories_wanted(transactions)
+        events = [CardEvent.from_transaction(txn) for txn in transactions]
 
         def commands(shas: list[str]) -> list[Command]:
             record_card, record_merchant, claim_generation = shas
             queued: list[Command] = [
                 ("EVALSHA", claim_generation, 1, GENERATION_KEY, self._proposed_generation)
             ]
-            for txn, want in zip(transactions, wanted, strict=True):
+            for txn, event, want in zip(transactions, events, wanted, strict=True):
                 queued += (
                     ("EVALSHA", record_card, 2, *_card_keys(txn.card_id), txn.txn_id,
-                     txn.event_time, encode_event(CardEvent.from_transaction(txn)),
+                     txn.event_time, encode_event(event),
                      RETENTION_SECONDS, KEY_TTL_SECONDS, "1" if want else "0",
                      STORED_CARD_EVENTS),
                     ("EVALSHA", record_merchant, 3, *_merchant_keys(txn.merchant_id),
@@ -398,22 +399,25 @@ class RedisFeatureStore:
         try:
             generation, *replies = await self._scripts.run(commands)
         except SomeCommandsFailed as partial:
-            return self._partly_served(transactions, partial)
+            return self._partly_served(transactions, events, partial)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         self._follow_generation(generation, transactions)
         vectors = [
-            self._featurize(txn, replies[3 * index], _merchant_counts(replies[3 * index + 1]))
-            for index, txn in enumerate(transactions)
+            self._featurize(
+                txn, event, replies[3 * index], _merchant_counts(replies[3 * index + 1])
+            )
+            for index, (txn, event) in enumerate(zip(transactions, events, strict=True))
         ]
         if self.cache is not None:
             self.cache.trim()
         return vectors
 
     def _partly_served(
-        self, transactions: Sequence[Transaction], partial: SomeCommandsFailed
-    ) -> list[NDArray[np.float64]]:
+        self, transactions: Sequence[Transaction], events: Sequence[CardEvent],
+        partial: SomeCommandsFailed,
+    ) -> list[NDArray[np.float64]]:  # fmt: skip
         """Raise `FeatureStorePartlyUnavailable` with the vectors of the transactions all of
         whose commands succeeded (a Redis Cluster master failed; see the module doc).
 
@@ -424,14 +428,14 @@ class RedisFeatureStore:
         if not isinstance(generation, Exception):
             self._follow_generation(generation, transactions)
         vectors: list[NDArray[np.float64] | None] = []
-        for index, txn in enumerate(transactions):
+        for index, (txn, event) in enumerate(zip(transactions, events, strict=True)):
             card, merchant, seen = replies[3 * index : 3 * index + 3]
             if isinstance(card, Exception):
                 vectors.append(None)
                 continue
             served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
             # Featurized either way: a card whose script succeeded enters the cache.
-            vector = self._featurize(txn, card, _merchant_counts(merchant) if served
+            vector = self._featurize(txn, event, card, _merchant_counts(merchant) if served
                                      else NO_MERCHANT_HISTORY)  # fmt: skip
             vectors.append(vector if served else None)
         if self.cache is not None:
@@ -473,10 +477,11 @@ class RedisFeatureStore:
         return wanted
 
     def _featurize(
-        self, txn: Transaction, encoded_events: str | bytes, merchant: MerchantCounts
-    ) -> NDArray[np.float64]:
+        self, txn: Transaction, event: CardEvent, encoded_events: str | bytes,
+        merchant: MerchantCounts,
+    ) -> NDArray[np.float64]:  # fmt: skip
         """The features of `txn` from its card's events in the cache or the script's reply;
-        records `txn` in the cache."""
+        records `txn` in the cache as `event`, the card event Redis recorded."""
         if self.cache is None:
             # Sorted by (event_time, txn_id) already: the script reads them in ZRANGE order.
             prior = decode_events(encoded_events)
@@ -491,7 +496,7 @@ class RedisFeatureStore:
         # Before `txn` enters the running windows: the pass shares their sets.
         vector = feature_vector_from(txn, history.pass_before(txn.event_time, txn.txn_id),
                                      merchant)  # fmt: skip
-        history.add(CardEvent.from_transaction(txn))
+        history.add(event)
         return vector
 
     async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:

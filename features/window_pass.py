@@ -152,26 +152,22 @@ class RunningCardHistory(CardHistory):
     The running windows hold the events `[window.start, len)` of the history and move on
     as time does. An event inserted before the newest, or an amount with no exact integer
     form, drops them; they are rebuilt once at the next query that comes after every event
-    (and no such amount is held).
+    (and finds no such amount in its 30 days).
     """
 
-    __slots__ = ("_windows", "_asked_at", "_asked_before", "_inexact")
+    __slots__ = ("_windows", "_asked_at", "_asked_before")
 
     def __init__(self, events: Sequence[CardEvent] = ()) -> None:
         self._windows: list[_Window] | None = None
         self._asked_at = float("-inf")
         self._asked_before = False
-        self._inexact: set[str] = set()  # events held whose amount has no exact form
         super().__init__(events)
-        self._inexact = {event.txn_id for event in self._events if not _exact(event)}
 
     def add(self, event: CardEvent) -> bool:
         if event.txn_id in self._txn_ids:
             return False
-        exact = _exact(event)
-        if not exact:
-            self._inexact.add(event.txn_id)
-        if self._windows is not None and (not exact or (self._keys and event.key < self._keys[-1])):
+        late = bool(self._keys) and event.key < self._keys[-1]
+        if self._windows is not None and (late or not _exact(event)):
             self._windows = None  # before `super().add` evicts: the windows hold no late event
         super().add(event)
         if self._windows is not None:
@@ -181,8 +177,6 @@ class RunningCardHistory(CardHistory):
         return True
 
     def _evict_oldest(self, count: int) -> None:
-        if count and self._inexact:
-            self._inexact.difference_update(event.txn_id for event in self._events[:count])
         if count and self._windows is not None:
             for window in self._windows:
                 for event in self._events[window.start : count]:
@@ -220,15 +214,18 @@ class RunningCardHistory(CardHistory):
 
     def _build(self, event_time: float) -> bool:
         """Build the windows, each from the events it holds at `event_time`; False when
-        an amount held has no exact form."""
-        if self._inexact:
-            return False
+        an amount in them has no exact form."""
         seen_from = max(0, len(self._events) - windows.MAX_CARD_EVENTS)
+        starts = [
+            max(seen_from, bisect.bisect_left(self._keys, (event_time - length, "")))
+            for length in _LENGTHS
+        ]
+        if not all(map(_exact, self._events[min(starts) :])):
+            return False
         self._windows = [_Window(length) for length in _LENGTHS]
-        for window in self._windows:
-            cutoff = (event_time - window.length, "")
-            window.start = max(seen_from, bisect.bisect_left(self._keys, cutoff))
-            for event in self._events[window.start :]:
+        for window, start in zip(self._windows, starts, strict=True):
+            window.start = start
+            for event in self._events[start:]:
                 amount, square = _exact_amount(event)
                 window.enter(event, amount, square)
         return True
