@@ -40,6 +40,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -500,27 +501,37 @@ class RedisFeatureStore:
         return vector
 
     async def claim(self, transactions: Sequence[Transaction]) -> list[bool]:
-        """Claim each `txn_id` for its content (`SET NX`, then read who holds it).
+        """Claim each `txn_id` for its content (`SET NX`), then read who holds the ones
+        already held: a second round trip only for a batch with a redelivery or a reuse.
 
-        One round trip for the batch; a `txn_id` twice in one batch is compared too.
+        A `txn_id` twice in one batch is compared too (its second `SET NX` finds the first).
         """
         self.gate.check()
         values = [_seen_value(txn) for txn in transactions]
+        keys = [_txn_seen_key(txn.txn_id) for txn in transactions]
+        claimed = await self._replies([
+            ("SET", key, value, "NX", "EX", self._merchant_ttl)
+            for key, value in zip(keys, values, strict=True)
+        ])  # fmt: skip
+        # None: held already. An error (its master failed): nothing to compare with.
+        held = [index for index, reply in enumerate(claimed) if reply is None]
+        holders = await self._replies([("GET", keys[index]) for index in held]) if held else []
+        conflicting = [False] * len(transactions)
+        for index, holder in zip(held, holders, strict=True):
+            if holder is not None and not isinstance(holder, Exception):
+                conflicting[index] = _parse_seen(holder)[0] != _parse_seen(values[index])[0]
+        return conflicting
+
+    async def _replies(self, commands: Sequence[Command]) -> list[Any]:
+        """`execute_commands`' replies; on a cluster with a failed master, its commands'
+        replies are their errors. Redis unreachable raises `FeatureStoreError`."""
         try:
-            claims: list[Command] = []
-            for txn, value in zip(transactions, values, strict=True):
-                key = _txn_seen_key(txn.txn_id)
-                claims += (("SET", key, value, "NX", "EX", self._merchant_ttl), ("GET", key))
-            replies = await execute_commands(self._client, claims)
-        except SomeCommandsFailed as partial:  # a txn_id on a failed master cannot be compared
-            replies = [None if isinstance(r, Exception) else r for r in partial.replies]
+            return await execute_commands(self._client, commands)
+        except SomeCommandsFailed as partial:
+            return list(partial.replies)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
-        return [
-            holder is not None and _parse_seen(holder)[0] != _parse_seen(value)[0]
-            for holder, value in zip(replies[1::2], values, strict=True)
-        ]
 
     async def record_labels(self, labels: Sequence[Label]) -> int:
         """Count fraud labels towards their merchant's risk; returns how many were matched.

@@ -43,6 +43,11 @@ class Coalescer(Generic[T]):
         """Queue `items`; waits while the queue is full; raises if processing failed."""
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
+        if self._task.done():
+            self._task.result()  # the task only ends by failing: raise why
+        if not self._queue.full():  # the usual case: no task and no wait for a put
+            self._queue.put_nowait(items)
+            return
         put = asyncio.ensure_future(self._queue.put(items))
         await asyncio.wait([put, self._task], return_when=asyncio.FIRST_COMPLETED)
         if self._task.done():

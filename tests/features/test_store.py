@@ -334,6 +334,31 @@ def test_a_txn_id_reused_with_other_content_is_caught_an_identical_one_is_not(
     assert matched == 1, "a late label still finds the transaction's merchant"
 
 
+def test_claiming_fresh_txn_ids_reads_nothing_back(redis_server: EmbeddedRedis) -> None:
+    """The usual batch (no redelivery, no reuse) is claimed by its `SET NX`es alone; only
+    a txn_id already held is read back to compare (issue 9: half the claim's commands)."""
+    transactions, _ = random_history(seed=26, count=20)
+
+    async def gets_after(batches: list[list[Transaction]]) -> list[int]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url)
+        counts = []
+        try:
+            await client.flushdb()
+            await client.config_resetstat()
+            for batch in batches:
+                await store.claim(batch)
+                stats = await client.info("commandstats")
+                counts.append(int(stats.get("cmdstat_get", {}).get("calls", 0)))
+            return counts
+        finally:
+            await store.close()
+            await client.aclose()
+
+    fresh, redelivered = transactions[:10], transactions[5:15]
+    assert asyncio.run(gets_after([fresh, redelivered])) == [0, 5]
+
+
 def test_a_label_of_a_transaction_seen_before_the_upgrade_is_skipped_not_fatal(
     redis_server: EmbeddedRedis,
 ) -> None:
