@@ -43,16 +43,14 @@ class Coalescer(Generic[T]):
         """Queue `items`; waits while the queue is full; raises if processing failed."""
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        if self._task.done():
-            self._task.result()  # the task only ends by failing: raise why
+        self._raise_if_failed(self._task)
         if not self._queue.full():  # the usual case: no task and no wait for a put
             self._queue.put_nowait(items)
             return
         put = asyncio.ensure_future(self._queue.put(items))
         await asyncio.wait([put, self._task], return_when=asyncio.FIRST_COMPLETED)
-        if self._task.done():
-            put.cancel()
-            self._task.result()  # the task only ends by failing: raise why
+        put.cancel()  # a no-op once it has put; else the task failed and raises next
+        self._raise_if_failed(self._task)
 
     async def close(self) -> None:
         """Process what is queued, then stop; raises what stopped the processing, if anything."""
@@ -62,9 +60,14 @@ class Coalescer(Generic[T]):
             emptied = asyncio.ensure_future(self._queue.join())
             await asyncio.wait([emptied, self._task], return_when=asyncio.FIRST_COMPLETED)
             emptied.cancel()
-        if self._task.done():
-            self._task.result()
+        self._raise_if_failed(self._task)
         self._task.cancel()
+
+    @staticmethod
+    def _raise_if_failed(task: asyncio.Task[None]) -> None:
+        """Raise what stopped `task`, if it stopped: it only ends by failing."""
+        if task.done():
+            task.result()
 
     async def _run(self) -> None:
         while True:
