@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,11 +23,11 @@ from fraudstream.models.registry import load_version
 from fraudstream.stream.settings import Settings
 from fraudstream.stream.worker.batching import Coalescer
 from fraudstream.stream.worker.delivery import (
+    HandOver,
     Outgoing,
     OverlappedDelivery,
-    Send,
+    batch_hand_over,
     confirm_with_retries,
-    send_all,
 )
 from fraudstream.stream.worker.faust_app import (
     BATCH_MAX,
@@ -36,6 +36,7 @@ from fraudstream.stream.worker.faust_app import (
     commit_before_revoke,
     consume_as_the_worker,
     freeze_start_up_heap,
+    key_partition,
     natural_batches,
     new_faust_app,
     owned_partitions,
@@ -95,7 +96,7 @@ def add_agents(
     `_new_offset` misses a gap with no committed offset yet, or a gap of one record).
     """
 
-    send = producer_send(app)
+    hand_over = producer_hand_over(app)
 
     @app.agent(raw_topic(app, settings.topic_transactions))
     async def score_transactions(stream: Any) -> None:
@@ -103,13 +104,13 @@ def add_agents(
         freeze_start_up_heap()
         delivery = OverlappedDelivery(
             partial(ack_unless_stale, stream, app.consumer, lost_logs), metrics.observe_emit,
-            confirm=partial(confirm_with_retries, send),
+            confirm=partial(confirm_with_retries, hand_over),
         )  # fmt: skip
 
         async def decide_and_hand_over(events: list[Any]) -> None:
             outcome = await runtime.decide([record_of(event) for event in events])
             metrics.observe_batch(outcome)
-            await delivery.submit(events, await send_all(send, outgoing(settings, outcome)))
+            await delivery.submit(events, await hand_over(outgoing(settings, outcome)))
 
         batches = Coalescer(decide_and_hand_over, max_batch=BATCH_MAX)
         try:
@@ -131,7 +132,7 @@ def add_agents(
             async for events in stream.noack_take(BATCH_MAX, within=LABEL_BATCH_WITHIN_S):
                 letters = await runtime.learn([event.value for event in events])
                 outcome = BatchOutcome(dead_letters=letters)
-                await confirm_with_retries(send, await send_all(send, outgoing(settings, outcome)))
+                await confirm_with_retries(hand_over, await hand_over(outgoing(settings, outcome)))
                 await ack_all(stream, events)
         except Exception as error:
             stop_unacked(error)
@@ -199,13 +200,11 @@ def outgoing(settings: Settings, outcome: BatchOutcome) -> list[Outgoing]:
          for letter in outcome.dead_letters]  # fmt: skip
 
 
-def producer_send(app: faust.App) -> Send:
-    """Hand one record to the app's producer; the result resolves when the broker has it."""
-
-    async def send(record: Outgoing) -> Awaitable[Any]:
-        return await app.producer.send(record.topic, record.key, record.value, None, None, None)
-
-    return send
+def producer_hand_over(app: faust.App) -> HandOver:
+    """Hand records to the app's own aiokafka producer (Faust's settings: no linger, our
+    partitioner), a broker batch per partition (`batch_hand_over`)."""
+    transport_producer: Any = app.producer  # faust/transport/drivers/aiokafka.py `Producer`
+    return batch_hand_over(transport_producer._ensure_producer, key_partition)
 
 
 def stop_unacked(error: Exception) -> NoReturn:

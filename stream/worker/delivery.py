@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 log = logging.getLogger(__name__)
 
 #: Batches whose deliveries may be in flight at once before the agent waits for the oldest.
@@ -47,29 +49,87 @@ class Outgoing:
     value: bytes
 
 
-#: Hands one record to the producer; returns its confirmation (resolved when the broker has it).
-Send = Callable[[Outgoing], Awaitable[Awaitable[Any]]]
-#: Records handed to the producer, each with its confirmation.
+#: Records handed to the producer, each with its confirmation (resolved when the broker has
+#: it). Records that travel in one broker batch share one confirmation.
 Handed = Sequence[tuple[Outgoing, Awaitable[Any]]]
+#: Hands records to the producer, in order.
+HandOver = Callable[[Sequence[Outgoing]], Awaitable[Handed]]
 
 
-async def _handed(send: Send, record: Outgoing) -> Awaitable[Any]:
-    """`send(record)`, with a refusal at hand-over returned as a failed confirmation."""
+def failed_confirmation(error: Exception) -> asyncio.Future[Any]:
+    """A confirmation that already failed: a refusal at hand-over is retried like one later."""
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(error)
+    return failed
+
+
+#: A partitioner as aiokafka calls it: (key, all partitions, available ones) -> partition.
+Partitioner = Callable[[bytes | None, list[int], list[int]], int]
+
+
+def batch_hand_over(
+    producer: Callable[[], AIOKafkaProducer], partition_of: Partitioner
+) -> HandOver:
+    """Hand records to aiokafka as one broker batch per partition (`create_batch`, `send_batch`).
+
+    aiokafka's `send` pays a metadata wait, the partitioner, an accumulator append and a
+    future for every record, and Faust's `Producer.send` wraps each once more. A batch's
+    decisions left in one produce request anyway; now they are built into it in one go and
+    confirmed together: 3 % less worker CPU at 600/s (issue 9, bench/RESULTS.md). A batch that fills up (a
+    catch-up after a restart) continues in the next. `producer` is called at each hand-over
+    (Faust starts its producer after the agents are defined).
+    """
+
+    async def hand_over(records: Sequence[Outgoing]) -> Handed:
+        kafka = producer()
+        try:
+            groups = await _by_partition(kafka, records, partition_of)
+        except Exception as error:  # no metadata: retried like a refusal
+            return [(record, failed_confirmation(error)) for record in records]
+        handed: list[tuple[Outgoing, Awaitable[Any]]] = []
+        for (topic, partition), group in groups.items():
+            batch, members = kafka.create_batch(), list[Outgoing]()
+            for record in group:
+                if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                    handed += await _send_batch(kafka, batch, topic, partition, members)
+                    batch, members = kafka.create_batch(), []
+                    batch.append(key=record.key, value=record.value, timestamp=None)  # fits: first
+                members.append(record)
+            handed += await _send_batch(kafka, batch, topic, partition, members)
+        return handed
+
+    return hand_over
+
+
+async def _by_partition(
+    kafka: AIOKafkaProducer, records: Sequence[Outgoing], partition_of: Partitioner
+) -> dict[tuple[str, int], list[Outgoing]]:
+    """`records` grouped by the (topic, partition) the partitioner gives each, in order."""
+    partitions: dict[str, tuple[list[int], list[int]]] = {}
+    groups: dict[tuple[str, int], list[Outgoing]] = {}
+    for record in records:
+        if record.topic not in partitions:
+            every = sorted(await kafka.partitions_for(record.topic))
+            available = sorted(kafka.client.cluster.available_partitions_for_topic(record.topic))
+            partitions[record.topic] = every, available
+        partition = partition_of(record.key, *partitions[record.topic])
+        groups.setdefault((record.topic, partition), []).append(record)
+    return groups
+
+
+async def _send_batch(
+    kafka: AIOKafkaProducer, batch: Any, topic: str, partition: int, members: list[Outgoing]
+) -> Handed:
+    """Queue one built batch; its records share its confirmation (failed if refused now)."""
     try:
-        return await send(record)
+        confirmation: Awaitable[Any] = await kafka.send_batch(batch, topic, partition=partition)
     except Exception as error:
-        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        failed.set_exception(error)
-        return failed
-
-
-async def send_all(send: Send, records: Sequence[Outgoing]) -> Handed:
-    """Hand every record over at once; each is paired with its confirmation."""
-    return [(record, await _handed(send, record)) for record in records]
+        confirmation = failed_confirmation(error)
+    return [(record, confirmation) for record in members]
 
 
 async def confirm_with_retries(
-    send: Send,
+    hand_over: HandOver,
     handed: Handed,
     retry_for_s: float = DELIVERY_RETRY_S,
 ) -> None:
@@ -82,6 +142,7 @@ async def confirm_with_retries(
     pause = FIRST_RETRY_PAUSE_S
     pending: Handed = handed
     while pending:
+        # a batch's records share one confirmation: gather waits for each future once
         results = await asyncio.gather(*(done for _, done in pending), return_exceptions=True)
         refused = [
             (record, result)
@@ -100,7 +161,7 @@ async def confirm_with_retries(
                     len(refused), type(error).__name__, error, pause)  # fmt: skip
         await asyncio.sleep(pause)
         pause = min(pause * 2, MAX_RETRY_PAUSE_S)
-        pending = await send_all(send, [record for record, _ in refused])
+        pending = await hand_over([record for record, _ in refused])
 
 
 async def confirm_all(handed: Handed) -> None:
