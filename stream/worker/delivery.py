@@ -75,9 +75,9 @@ def batch_hand_over(
     aiokafka's `send` pays a metadata wait, the partitioner, an accumulator append and a
     future for every record, and Faust's `Producer.send` wraps each once more. A batch's
     decisions left in one produce request anyway; now they are built into it in one go and
-    confirmed together: 3 % less worker CPU at 600/s (issue 9, bench/RESULTS.md). A batch that fills up (a
-    catch-up after a restart) continues in the next. `producer` is called at each hand-over
-    (Faust starts its producer after the agents are defined).
+    confirmed together: 3 % less worker CPU at 600/s (issue 9, bench/RESULTS.md). A batch
+    that fills up (a catch-up after a restart) continues in the next. `producer` is called
+    at each hand-over (Faust starts its producer after the agents are defined).
     """
 
     async def hand_over(records: Sequence[Outgoing]) -> Handed:
