@@ -81,10 +81,12 @@ def batch_hand_over(
     """
 
     async def hand_over(records: Sequence[Outgoing]) -> Handed:
-        kafka = producer()
+        if not records:
+            return []
         try:
+            kafka = producer()
             groups = await _by_partition(kafka, records, partition_of)
-        except Exception as error:  # no metadata: retried like a refusal
+        except Exception as error:  # not started, no metadata: retried like a refusal
             return [(record, failed_confirmation(error)) for record in records]
         handed: list[tuple[Outgoing, Awaitable[Any]]] = []
         for (topic, partition), group in groups.items():
@@ -93,7 +95,8 @@ def batch_hand_over(
                 if batch.append(key=record.key, value=record.value, timestamp=None) is None:
                     handed += await _send_batch(kafka, batch, topic, partition, members)
                     batch, members = kafka.create_batch(), []
-                    batch.append(key=record.key, value=record.value, timestamp=None)  # fits: first
+                    # the first record always fits: one larger than a batch goes alone
+                    batch.append(key=record.key, value=record.value, timestamp=None)
                 members.append(record)
             handed += await _send_batch(kafka, batch, topic, partition, members)
         return handed

@@ -170,13 +170,15 @@ def test_the_batch_hand_over_delivers_every_record_in_order_where_its_key_belong
     broker: EmbeddedBroker,
 ) -> None:
     """Real Tansu: records go one broker batch per partition, a full batch continues in the
-    next, each record shares its batch's confirmation, and the order per partition holds."""
+    next (a record larger than a batch goes alone), each record shares its batch's
+    confirmation, and the order per partition holds."""
     topic = "delivery.batch-hand-over"
     broker.create_topics([topic], 2)
     records = [
         Outgoing(topic, f"card-{n % 7}".encode(), f"{n:04d}".encode() + b"x" * 300)
         for n in range(60)
     ]
+    records[30] = Outgoing(topic, b"card-2", b"0030" + b"y" * 10_000)  # larger than a batch
 
     async def run() -> Handed:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=4096)
@@ -200,6 +202,22 @@ def test_the_batch_hand_over_delivers_every_record_in_order_where_its_key_belong
         assert [(key, value) for p, key, value in stored if p == partition] == [
             (r.key, r.value) for r in sent
         ]
+
+
+def test_a_producer_not_started_gives_failed_confirmations_and_nothing_is_asked_for_none() -> None:
+    def not_started() -> AIOKafkaProducer:
+        raise RuntimeError("Producer service not yet started")
+
+    async def run() -> tuple[Handed, list[BaseException | None]]:
+        hand_over = batch_hand_over(not_started, key_partition)
+        nothing = await hand_over([])
+        handed = await hand_over([RECORD, RECORD])
+        results = await asyncio.gather(*(done for _, done in handed), return_exceptions=True)
+        return nothing, [r if isinstance(r, BaseException) else None for r in results]
+
+    nothing, errors = asyncio.run(run())
+    assert nothing == []
+    assert [str(error) for error in errors] == ["Producer service not yet started"] * 2
 
 
 @pytest.mark.integration
