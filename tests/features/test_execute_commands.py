@@ -49,6 +49,22 @@ def test_replies_come_back_raw_and_in_order(redis_server: EmbeddedRedis) -> None
     assert with_client(redis_server.url, body) == [b"OK", None, b"first", 5, [None, None]]
 
 
+def test_replies_larger_than_many_socket_reads_come_back_whole_and_in_order(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """The replies are parsed as they come in, a socket read (64 KiB) at a time."""
+    key = f"test:{uuid.uuid4().hex}"
+    values = [f"{index:06d}".encode() * 200 for index in range(2_000)]  # 2.4 MB of replies
+
+    async def body(client: aioredis.Redis) -> list[object]:
+        await execute_commands(client, [
+            ("SET", f"{key}:{index}", value, "EX", 60) for index, value in enumerate(values)
+        ])  # fmt: skip
+        return await execute_commands(client, [("GET", f"{key}:{index}") for index in range(2_000)])
+
+    assert with_client(redis_server.url, body) == values
+
+
 def test_an_error_reply_raises_and_leaves_no_reply_for_the_next_call(
     redis_server: EmbeddedRedis,
 ) -> None:
