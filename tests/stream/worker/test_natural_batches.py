@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import faust
 import pytest
+from faust.types import ConsumerMessage
 
-from fraudstream.stream.worker.faust_app import natural_batches
+from fraudstream.stream.worker.faust_app import _take_queued, natural_batches
 
 #: Enough turns of the event loop for the stream to take a few queued records, and far
 #: fewer than any clock-driven take would need: no wall time is waited for anywhere here.
@@ -79,3 +81,80 @@ def test_an_idle_stream_hands_over_nothing_until_a_record_comes() -> None:
 
     batches, _ = asyncio.run(run_batches(10, scenario))
     assert batches == [[7]]
+
+
+def topic_event(app: faust.App, offset: int, generation_id: int) -> faust.EventT:
+    """An event of the acked topic `txns`, as Faust's Kafka consumer and conductor queue it."""
+    message = ConsumerMessage(
+        topic="txns", partition=0, offset=offset, timestamp=0.0, timestamp_type=0, headers=[],
+        key=None, value=str(offset).encode(), checksum=None, generation_id=generation_id,
+    )  # fmt: skip
+    message.refcount = 1  # one subscribed stream
+    return app.create_event(None, message.value, [], message)
+
+
+async def take_queued_after_first(
+    queued_generations: list[int], max_batch: int, *, flow_active: bool = True
+) -> tuple[list[int], list[faust.EventT], faust.App, Any]:
+    """Queue events of offsets 1.. (their generations given) behind a taken event of offset
+    0, and take them with `_take_queued`: (batched offsets, queued events, app, stream)."""
+    app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app.flow_control.resume()
+    app.topics.acking_topics.add("txns")
+    stream = app.channel(maxsize=100).stream()
+    queued = [topic_event(app, offset, generation)
+              for offset, generation in enumerate(queued_generations, start=1)]  # fmt: skip
+    for event in queued:
+        stream.channel.queue.put_nowait(event)
+    if not flow_active:
+        app.flow_control.suspend()
+    events = [topic_event(app, 0, app.consumer_generation_id)]
+    await _take_queued(stream, events, max_batch)
+    return [event.message.offset for event in events], queued, app, stream
+
+
+def test_queued_events_are_taken_in_order_and_tracked_as_unacked() -> None:
+    batched, queued, app, stream = asyncio.run(take_queued_after_first([0, 0, 0], 10))
+    assert batched == [0, 1, 2, 3]
+    assert stream.channel.queue.empty()
+    # A rebalance waits for these acks: each message must be known as unacked.
+    assert {event.message for event in queued} <= app.consumer.unacked
+    assert all(event.message.tracked and not event.message.acked for event in queued)
+    assert stream.events_total == 3
+
+
+def test_taking_stops_at_max_batch_and_leaves_the_rest_queued() -> None:
+    batched, _, _, stream = asyncio.run(take_queued_after_first([0, 0, 0, 0], 3))
+    assert batched == [0, 1, 2]
+    assert stream.channel.queue.qsize() == 2
+
+
+def test_an_event_of_an_earlier_consumer_generation_is_acked_not_batched() -> None:
+    """A rebalance since it was fetched: its partition may have another owner now."""
+    async def take() -> tuple[list[int], list[faust.EventT], faust.App, Any]:
+        return await take_queued_after_first([0, -1, 0], 10)
+
+    batched, queued, app, _ = asyncio.run(take())
+    assert batched == [0, 1, 3]
+    stale = queued[1].message
+    assert stale.acked and stale.refcount == 0 and stale not in app.consumer.unacked
+
+
+def test_events_queued_while_the_flow_is_suspended_are_acked_not_batched() -> None:
+    batched, queued, _, _ = asyncio.run(take_queued_after_first([0, 0], 10, flow_active=False))
+    assert batched == [0]
+    assert all(event.message.acked for event in queued)
+
+
+def test_an_error_thrown_into_the_queue_is_left_for_the_stream_to_raise() -> None:
+    async def take() -> tuple[list[int], int]:
+        app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
+        app.flow_control.resume()
+        stream = app.channel(maxsize=100).stream()
+        stream.channel.queue.put_nowait(topic_event(app, 1, 0))
+        stream.channel.queue._errors.append(RuntimeError("broken decoder"))
+        events = [topic_event(app, 0, 0)]
+        await _take_queued(stream, events, 10)
+        return [event.message.offset for event in events], len(stream.channel.queue._errors)
+
+    assert asyncio.run(take()) == ([0], 1)
