@@ -1,5 +1,6 @@
 """`GuardedScorer.call`: inline under a SIGALRM watchdog on the main thread, on the model's
-own thread elsewhere; either way bounded by the timeout, never raising."""
+own thread elsewhere; either way bounded by the timeout, never raising. The worker's event
+loop is uvloop's (stream/worker/faust_app.py `run_on_uvloop`): the inline cases run on both."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
+import uvloop
 from numpy.typing import NDArray
 
 from fraudstream.models.guarded import GuardedScorer
@@ -48,34 +52,50 @@ def swallow_everything(seconds: float) -> str:
         return "swallowed"
 
 
-def call(guarded: GuardedScorer, function: Any, *args: Any) -> tuple[Any, str | None, float]:
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+EVENT_LOOPS = pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+
+
+def call(
+    guarded: GuardedScorer, function: Any, *args: Any,
+    new_loop: LoopFactory = asyncio.new_event_loop,
+) -> tuple[Any, str | None, float]:  # fmt: skip
     async def run() -> tuple[Any, str | None]:
         return await guarded.call(function, *args)
 
     started = time.perf_counter()
-    result, reason = asyncio.run(run())
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        result, reason = runner.run(run())
     return result, reason, time.perf_counter() - started
 
 
-def test_on_the_main_thread_the_model_runs_inline_and_no_thread_is_made() -> None:
+@EVENT_LOOPS
+def test_on_the_main_thread_the_model_runs_inline_and_no_thread_is_made(
+    new_loop: LoopFactory,
+) -> None:
     probe = Probe()
     guarded = GuardedScorer(probe, timeout_s=0.5)
-    scores, reason, _ = call(guarded, probe.score_batch, np.ones((3, 2)))
+    scores, reason, _ = call(guarded, probe.score_batch, np.ones((3, 2)), new_loop=new_loop)
     assert reason is None and list(scores) == [0.0, 0.0, 0.0]
     assert probe.threads == ["MainThread"]
     assert not any(t.name.startswith("model-") for t in threading.enumerate())
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "no alarm left behind"
 
 
-def test_inline_model_past_its_timeout_is_interrupted_and_falls_back() -> None:
+@EVENT_LOOPS
+def test_inline_model_past_its_timeout_is_interrupted_and_falls_back(
+    new_loop: LoopFactory,
+) -> None:
     guarded = GuardedScorer(Probe(), timeout_s=0.05)
     for stuck in (spin, time.sleep, swallow_everything):
-        result, reason, elapsed = call(guarded, stuck, 2.0)
+        result, reason, elapsed = call(guarded, stuck, 2.0, new_loop=new_loop)
         assert (result, reason) == (None, "timeout after 50 ms"), stuck.__name__
         assert elapsed < 0.5, f"{stuck.__name__} ran {elapsed:.2f} s past a 50 ms budget"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     # the next call is not hit by a stale alarm
-    assert call(guarded, spin, 0.01)[:2] == ("finished", None)
+    assert call(guarded, spin, 0.01, new_loop=new_loop)[:2] == ("finished", None)
 
 
 def test_a_model_error_is_a_reason_not_an_exception() -> None:
