@@ -158,3 +158,16 @@ def test_an_error_thrown_into_the_queue_is_left_for_the_stream_to_raise() -> Non
         return [event.message.offset for event in events], len(stream.channel.queue._errors)
 
     assert asyncio.run(take()) == ([0], 1)
+
+
+def test_a_queued_value_that_is_no_event_fails_loudly_without_showing_it() -> None:
+    async def take() -> None:
+        app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
+        app.flow_control.resume()
+        stream = app.channel(maxsize=100).stream()
+        stream.channel.queue.put_nowait(b"card 4111111111111111")
+        await _take_queued(stream, [topic_event(app, 0, 0)], 10)
+
+    with pytest.raises(RuntimeError, match="held a bytes") as raised:
+        asyncio.run(take())
+    assert "4111" not in str(raised.value)
