@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 from fraudstream.models.signing import signing_key_for
 from fraudstream.stream.settings import Settings
+from fraudstream.stream.tools.cpu_usage import CpuSource, cpu_seconds
 from fraudstream.stream.tools.ledger import read_topic
 from fraudstream.stream.tools.loadtest_traffic import PRODUCER_PROGRAM, build_step_records
 from fraudstream.stream.tools.services import EmbeddedBroker, EmbeddedRedis
@@ -49,16 +48,11 @@ COOL_DOWN_S = 5.0
 DRAIN_S = 10.0
 
 
-def _cpu_seconds(worker: WorkerProcess) -> float:
-    times = psutil.Process(worker.process.pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def paired_run(
     broker: EmbeddedBroker, redis_socket: str, versions: tuple[Path, Path], run: str,
     registry: Path, tps: float, seconds: float, seed: int,
 ) -> dict[Path, float | None]:  # fmt: skip
-    """CPU s per 1,000 of each version's worker in one run (None: it fell behind).
+    """CPU s per 1,000 of each version's worker in one run (None: it fell behind or died).
 
     `redis_socket` is a `unix://` URL without a database: each version gets its own."""
     key = signing_key_for(registry, Settings.from_env().signing_key)
@@ -89,10 +83,10 @@ def paired_run(
                  str(records_path), str(folder / "sent.json"), repr(tps)],
             )  # fmt: skip
             time.sleep(WARM_UP_S)
-            before = {version: _cpu_seconds(worker) for version, worker in workers.items()}
+            before = {version: _worker_cpu(worker) for version, worker in workers.items()}
             started = time.monotonic()
             time.sleep(seconds - WARM_UP_S - COOL_DOWN_S)
-            after = {version: _cpu_seconds(worker) for version, worker in workers.items()}
+            after = {version: _worker_cpu(worker) for version, worker in workers.items()}
             thousands = tps * (time.monotonic() - started) / 1000
             producer.wait()
             time.sleep(DRAIN_S)
@@ -102,9 +96,16 @@ def paired_run(
     for version, (decisions, dlq, _) in outputs.items():
         # read, not `end_offsets`: Tansu 0.6's falls short by its last batch (`read_topic`)
         decided = sum(len(read_topic(broker.bootstrap, topic)) for topic in (decisions, dlq))
-        keeping_up = decided >= len(records)
-        result[version] = (after[version] - before[version]) / thousands if keeping_up else None
+        start, end = before[version], after[version]
+        if start is None or end is None or decided < len(records):
+            result[version] = None
+        else:
+            result[version] = (end - start) / thousands
     return result
+
+
+def _worker_cpu(worker: WorkerProcess) -> float | None:
+    return cpu_seconds(CpuSource("worker", worker.process.pid))
 
 
 def main() -> None:

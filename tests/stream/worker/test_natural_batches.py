@@ -22,14 +22,21 @@ async def turns(count: int = LOOP_TURNS) -> None:
         await asyncio.sleep(0)
 
 
+def flowing_app() -> faust.App:
+    """An app that reaches no broker, its flow resumed (Faust starts it suspended until
+    partitions are assigned)."""
+    app = faust.App("natural-batches-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app.flow_control.resume()
+    return app
+
+
 Scenario = Callable[[faust.ChannelT, list[list[int]]], Awaitable[None]]
 
 
 async def run_batches(max_batch: int, scenario: Scenario) -> tuple[list[list[int]], bool]:
     """Run `scenario` against a Faust stream read with `natural_batches`; the batches' values
     and the stream's `enable_acks` after the loop ended."""
-    app = faust.App("natural-batches-test", broker="kafka://127.0.0.1:1", store="memory://")
-    app.flow_control.resume()  # Faust's flow starts suspended until partitions are assigned
+    app = flowing_app()
     channel = app.channel(maxsize=1000)
     stream = channel.stream()
     batches: list[list[int]] = []
@@ -98,8 +105,7 @@ async def take_queued_after_first(
 ) -> tuple[list[int], list[faust.EventT], faust.App, Any]:
     """Queue events of offsets 1.. (their generations given) behind a taken event of offset
     0, and take them with `_take_queued`: (batched offsets, queued events, app, stream)."""
-    app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
-    app.flow_control.resume()
+    app = flowing_app()
     app.topics.acking_topics.add("txns")
     stream = app.channel(maxsize=100).stream()
     queued = [topic_event(app, offset, generation)
@@ -148,8 +154,7 @@ def test_events_queued_while_the_flow_is_suspended_are_acked_not_batched() -> No
 
 def test_an_error_thrown_into_the_queue_is_left_for_the_stream_to_raise() -> None:
     async def take() -> tuple[list[int], int]:
-        app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
-        app.flow_control.resume()
+        app = flowing_app()
         stream = app.channel(maxsize=100).stream()
         stream.channel.queue.put_nowait(topic_event(app, 1, 0))
         stream.channel.queue._errors.append(RuntimeError("broken decoder"))
@@ -162,8 +167,7 @@ def test_an_error_thrown_into_the_queue_is_left_for_the_stream_to_raise() -> Non
 
 def test_a_queued_value_that_is_no_event_fails_loudly_without_showing_it() -> None:
     async def take() -> None:
-        app = faust.App("take-queued-test", broker="kafka://127.0.0.1:1", store="memory://")
-        app.flow_control.resume()
+        app = flowing_app()
         stream = app.channel(maxsize=100).stream()
         stream.channel.queue.put_nowait(b"card 4111111111111111")
         await _take_queued(stream, [topic_event(app, 0, 0)], 10)
