@@ -347,9 +347,6 @@ class RedisFeatureStore:
             client, [_RECORD_CARD_EVENT, _RECORD_MERCHANT_TXN, _CLAIM_GENERATION]
         )
         self._proposed_generation = uuid.uuid4().hex
-        #: The transactions whose `seen` key the last `claim` wrote (by txn_id): recording
-        #: them need not write it again.
-        self._claimed: dict[str, Transaction] = {}
         self.generation: str | None = None
         self.resets = 0
         self.partial_history_until: float | None = None
@@ -374,17 +371,12 @@ class RedisFeatureStore:
     ) -> list[NDArray[np.float64]]:
         """Record a micro-batch (in order) and return each transaction's features.
 
-        Writes each transaction's `seen` key too, unless the last `claim` wrote it (the
-        worker claims a batch just before recording it: one command fewer per transaction).
         Idempotent: recording a transaction again returns the same vector it got the first
         time, as long as no earlier-in-time event arrived in between.
         """
         self.gate.check()
         wanted = self._histories_wanted(transactions)
         events = [CardEvent.from_transaction(txn) for txn in transactions]
-        # The `seen` key of the others was written by the claim just before (the worker's way).
-        claimed = self._claimed
-        unclaimed = [i for i, txn in enumerate(transactions) if claimed.get(txn.txn_id) != txn]
 
         def commands(shas: list[str]) -> list[Command]:
             record_card, record_merchant, claim_generation = shas
@@ -401,24 +393,21 @@ class RedisFeatureStore:
                      txn.txn_id, txn.event_time, MERCHANT_COUNT_WINDOW_SECONDS,
                      self.label_delay_s, self._merchant_retention, self._merchant_ttl,
                      *MERCHANT_RISK_WINDOW_SECONDS),
+                    ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl),
                 )  # fmt: skip
-            for index in unclaimed:
-                txn = transactions[index]
-                queued.append(("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX",
-                               self._merchant_ttl))  # fmt: skip
             return queued
 
         try:
             generation, *replies = await self._scripts.run(commands)
         except SomeCommandsFailed as partial:
-            return self._partly_served(transactions, events, unclaimed, partial)
+            return self._partly_served(transactions, events, partial)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         self._follow_generation(generation, transactions)
         vectors = [
             self._featurize(
-                txn, event, replies[2 * index], _merchant_counts(replies[2 * index + 1])
+                txn, event, replies[3 * index], _merchant_counts(replies[3 * index + 1])
             )
             for index, (txn, event) in enumerate(zip(transactions, events, strict=True))
         ]
@@ -428,11 +417,10 @@ class RedisFeatureStore:
 
     def _partly_served(
         self, transactions: Sequence[Transaction], events: Sequence[CardEvent],
-        unclaimed: Sequence[int], partial: SomeCommandsFailed,
+        partial: SomeCommandsFailed,
     ) -> list[NDArray[np.float64]]:  # fmt: skip
         """Raise `FeatureStorePartlyUnavailable` with the vectors of the transactions all of
         whose commands succeeded (a Redis Cluster master failed; see the module doc).
-        `unclaimed` are the indexes of those whose `seen` key the batch wrote, last.
 
         A card whose script succeeded still enters the card cache, which must stay equal to
         Redis; the batch's generation is not followed when its master failed.
@@ -440,13 +428,9 @@ class RedisFeatureStore:
         generation, *replies = partial.replies
         if not isinstance(generation, Exception):
             self._follow_generation(generation, transactions)
-        seen_replies: list[Any] = [None] * len(transactions)
-        for index, reply in zip(unclaimed, replies[2 * len(transactions) :], strict=True):
-            seen_replies[index] = reply
         vectors: list[NDArray[np.float64] | None] = []
         for index, (txn, event) in enumerate(zip(transactions, events, strict=True)):
-            card, merchant = replies[2 * index : 2 * index + 2]
-            seen = seen_replies[index]
+            card, merchant, seen = replies[3 * index : 3 * index + 3]
             if isinstance(card, Exception):
                 vectors.append(None)
                 continue
@@ -525,14 +509,10 @@ class RedisFeatureStore:
         self.gate.check()
         values = [_seen_value(txn) for txn in transactions]
         keys = [_txn_seen_key(txn.txn_id) for txn in transactions]
-        self._claimed = {}
         claimed = await self._replies([
             ("SET", key, value, "NX", "EX", self._merchant_ttl)
             for key, value in zip(keys, values, strict=True)
         ])  # fmt: skip
-        # OK: this claim wrote the seen key (None: held already; an error: its master failed).
-        self._claimed = {txn.txn_id: txn for txn, reply in zip(transactions, claimed, strict=True)
-                         if reply == b"OK"}  # fmt: skip
         # None: held already. An error (its master failed): nothing to compare with.
         held = [index for index, reply in enumerate(claimed) if reply is None]
         holders = await self._replies([("GET", keys[index]) for index in held]) if held else []

@@ -359,40 +359,6 @@ def test_claiming_fresh_txn_ids_reads_nothing_back(redis_server: EmbeddedRedis) 
     assert asyncio.run(gets_after([fresh, redelivered])) == [0, 5]
 
 
-def test_recording_a_claimed_batch_does_not_write_its_seen_keys_again(
-    redis_server: EmbeddedRedis,
-) -> None:
-    """The claim's `SET NX` is the transaction's `seen` write; recording writes it only for
-    transactions the last claim did not write (issue 9: a command fewer per transaction)."""
-    transactions, _ = random_history(seed=27, count=30)
-    claimed, redelivered, unclaimed = transactions[:10], transactions[5:15], transactions[20:]
-
-    async def run() -> tuple[list[int], int]:
-        client = aioredis.Redis.from_url(redis_server.url)
-        store = RedisFeatureStore.from_url(redis_server.url)
-        sets = []
-        try:
-            await client.flushdb()
-            await client.config_resetstat()
-            for batch, claim_first in ((claimed, True), (redelivered, True), (unclaimed, False)):
-                if claim_first:
-                    await store.claim(batch)
-                await store.record_and_featurize(batch)
-                stats = await client.info("commandstats")
-                sets.append(int(stats["cmdstat_set"]["calls"]))
-            labels = [Label(txn.txn_id, True, "x", T0 + DAY) for txn in transactions]
-            return sets, await store.record_labels(labels)
-        finally:
-            await store.close()
-            await client.aclose()
-
-    sets, matched = asyncio.run(run())
-    # The first batch: 10 claims and the generation token's SET, none by recording. The
-    # second: 10 claims, 5 of them held already, whose recording writes them. The last: 10.
-    assert sets == [10 + 1, 11 + 10 + 5, 26 + 10]
-    assert matched == 25, "every recorded transaction's label finds it, claimed or not"
-
-
 def test_a_label_of_a_transaction_seen_before_the_upgrade_is_skipped_not_fatal(
     redis_server: EmbeddedRedis,
 ) -> None:
