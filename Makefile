@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python -m bench.bench_offline --transactions 1000000
 	$(BIN)/python -m bench.bench_scoring
 	$(BIN)/python -m bench.bench_loadtest
+	$(BIN)/python -m bench.bench_cpu_baseline
 	$(BIN)/python -m bench.bench_demo
 
 # Issue 10 §9: every fault against real services; writes bench/CHAOS.md and bench/chaos/.
