@@ -80,8 +80,9 @@ def comparison(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) ->
 
 
 def markdown(names: tuple[str, str], baseline: list[dict[str, Any]],
-             current: list[dict[str, Any]]) -> list[str]:  # fmt: skip
-    """One row per alternated pair (worker and broker CPU, p50 and p99), then the ratio."""
+             current: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:  # fmt: skip
+    """One row per alternated pair (worker and broker CPU, p50 and p99), then `result`'s
+    medians and ratio (`comparison`)."""
     lines = [f"| pair | {names[0]} worker | {names[1]} worker | {names[0]} broker | "
              f"{names[1]} broker | {names[0]} p50 / p99 ms | {names[1]} p50 / p99 ms |",
              "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -92,7 +93,6 @@ def markdown(names: tuple[str, str], baseline: list[dict[str, Any]],
         lines.append(f"| {pair} | {cpu_old['worker']:.3f} | {cpu_new['worker']:.3f} | "
                      f"{cpu_old['broker']:.3f} | {cpu_new['broker']:.3f} | {latency[0]} | "
                      f"{latency[1]} |")  # fmt: skip
-    result = comparison(baseline, current)
     lines += ["", f"Worker medians: {result['baseline_median']:.3f} ({names[0]}) and "
               f"{result['current_median']:.3f} ({names[1]}): **{result['ratio']:.2f} x** "
               "(the target is 0.5 x)."]  # fmt: skip
@@ -107,21 +107,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "cpu-baseline")
     args = parser.parse_args()
-    baseline_arm, current_arm = prepare_baseline(args.baseline, args.work), this_checkout()
-    steps: dict[str, list[dict[str, Any]]] = {baseline_arm.name: [], current_arm.name: []}
+    arms = {"baseline": prepare_baseline(args.baseline, args.work), "current": this_checkout()}
+    steps: dict[str, list[dict[str, Any]]] = {role: [] for role in arms}
     for run in range(1, args.runs + 1):
-        for arm in (baseline_arm, current_arm):
-            out = args.work / f"{'baseline' if arm is baseline_arm else 'current'}-{run}.json"
-            step = load_test(arm, args.tps, args.duration, out)
-            steps[arm.name].append(step)
+        for role, arm in arms.items():
+            step = load_test(arm, args.tps, args.duration, args.work / f"{role}-{run}.json")
+            steps[role].append(step)
             worker = step["cpu_s_per_1000_txn"]["worker"]
             print(f"pair {run}, {arm.name}: worker {worker:.3f}", flush=True)
+    result = comparison(steps["baseline"], steps["current"])
     print(f"\n### Worker CPU per 1,000 at {args.tps:,.0f}/s, {args.duration:g} s, "
           f"{args.runs} alternated pairs\n")  # fmt: skip
-    print("\n".join(markdown((baseline_arm.name, current_arm.name),
-                             steps[baseline_arm.name], steps[current_arm.name])))  # fmt: skip
-    (args.work / "summary.json").write_text(json.dumps(
-        comparison(steps[baseline_arm.name], steps[current_arm.name]), indent=2))  # fmt: skip
+    names = (arms["baseline"].name, arms["current"].name)
+    print("\n".join(markdown(names, steps["baseline"], steps["current"], result)))
+    (args.work / "summary.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ def test_the_ratio_is_this_checkouts_median_over_the_baselines() -> None:
 
 
 def test_the_report_has_one_row_per_pair_and_the_ratio() -> None:
-    lines = markdown(("f77395b", "this checkout"), [step(0.9, p50=120.0), step(1.0)],
-                     [step(0.45), step(0.55, broker=0.4)])  # fmt: skip
+    baseline, current = [step(0.9, p50=120.0), step(1.0)], [step(0.45), step(0.55, broker=0.4)]
+    lines = markdown(("f77395b", "this checkout"), baseline, current,
+                     comparison(baseline, current))  # fmt: skip
     rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 2 ")]
     assert rows[0].startswith("| 1 | 0.900 | 0.450 | 0.500 | 0.500 | 120.0 / 60.0 | 30.0 / 60.0 |")
     assert rows[1].startswith("| 2 | 1.000 | 0.550 | 0.500 | 0.400 |")
@@ -38,4 +39,5 @@ def test_the_report_has_one_row_per_pair_and_the_ratio() -> None:
 
 def test_unequal_numbers_of_runs_are_refused() -> None:
     with pytest.raises(ValueError):
-        markdown(("a", "b"), [step(1.0), step(1.0)], [step(0.5)])
+        markdown(("a", "b"), [step(1.0), step(1.0)], [step(0.5)], {"baseline_median": 1.0,
+                 "current_median": 0.5, "ratio": 0.5})  # fmt: skip

@@ -8,9 +8,9 @@ from typing import Any
 
 import faust
 import pytest
-from faust.types import ConsumerMessage
 
 from fraudstream.stream.worker.faust_app import _take_queued, natural_batches
+from tests.support.faust_events import consumer_message, offline_app
 
 #: Enough turns of the event loop for the stream to take a few queued records, and far
 #: fewer than any clock-driven take would need: no wall time is waited for anywhere here.
@@ -25,7 +25,7 @@ async def turns(count: int = LOOP_TURNS) -> None:
 def flowing_app() -> faust.App:
     """An app that reaches no broker, its flow resumed (Faust starts it suspended until
     partitions are assigned)."""
-    app = faust.App("natural-batches-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app = offline_app("natural-batches-test")
     app.flow_control.resume()
     return app
 
@@ -92,10 +92,7 @@ def test_an_idle_stream_hands_over_nothing_until_a_record_comes() -> None:
 
 def topic_event(app: faust.App, offset: int, generation_id: int) -> faust.EventT:
     """An event of the acked topic `txns`, as Faust's Kafka consumer and conductor queue it."""
-    message = ConsumerMessage(
-        topic="txns", partition=0, offset=offset, timestamp=0.0, timestamp_type=0, headers=[],
-        key=None, value=str(offset).encode(), checksum=None, generation_id=generation_id,
-    )  # fmt: skip
+    message = consumer_message(offset, str(offset).encode(), generation_id=generation_id)
     message.refcount = 1  # one subscribed stream
     return app.create_event(None, message.value, [], message)
 
@@ -137,10 +134,7 @@ def test_taking_stops_at_max_batch_and_leaves_the_rest_queued() -> None:
 
 def test_an_event_of_an_earlier_consumer_generation_is_acked_not_batched() -> None:
     """A rebalance since it was fetched: its partition may have another owner now."""
-    async def take() -> tuple[list[int], list[faust.EventT], faust.App, Any]:
-        return await take_queued_after_first([0, -1, 0], 10)
-
-    batched, queued, app, _ = asyncio.run(take())
+    batched, queued, app, _ = asyncio.run(take_queued_after_first([0, -1, 0], 10))
     assert batched == [0, 1, 3]
     stale = queued[1].message
     assert stale.acked and stale.refcount == 0 and stale not in app.consumer.unacked

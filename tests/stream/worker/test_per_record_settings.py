@@ -6,23 +6,20 @@ import asyncio
 
 import faust
 import pytest
-from faust.types import ConsumerMessage
 
 from fraudstream.stream.worker.faust_app import read_per_record_settings_once
+from tests.support.faust_events import consumer_message, offline_app
 
 
 def new_app() -> faust.App:
-    app = faust.App("per-record-settings-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app = offline_app("per-record-settings-test")
     read_per_record_settings_once(app)
     return app
 
 
 def test_events_are_made_as_faust_makes_them() -> None:
     app = new_app()
-    message = ConsumerMessage(
-        topic="txns", partition=0, offset=7, timestamp=0.0, timestamp_type=0, headers=[],
-        key=b"k", value=b"v", checksum=None,
-    )  # fmt: skip
+    message = consumer_message(7, b"v", key=b"k")
     event = app.create_event(b"k", b"v", [], message)
     faust_made = faust.App.create_event(app, b"k", b"v", [], message)  # Faust's own method
     assert type(event) is type(faust_made) is app.conf.Event
