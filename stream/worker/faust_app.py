@@ -22,6 +22,7 @@ import mode.loop
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import EventT
 from mode.services import WaitResults
 from mode.utils.futures import notify
@@ -62,8 +63,9 @@ FAUST_ON_TANSU: dict[str, Any] = {
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 20.0,
 }
-#: A worker has busy threads beside its event loop: Faust's consumer and, now and then, a
-#: recalibration (the models run on the loop, models/guarded.py). A thread woken by another
+#: A worker may have a busy thread beside its event loop: now and then a recalibration (the
+#: models and Faust's consumer run on the loop, models/guarded.py and
+#: `consume_on_the_app_loop`). A thread woken by another
 #: waits up to this long for the GIL (CPython's default: 5 ms). With the models on their
 #: own threads, 0.5 ms instead of 5 gave p99 311 ms against 421 in the demo (one run each);
 #: with them inline the two were within the spread between runs (issue 9).
@@ -310,8 +312,8 @@ def hand_over_without_tasks() -> None:
 
 
 def run_on_uvloop() -> None:
-    """Make every event loop made from now on a uvloop one: the worker's, and the one of
-    Faust's consumer thread (mode's `ServiceThread` makes its own with `new_event_loop`).
+    """Make every event loop made from now on a uvloop one: the worker's, and any that mode's
+    `ServiceThread` makes with `new_event_loop` for a service on a thread of its own.
 
     A worker turns its event loops thousands of times a second (a fetch every ~12 ms,
     Redis round trips, the producer, timers): asyncio's own Python code (the loop, its
@@ -322,10 +324,58 @@ def run_on_uvloop() -> None:
     mode.loop.use("uvloop")  # what `faust -L uvloop worker` does: sets asyncio's policy
 
 
+class ConsumerOnTheAppLoop(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer service run as a task of the app's event loop, not on a
+    thread and loop of its own (`consume_on_the_app_loop`).
+
+    Everything else is mode's `ServiceThread`: Faust still hands it calls through its
+    method queue and `call_soon_threadsafe`, which work the same on one loop.
+    """
+
+    _serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """`ServiceThread.start` without the thread: `_serve` runs as a task of this loop.
+
+        Its thread watchdog (`_keepalive2`) is left out: there is no thread to watch.
+        """
+        assert not self._thread_started.is_set()
+        self._thread_started.set()
+        self._thread_running = self.parent_loop.create_future()
+        self._serving = asyncio.ensure_future(self._serve())
+        try:
+            await self._thread_running  # set by `_serve` once started, or its start error
+        finally:
+            self._thread_running = None
+
+    async def _gather_remaining_tasks(self) -> None:
+        """Nothing: mode cancels every task left on the thread's loop when the service
+        ends, and this loop's other tasks are the app's."""
+
+
+def consume_on_the_app_loop() -> None:
+    """Run Faust's aiokafka consumer on the app's event loop instead of its own thread.
+
+    faust-streaming runs aiokafka on a thread with its own loop, and every fetch crosses
+    between the two loops twice (mode's method queue there, the result back), as do
+    commits and the lag timer's position reads; the two threads also contend for the GIL.
+    The worker's CPU is mostly fixed costs paid per fetch and per batch at 600/s
+    (bench/RESULTS.md, issue 9): with the consumer on the app's loop, paired workers used
+    5 % less CPU (`bench_paired_workers`, median of 4 runs 0.947).
+    """
+    if AIOKafkaConsumer._new_consumer_thread is not _new_consumer_on_the_app_loop:
+        AIOKafkaConsumer._new_consumer_thread = _new_consumer_on_the_app_loop  # type: ignore[method-assign]
+
+
+def _new_consumer_on_the_app_loop(self: AIOKafkaConsumer) -> AIOKafkaConsumerThread:
+    return ConsumerOnTheAppLoop(self, loop=self.loop, thread_loop=self.loop, beacon=self.beacon)
+
+
 def consume_as_the_worker(fetch_max_wait_ms: int) -> None:
     """Faust's consumer as every FraudStream process consumes: worker and baselines alike,
     so a baseline measures what the worker pays for (the module doc)."""
     run_on_uvloop()
+    consume_on_the_app_loop()
     shorten_fetch_wait(fetch_max_wait_ms)
     hand_over_without_tasks()
 
