@@ -1,5 +1,6 @@
-"""Faust's aiokafka consumer runs on the app's event loop, not on a thread of its own
-(stream/worker/faust_app.py `consume_on_the_app_loop`), against the real broker."""
+"""Faust's aiokafka consumer runs on the app's event loop, not on a thread of its own, and
+Faust's calls into it run at once (stream/worker/faust_app.py `consume_on_the_app_loop`),
+against the real broker."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_the_consumer_starts_answers_and_stops_on_the_app_loop(broker: EmbeddedB
         threads = threading.active_count()
         await consumer.start()
         try:
-            # a call through mode's method queue, as Faust makes them, answered on this loop
+            # a call as Faust makes them (`call_thread`), answered on this loop
             ends = await consumer.earliest_offsets(TP(topic, 0))
             started_threads = threading.active_count() - threads
         finally:
