@@ -430,9 +430,33 @@ def read_per_record_settings_once(app: faust.App) -> None:
     buffer.wait_until_ebb = wait_until_ebb_unless_small  # type: ignore[method-assign]
 
 
+class RawBytes(faust.Schema):
+    """Keys and values as the broker holds them: bytes, or None for none.
+
+    What Faust's own schema gives for `bytes` with the `raw` codec, without going through
+    its serializer registry twice for every record consumed (the codec looked up by name,
+    `loads`, `want_bytes`, for the key and again for the value): paired workers at 600/s
+    used 1.6 % less CPU (issue 9, 4 runs, 0.978-1.004). Producing through the topic is
+    Faust's as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")  # fmt: skip
+
+    def compile(self, app: faust.types.AppT, **_: Any) -> Callable[..., Awaitable[EventT]]:
+        """The topic's decoder; nothing can fail to decode, so no error handler is used."""
+        create_event = app.create_event
+
+        async def decode(message: Any, *, propagate: bool = False) -> EventT:
+            return create_event(message.key, message.value, message.headers, message)
+
+        return decode
+
+
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     """A topic of raw bytes: parsing is ours, so a bad record cannot break Faust's codec."""
-    return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
+    return app.topic(name, schema=RawBytes())
 
 
 def owned_partitions(app: faust.App, topic: str) -> list[int]:
