@@ -339,7 +339,8 @@ class ConsumerOnTheAppLoop(AIOKafkaConsumerThread):
 
         Its thread watchdog (`_keepalive2`) is left out: there is no thread to watch.
         """
-        assert not self._thread_started.is_set()
+        if self._thread_started.is_set():
+            raise RuntimeError("Faust's consumer service was started twice")
         self._thread_started.set()
         self._thread_running = self.parent_loop.create_future()
         self._serving = asyncio.ensure_future(self._serve())
