@@ -13,9 +13,9 @@ def offline_app(name: str) -> faust.App:
 
 
 def consumer_message(
-    offset: int, value: bytes, key: bytes | None = None, generation_id: int = 0
+    offset: int, value: bytes | None, key: bytes | None = None, generation_id: int = 0
 ) -> ConsumerMessage:
-    """A message of topic `txns`, partition 0, at `offset`."""
+    """A message of topic `txns`, partition 0, at `offset` (`value` None: a tombstone)."""
     return ConsumerMessage(
         topic="txns", partition=0, offset=offset, timestamp=0.0, timestamp_type=0, headers=[],
         key=key, value=value, checksum=None, generation_id=generation_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from faust.types import EventT
 
 from fraudstream.stream.worker.faust_app import raw_topic
 from tests.support.faust_events import consumer_message, offline_app
@@ -23,14 +24,14 @@ def test_events_carry_the_key_and_value_as_faust_bytes_schema_gave_them(
     topic = raw_topic(app, "txns")
     faust_bytes_topic = app.topic("txns", key_type=bytes, value_type=bytes,
                                   value_serializer="raw")  # fmt: skip
-    message = consumer_message(3, value, key=key)  # type: ignore[arg-type]
+    message = consumer_message(3, value, key=key)
 
-    async def both() -> tuple[object, object]:
+    async def both() -> tuple[EventT, EventT]:
         return await topic.decode(message), await faust_bytes_topic.decode(message)
 
     event, faust_event = asyncio.run(both())
     assert type(event) is type(faust_event)
-    assert (event.key, event.value, event.headers, event.message) == (  # type: ignore[attr-defined]
-        faust_event.key, faust_event.value, faust_event.headers, message,  # type: ignore[attr-defined]
+    assert (event.key, event.value, event.headers, event.message) == (
+        faust_event.key, faust_event.value, faust_event.headers, message,
     )  # fmt: skip
     assert (topic.key_type, topic.value_type) == (bytes, bytes)
