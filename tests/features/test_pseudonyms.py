@@ -44,6 +44,19 @@ def test_distinct_ids_keep_distinct_pseudonyms() -> None:
     assert len({IDS.card(card) for card in cards}) == len(cards)
 
 
+def test_remembered_pseudonyms_equal_fresh_ones_and_the_memo_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pseudonyms, "MEMO_MAX_IDS", 50)
+    ids = IdPseudonyms(KEY)
+    cards = [f"card-{n % 120}" for n in range(1_000)]  # repeats, more than the memo holds
+    for card in cards:
+        expected = hmac.new(KEY.encode(), f"card:{card}".encode(), hashlib.sha256).digest()
+        assert base64.urlsafe_b64decode(ids.card(card) + "==") == expected[:16]
+        assert ids.merchant(card) != ids.card(card)  # the kind is part of what is remembered
+        assert len(ids._memo) <= 50
+
+
 def test_a_short_key_is_refused_and_no_key_is_ever_shown() -> None:
     with pytest.raises(ValueError, match="at least 32 characters"):
         IdPseudonyms("short")
