@@ -30,7 +30,8 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import replace
+from dataclasses import fields
+from operator import attrgetter
 
 from fraudstream.features.transaction import SECRET_FIELDS, Transaction
 
@@ -42,6 +43,9 @@ PSEUDONYM_BYTES = 16
 MEMO_MAX_IDS = 65_536
 #: The transaction fields that hold ids, and the kind each id's pseudonym is made for.
 _KINDS = {name: name.removesuffix("_id") for name in SECRET_FIELDS}
+_FIELD_NAMES = [field.name for field in fields(Transaction)]
+_TRANSACTION_FIELDS = attrgetter(*_FIELD_NAMES)
+_CARD_AT, _MERCHANT_AT = _FIELD_NAMES.index("card_id"), _FIELD_NAMES.index("merchant_id")
 
 
 def new_id_hash_key() -> str:
@@ -104,6 +108,11 @@ class IdPseudonyms:
         return mac.hexdigest()
 
     def transaction(self, txn: Transaction) -> Transaction:
-        """`txn` with its card and merchant ids replaced by their pseudonyms."""
-        return replace(txn, card_id=self.card(txn.card_id),
-                       merchant_id=self.merchant(txn.merchant_id))  # fmt: skip
+        """`txn` with its card and merchant ids replaced by their pseudonyms.
+
+        Built from its fields in one C call (`attrgetter`): `dataclasses.replace` cost half
+        of pseudonymising a transaction."""
+        values = list(_TRANSACTION_FIELDS(txn))
+        values[_CARD_AT] = self.card(txn.card_id)
+        values[_MERCHANT_AT] = self.merchant(txn.merchant_id)
+        return Transaction(*values)
