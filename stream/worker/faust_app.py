@@ -123,9 +123,14 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
     stream.enable_acks = False
     stream.add_processor(add_to_batch)
     stream._enable_passive(channel)
+    # A stop (or crash) wakes the wait for the next batch. One watcher for the whole
+    # stream: mode's `wait_for_stopped(arrived)` made three tasks for every batch.
+    stopping = asyncio.ensure_future(stream.wait_until_stopped())
+    stopping.add_done_callback(lambda _: arrived.set())
     try:
         while not stream.should_stop:
-            if not await stream.wait_for_stopped(arrived):
+            await arrived.wait()
+            if not stream.should_stop:
                 await _take_queued(stream, events, max_batch)  # what came meanwhile
             if events:  # handed over even when stopping, as noack_take does
                 handed_over = loop.create_future()
@@ -137,6 +142,7 @@ async def natural_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any
                     notify(handed_over)
                     room.set()
     finally:
+        stopping.cancel()
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(add_to_batch)
 

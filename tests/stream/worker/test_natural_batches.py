@@ -90,6 +90,33 @@ def test_an_idle_stream_hands_over_nothing_until_a_record_comes() -> None:
     assert batches == [[7]]
 
 
+@pytest.mark.parametrize("ending", ["stop", "crash"])
+def test_a_stream_that_stops_or_crashes_ends_the_batches_while_idle(ending: str) -> None:
+    async def main() -> list[list[int]]:
+        app = flowing_app()
+        stream = app.channel(maxsize=100).stream()
+        batches: list[list[int]] = []
+
+        async def take() -> None:
+            async for events in natural_batches(stream, 10):
+                batches.append([int(event.value) for event in events])
+
+        async with stream:
+            taking = asyncio.ensure_future(take())
+            await stream.channel.send(value=1)
+            await turns()
+            assert not taking.done()  # idle, waiting for the next record
+            if ending == "stop":
+                await stream.stop()
+            else:
+                await stream.crash(RuntimeError("a processor broke"))
+            await turns()
+            assert taking.done() and taking.exception() is None
+            return batches
+
+    assert asyncio.run(main()) == [[1]]
+
+
 def topic_event(app: faust.App, offset: int, generation_id: int) -> faust.EventT:
     """An event of the acked topic `txns`, as Faust's Kafka consumer and conductor queue it."""
     message = consumer_message(offset, str(offset).encode(), generation_id=generation_id)
