@@ -92,12 +92,12 @@ async def execute_commands(client: RedisClient, commands: Sequence[Command]) -> 
     packed = b"".join(hiredis.pack_command(command) for command in commands)
 
     async def send_and_read() -> list[Any]:
-        await connection.send_packed_command(packed)
         try:
             async with asyncio.timeout(connection.socket_timeout):
+                await _send_under_callers_timeout(connection, packed)
                 return [await connection.read_response(timeout=math.inf) for _ in commands]
         except TimeoutError as error:
-            raise RedisTimeoutError(f"Timeout reading from Redis: {error}") from error
+            raise RedisTimeoutError(f"Timeout talking to Redis: {error}") from error
 
     async def forget_connection(_error: Exception) -> None:
         await connection.disconnect()
@@ -111,6 +111,16 @@ async def execute_commands(client: RedisClient, commands: Sequence[Command]) -> 
         raise
     finally:
         await pool.release(connection)
+
+
+async def _send_under_callers_timeout(connection: AbstractConnection, packed: bytes) -> None:
+    """`send_packed_command` without the `wait_for` it wraps the write in (a task per
+    send) when the connection has a `socket_timeout`: the caller's timeout bounds it."""
+    socket_timeout, connection.socket_timeout = connection.socket_timeout, None
+    try:
+        await connection.send_packed_command(packed)
+    finally:
+        connection.socket_timeout = socket_timeout
 
 
 class PipelineScripts:

@@ -97,6 +97,23 @@ def test_a_reply_later_than_the_socket_timeout_fails_fast_then_the_client_recove
     assert replies == [b"after"]
 
 
+def test_the_connection_keeps_its_socket_timeout_for_other_callers(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """`execute_commands` sends under its own timeout, lifting the connection's meanwhile."""
+    url = f"{redis_server.url}?socket_timeout=0.2"
+
+    async def body(client: aioredis.Redis) -> tuple[float | None, object]:
+        await execute_commands(client, [("PING",)])
+        connection = await client.connection_pool.get_connection()
+        try:
+            return connection.socket_timeout, await client.ping()
+        finally:
+            await client.connection_pool.release(connection)
+
+    assert with_client(url, body) == (0.2, True)
+
+
 def test_scripts_redis_forgot_are_loaded_again(redis_server: EmbeddedRedis) -> None:
     key = f"test:{uuid.uuid4().hex}"
 
