@@ -40,38 +40,16 @@ BATCH = 14
 async def decide_when_told(folder: Path, redis_url: str) -> None:
     """The measured program: warm up, say so, wait for `go`, decide, say `done`, and wait
     for `go` to go (instrumentation is on from `go` to the driver's dump)."""
-    from fraudstream.models.signing import signing_key_for
-    from fraudstream.stream.settings import Settings
+    from bench.bench_hot_path import decide_in_batches, started_runtime
     from fraudstream.stream.tools.loadtest_traffic import build_step_records
-    from fraudstream.stream.worker.metrics import WorkerMetrics
-    from fraudstream.stream.worker.pipeline import IncomingRecord
-    from fraudstream.stream.worker.runtime import WorkerRuntime
 
-    registry = Path("registry").resolve()
-    key = signing_key_for(registry, Settings.from_env().signing_key)
-    runtime = WorkerRuntime(
-        # The generated stream lies in the past: no skew check against the wall clock.
-        Settings(registry_path=registry, signing_key=key, max_event_skew_s=0),
-        redis_url,
-        WorkerMetrics(),
-    )
-    await runtime.start()
+    runtime = await started_runtime(redis_url, Path("registry").resolve())
     values = [value for _, _, value in build_step_records([600], 35, 2026)[0]]
-
-    async def decide(start: int, stop: int) -> None:
-        for i in range(start, stop, BATCH):
-            batch = [IncomingRecord(value, 1.7e9) for value in values[i : min(i + BATCH, stop)]]
-            outcome = await runtime.decide(batch)
-            if outcome.dead_letters:  # a dead letter costs nothing: it would flatter the count
-                raise SystemExit(f"dead-lettered: {outcome.dead_letters[0].error}")
-            for decision in outcome.decisions:
-                decision.to_json_bytes()
-
-    await decide(0, WARM_UP)
+    await decide_in_batches(runtime, values, 0, WARM_UP, BATCH)
     (folder / "ready").touch()
     while not (folder / "go").exists():
         await asyncio.sleep(0.05)
-    await decide(WARM_UP, WARM_UP + MEASURED)
+    await decide_in_batches(runtime, values, WARM_UP, WARM_UP + MEASURED, BATCH)
     (folder / "done").touch()
     while (folder / "go").exists():  # nothing more is counted: wait for the dump
         await asyncio.sleep(0.05)
