@@ -184,7 +184,8 @@ VARIABLES: tuple[str, ...] = tuple(
         "ID_HASH_KEY",
     )
 )
-#: How long the replay's and the load test's producers let records gather into one batch.
+#: How long the load test's producer lets records gather into one batch (the replay's
+#: transactions linger less: `stream.sim.replay.REPLAY_LINGER_MS`).
 #: The embedded broker pays per stored batch and slows down as batches pile up
 #: (bench/bench_broker_growth.py): the 50,000-transaction demo's p99 was 8.7-13.1 s with
 #: 5 ms, 1.3 s with 20 ms, 0.6 s with 50 ms, which would add up to 50 ms per hop. The

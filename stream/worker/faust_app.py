@@ -45,7 +45,7 @@ def key_partition(key: bytes | None, all_partitions: list[int], available: list[
 #: How long the worker's producer lets decisions gather into one produce request: not at
 #: all. A batch's decisions are handed to the producer in one go, before its sender runs,
 #: so they already make one request (one stored batch on the broker, which pays per
-#: batch); lingering 20 ms, as the replay's producer does (`PRODUCER_LINGER_MS`), only
+#: batch); lingering 20 ms, as the load test's producer does (`PRODUCER_LINGER_MS`), only
 #: held each decision back: at 600/s the load test's p50 was 51 ms against 30 ms without,
 #: for the same worker and broker CPU (issue 9).
 WORKER_PRODUCER_LINGER_S = 0.0
