@@ -32,6 +32,10 @@ from pathlib import Path
 
 import uvloop
 
+from bench.bench_hot_path import decide_in_batches, started_runtime
+from fraudstream.stream.tools.loadtest_traffic import build_step_records
+from fraudstream.stream.tools.services import EmbeddedRedis
+
 WARM_UP = 1_400
 MEASURED = 2_800
 BATCH = 14
@@ -40,9 +44,6 @@ BATCH = 14
 async def decide_when_told(folder: Path, redis_url: str) -> None:
     """The measured program: warm up, say so, wait for `go`, decide, say `done`, and wait
     for `go` to go (instrumentation is on from `go` to the driver's dump)."""
-    from bench.bench_hot_path import decide_in_batches, started_runtime
-    from fraudstream.stream.tools.loadtest_traffic import build_step_records
-
     runtime = await started_runtime(redis_url, Path("registry").resolve())
     values = [value for _, _, value in build_step_records([600], 35, 2026)[0]]
     await decide_in_batches(runtime, values, 0, WARM_UP, BATCH)
@@ -56,8 +57,6 @@ async def decide_when_told(folder: Path, redis_url: str) -> None:
 
 
 def run_child(folder: Path) -> None:
-    from fraudstream.stream.tools.services import EmbeddedRedis
-
     with EmbeddedRedis() as redis:  # on uvloop, as the worker runs (`run_on_uvloop`)
         uvloop.run(decide_when_told(folder, redis.unix_url or redis.url))
 
@@ -67,6 +66,10 @@ def _wait_for(path: Path, child: subprocess.Popen[bytes]) -> None:
         if child.poll() is not None:
             raise SystemExit(f"the measured program ended early (exit {child.returncode})")
         time.sleep(0.2)
+
+
+def _callgrind_control(child: subprocess.Popen[bytes], *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(child.pid)], check=True, capture_output=True)
 
 
 def instructions_per_transaction(source: Path | None) -> float:
@@ -85,12 +88,11 @@ def instructions_per_transaction(source: Path | None) -> float:
         )  # fmt: skip
         try:
             _wait_for(folder / "ready", child)
-            control = ["callgrind_control"]
-            subprocess.run([*control, "-i", "on", str(child.pid)], check=True, capture_output=True)
+            _callgrind_control(child, "-i", "on")
             (folder / "go").touch()
             _wait_for(folder / "done", child)
-            subprocess.run([*control, "-i", "off", str(child.pid)], check=True, capture_output=True)
-            subprocess.run([*control, "-d", str(child.pid)], check=True, capture_output=True)
+            _callgrind_control(child, "-i", "off")
+            _callgrind_control(child, "-d")  # the dump of what was counted
             (folder / "go").unlink()
             child.wait(timeout=120)
         finally:
