@@ -356,6 +356,9 @@ class RedisFeatureStore:
             client, [_RECORD_CARD_EVENT, _RECORD_MERCHANT_TXN, _CLAIM_GENERATION]
         )
         self._proposed_generation = uuid.uuid4().hex
+        # The transactions of the last `claim` whose `seen` key it left in place (by
+        # identity): recording them right after need not write that key again.
+        self._seen_in_place: dict[int, Transaction] = {}
         self.generation: str | None = None
         self.resets = 0
         self.partial_history_until: float | None = None
@@ -386,6 +389,15 @@ class RedisFeatureStore:
         self.gate.check()
         wanted = self._histories_wanted(transactions)
         events = [CardEvent.from_transaction(txn) for txn in transactions]
+        claimed, self._seen_in_place = self._seen_in_place, {}
+        # The `seen` keys the claim did not leave in place; their replies follow the two
+        # per transaction.
+        unseen = [index for index, txn in enumerate(transactions)
+                  if claimed.get(id(txn)) is not txn]  # fmt: skip
+        seen_writes: list[Command] = [
+            ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl)
+            for txn in (transactions[index] for index in unseen)
+        ]
 
         def commands(shas: list[str]) -> list[Command]:
             record_card, record_merchant, claim_generation = shas
@@ -400,21 +412,20 @@ class RedisFeatureStore:
                      "1" if want else "0", self._stored_card_events),
                     ("EVALSHA", record_merchant, 3, *_merchant_keys(txn.merchant_id),
                      txn.txn_id, event_time, *self._merchant_windows),
-                    ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl),
                 )  # fmt: skip
-            return queued
+            return queued + seen_writes
 
         try:
             generation, *replies = await self._scripts.run(commands)
         except SomeCommandsFailed as partial:
-            return self._partly_served(transactions, events, partial)
+            return self._partly_served(transactions, events, unseen, partial)
         except aioredis.RedisError as error:
             self.gate.failed(error)
             raise FeatureStoreError(f"feature store unavailable: {error}") from error
         self._follow_generation(generation, transactions)
         vectors = [
             self._featurize(
-                txn, event, replies[3 * index], _merchant_counts(replies[3 * index + 1])
+                txn, event, replies[2 * index], _merchant_counts(replies[2 * index + 1])
             )
             for index, (txn, event) in enumerate(zip(transactions, events, strict=True))
         ]
@@ -424,7 +435,7 @@ class RedisFeatureStore:
 
     def _partly_served(
         self, transactions: Sequence[Transaction], events: Sequence[CardEvent],
-        partial: SomeCommandsFailed,
+        unseen: Sequence[int], partial: SomeCommandsFailed,
     ) -> list[NDArray[np.float64]]:  # fmt: skip
         """Raise `FeatureStorePartlyUnavailable` with the vectors of the transactions all of
         whose commands succeeded (a Redis Cluster master failed; see the module doc).
@@ -435,13 +446,15 @@ class RedisFeatureStore:
         generation, *replies = partial.replies
         if not isinstance(generation, Exception):
             self._follow_generation(generation, transactions)
+        seen_replies = zip(unseen, replies[2 * len(transactions) :], strict=True)
+        seen_failed = {index for index, reply in seen_replies if isinstance(reply, Exception)}
         vectors: list[NDArray[np.float64] | None] = []
         for index, (txn, event) in enumerate(zip(transactions, events, strict=True)):
-            card, merchant, seen = replies[3 * index : 3 * index + 3]
+            card, merchant = replies[2 * index : 2 * index + 2]
             if isinstance(card, Exception):
                 vectors.append(None)
                 continue
-            served = not isinstance(merchant, Exception) and not isinstance(seen, Exception)
+            served = not isinstance(merchant, Exception) and index not in seen_failed
             # Featurized either way: a card whose script succeeded enters the cache.
             vector = self._featurize(txn, event, card, _merchant_counts(merchant) if served
                                      else NO_MERCHANT_HISTORY)  # fmt: skip
@@ -512,7 +525,10 @@ class RedisFeatureStore:
         already held: a second round trip only for a batch with a redelivery or a reuse.
 
         A `txn_id` twice in one batch is compared too (its second `SET NX` finds the first).
+        Recording these same transactions next (`record_and_featurize`) does not write again
+        the `seen` keys this left holding their content: a fifth of a batch's commands.
         """
+        self._seen_in_place = {}
         self.gate.check()
         values = [_seen_value(txn) for txn in transactions]
         keys = [_txn_seen_key(txn.txn_id) for txn in transactions]
@@ -523,10 +539,15 @@ class RedisFeatureStore:
         # None: held already. An error (its master failed): nothing to compare with.
         held = [index for index, reply in enumerate(claimed) if reply is None]
         holders = await self._replies([("GET", keys[index]) for index in held]) if held else []
+        in_place = [index for index, reply in enumerate(claimed)
+                    if reply is not None and not isinstance(reply, Exception)]  # fmt: skip
         conflicting = [False] * len(transactions)
         for index, holder in zip(held, holders, strict=True):
             if holder is not None and not isinstance(holder, Exception):
                 conflicting[index] = _parse_seen(holder)[0] != _parse_seen(values[index])[0]
+                if not conflicting[index]:
+                    in_place.append(index)
+        self._seen_in_place = {id(transactions[index]): transactions[index] for index in in_place}
         return conflicting
 
     async def _replies(self, commands: Sequence[Command]) -> list[Any]:

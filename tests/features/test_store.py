@@ -334,6 +334,39 @@ def test_a_txn_id_reused_with_other_content_is_caught_an_identical_one_is_not(
     assert matched == 1, "a late label still finds the transaction's merchant"
 
 
+def test_recording_claimed_transactions_does_not_write_their_seen_keys_again(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """The claim's `SET NX` leaves each `seen` key holding its content: recording the same
+    transactions right after sends no second `SET` (issue 9), but a batch recorded without
+    a claim, or recorded again, still writes them, and labels find them either way."""
+    transactions, _ = random_history(seed=27, count=12)
+    claimed, unclaimed = transactions[:6], transactions[6:]
+
+    async def run() -> tuple[list[int], int]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        store = RedisFeatureStore.from_url(redis_server.url)
+        sets = []
+        try:
+            await client.flushdb()
+            await store.record_and_featurize(unclaimed)  # also sets the generation token
+            for step in (lambda: store.claim(claimed), lambda: store.record_and_featurize(claimed),
+                         lambda: store.record_and_featurize(claimed)):  # fmt: skip
+                before = await client.info("commandstats")
+                await step()
+                after = await client.info("commandstats")
+                sets.append(after["cmdstat_set"]["calls"] - before["cmdstat_set"]["calls"])
+            labels = [Label(txn.txn_id, True, "x", txn.event_time + DAY) for txn in transactions]
+            return sets, await store.record_labels(labels)
+        finally:
+            await store.close()
+            await client.aclose()
+
+    sets, matched = asyncio.run(run())
+    assert sets == [6, 0, 6], "claimed: one SET each, none when recorded, one again after"
+    assert matched == len(transactions)
+
+
 def test_claiming_fresh_txn_ids_reads_nothing_back(redis_server: EmbeddedRedis) -> None:
     """The usual batch (no redelivery, no reuse) is claimed by its `SET NX`es alone; only
     a txn_id already held is read back to compare (issue 9: half the claim's commands)."""
