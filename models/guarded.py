@@ -49,8 +49,8 @@ class _Watchdog:
     """One `SIGALRM` deadline at a time around an inline call on the main thread.
 
     Only an armed watchdog raises: an alarm that lands after the call has returned (it
-    fired just as the call ended) is ignored. The handler is (re)installed before every
-    call, so another user of `SIGALRM` cannot leave the deadline unenforced.
+    fired just as the call ended) is ignored. The handler is checked before every call and
+    installed again if another user of `SIGALRM` replaced it, so the deadline always holds.
     """
 
     armed = False
@@ -68,7 +68,9 @@ class _Watchdog:
 
     @classmethod
     def call(cls, limit_s: float, function: Callable[..., T], *args: Any) -> T:
-        if signal.getsignal(signal.SIGALRM) is not cls._on_alarm:
+        # `!=`, not `is not`: each `cls._on_alarm` is a new bound method, equal to the last;
+        # `is not` installed the handler again for every call (a system call, ~6 us).
+        if signal.getsignal(signal.SIGALRM) != cls._on_alarm:
             signal.signal(signal.SIGALRM, cls._on_alarm)
         cls.armed = True
         signal.setitimer(signal.ITIMER_REAL, limit_s)
@@ -102,6 +104,12 @@ class GuardedScorer:
         self.name = scorer.name
         self.timeout_s = timeout_s
         self._executor: ThreadPoolExecutor | None = None  # made for the first threaded call
+
+    @staticmethod
+    def runs_inline() -> bool:
+        """Whether a call from here runs inline, under the watchdog (the module doc):
+        calls of several models then gain nothing from running as concurrent tasks."""
+        return _Watchdog.usable()
 
     async def call(
         self, function: Callable[..., T], *args: Any, timeout_s: float | None = None

@@ -426,7 +426,10 @@ class DecisionPipeline:
                 return result
             return replace(result, scores=_spread(result.scores, fresh, len(features)))
 
-        results = await asyncio.gather(*(score(scorer) for scorer in self.scorers))
+        if GuardedScorer.runs_inline():  # one after the other: no task per model and batch
+            results = [await score(scorer) for scorer in self.scorers]
+        else:  # each on its own thread, at once
+            results = await asyncio.gather(*(score(scorer) for scorer in self.scorers))
         return {result.model: result for result in results}
 
     def _ensemble(

@@ -98,6 +98,18 @@ def test_inline_model_past_its_timeout_is_interrupted_and_falls_back(
     assert call(guarded, spin, 0.01, new_loop=new_loop)[:2] == ("finished", None)
 
 
+def test_the_deadline_holds_after_another_user_replaced_the_alarm_handler() -> None:
+    guarded = GuardedScorer(Probe(), timeout_s=0.05)
+    assert call(guarded, spin, 0.01)[:2] == ("finished", None)  # the watchdog's handler is in
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)  # another user of SIGALRM
+    try:
+        result, reason, elapsed = call(guarded, spin, 2.0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert (result, reason) == (None, "timeout after 50 ms")
+    assert elapsed < 0.5
+
+
 def test_a_model_error_is_a_reason_not_an_exception() -> None:
     def broken(_features: object) -> None:
         raise ValueError("bad tree")
