@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -112,6 +113,28 @@ def test_the_connection_keeps_its_socket_timeout_for_other_callers(
             await client.connection_pool.release(connection)
 
     assert with_client(url, body) == (0.2, True)
+
+
+def test_a_connection_redis_closed_fails_one_call_and_the_next_connects_again(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Redis dropping the connection (a restart, `CLIENT KILL`, an idle timeout) shows as
+    the end of its replies: a `ConnectionError` (the pool's connections are not retried),
+    and the next call gets a new connection."""
+    key = f"test:{uuid.uuid4().hex}"
+
+    async def body(client: aioredis.Redis) -> list[object]:
+        await execute_commands(client, [("SET", key, "kept")])
+        other = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert await other.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            await other.aclose()
+        with pytest.raises(RedisConnectionError):
+            await execute_commands(client, [("GET", key)])
+        return await execute_commands(client, [("GET", key), ("ECHO", "again")])
+
+    assert with_client(redis_server.url, body) == [b"kept", b"again"]
 
 
 def test_scripts_redis_forgot_are_loaded_again(redis_server: EmbeddedRedis) -> None:
