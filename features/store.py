@@ -389,15 +389,16 @@ class RedisFeatureStore:
         self.gate.check()
         wanted = self._histories_wanted(transactions)
         events = [CardEvent.from_transaction(txn) for txn in transactions]
-        claimed, self._seen_in_place = self._seen_in_place, {}
+        in_place, self._seen_in_place = self._seen_in_place, {}
         # The `seen` keys the claim did not leave in place; their replies follow the two
         # per transaction.
         unseen = [index for index, txn in enumerate(transactions)
-                  if claimed.get(id(txn)) is not txn]  # fmt: skip
+                  if in_place.get(id(txn)) is not txn]  # fmt: skip
         seen_writes: list[Command] = [
-            ("SET", _txn_seen_key(txn.txn_id), _seen_value(txn), "EX", self._merchant_ttl)
-            for txn in (transactions[index] for index in unseen)
-        ]
+            ("SET", _txn_seen_key(transactions[index].txn_id), _seen_value(transactions[index]),
+             "EX", self._merchant_ttl)
+            for index in unseen
+        ]  # fmt: skip
 
         def commands(shas: list[str]) -> list[Command]:
             record_card, record_merchant, claim_generation = shas
@@ -539,15 +540,16 @@ class RedisFeatureStore:
         # None: held already. An error (its master failed): nothing to compare with.
         held = [index for index, reply in enumerate(claimed) if reply is None]
         holders = await self._replies([("GET", keys[index]) for index in held]) if held else []
-        in_place = [index for index, reply in enumerate(claimed)
-                    if reply is not None and not isinstance(reply, Exception)]  # fmt: skip
+        # In place: set by this claim, or held already with this content.
+        in_place = [reply is not None and not isinstance(reply, Exception) for reply in claimed]
         conflicting = [False] * len(transactions)
         for index, holder in zip(held, holders, strict=True):
             if holder is not None and not isinstance(holder, Exception):
                 conflicting[index] = _parse_seen(holder)[0] != _parse_seen(values[index])[0]
-                if not conflicting[index]:
-                    in_place.append(index)
-        self._seen_in_place = {id(transactions[index]): transactions[index] for index in in_place}
+                in_place[index] = not conflicting[index]
+        self._seen_in_place = {
+            id(txn): txn for txn, placed in zip(transactions, in_place, strict=True) if placed
+        }
         return conflicting
 
     async def _replies(self, commands: Sequence[Command]) -> list[Any]:
