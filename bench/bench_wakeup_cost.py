@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import time
 from typing import Any
 
@@ -28,11 +27,6 @@ from aiokafka import AIOKafkaConsumer
 from fraudstream.stream.tools.services import EmbeddedBroker
 
 TOPIC = "wakeup-cost"
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def cpu_per_fetch(
@@ -57,9 +51,9 @@ async def cpu_per_fetch(
 
         fetcher._proc_fetch_request = counted
         await asyncio.sleep(1.0)
-        fetches, cpu, wall = 0, _cpu_seconds(), time.monotonic()
+        fetches, cpu, wall = 0, time.process_time(), time.monotonic()
         await asyncio.sleep(seconds)
-        cpu, wall = _cpu_seconds() - cpu, time.monotonic() - wall
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
         return fetches / wall, cpu / max(fetches, 1) * 1e6
     finally:
         await consumer.stop()

@@ -82,9 +82,11 @@ async def execute_commands(client: RedisClient, commands: Sequence[Command]) -> 
     replies are read under one timeout (the connection's `socket_timeout`) for the batch.
     Replies are not post-processed (`SET` gives b"OK" or None, scripts what they return).
     An error reply raises its `ResponseError` (`NoScriptError` for NOSCRIPT); a lost
-    connection is retried like redis-py's own commands (the connection's `retry`), so the
-    commands must be idempotent. On a cluster see `execute_on_cluster`: a failure there
-    raises `SomeCommandsFailed`, carrying the healthy masters' replies.
+    connection goes through the connection's `retry`, as redis-py's own commands do, so
+    the commands must be idempotent (our clients keep redis-py's default of no retries:
+    the call raises `ConnectionError` and the next one connects again). On a cluster see
+    `execute_on_cluster`: a failure there raises `SomeCommandsFailed`, carrying the healthy
+    masters' replies.
     """
     if isinstance(client, ClusterClient):
         return await execute_on_cluster(client, commands)

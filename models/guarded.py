@@ -120,7 +120,7 @@ class GuardedScorer:
         """
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            if _Watchdog.usable():
+            if self.runs_inline():
                 result = _Watchdog.call(limit, function, *args)
             else:
                 result = await asyncio.wait_for(self._on_thread(function, *args), limit)
