@@ -8,6 +8,12 @@ own `make install` (once; later runs reuse it; its first load test trains its ow
 then alternates `fraudstream loadtest --tps 600 --duration 60` of the baseline and of this
 checkout, `--runs` pairs, and prints both medians and their ratio.
 
+Before and after the pairs it reads the spell's wake-up cost (`bench_wakeup_cost`: an idle
+fetch's CPU never asleep and after the worker's 10 ms sleep). The worker at 600/s sleeps
+hundreds of times a second and the baseline, always behind, never does, so a spell where
+waking up is dear raises this checkout's figure and not the baseline's: the ratio read
+0.53 x with ~650 us a wake-up and 0.44 x with ~315 us (bench/RESULTS.md, issue 9).
+
     python -m bench.bench_cpu_baseline [--runs 3] [--tps 600] [--duration 60]
 """
 
@@ -22,9 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
+from bench.bench_wakeup_cost import cpu_per_fetch
+from fraudstream.stream.tools.services import EmbeddedBroker
+
 #: The code of issue 9 §1's figures, "before changing anything".
 BASELINE_REV = "f77395b"
 REPO = Path(__file__).resolve().parents[1]
+#: The fetch waits, in ms, the spell's wake-up cost is read at: never asleep, and the worker's.
+WAKEUP_WAITS_MS = (0, 10)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,17 @@ def load_test(arm: Arm, tps: float, duration: float, out: Path) -> dict[str, Any
     )  # fmt: skip
     step: dict[str, Any] = json.loads(out.read_text())["steps"][0]
     return step
+
+
+def wakeup_cost(seconds: float) -> dict[int, float]:
+    """CPU microseconds per idle fetch at each of `WAKEUP_WAITS_MS`, on a fresh embedded broker."""
+    with EmbeddedBroker() as broker:
+        return {wait: uvloop.run(cpu_per_fetch(broker.bootstrap, wait, seconds))[1]
+                for wait in WAKEUP_WAITS_MS}  # fmt: skip
+
+
+def describe_wakeup(when: str, cost: dict[int, float]) -> str:
+    return f"{when}: " + ", ".join(f"{cost[wait]:,.0f} us at a {wait} ms wait" for wait in cost)
 
 
 def comparison(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> dict[str, Any]:
@@ -106,8 +130,13 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=600.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "cpu-baseline")
+    parser.add_argument("--wakeup-seconds", type=float, default=5.0,
+                        help="how long each wake-up cost reading lasts (0: skip them)")
     args = parser.parse_args()
     arms = {"baseline": prepare_baseline(args.baseline, args.work), "current": this_checkout()}
+    wakeups: dict[str, dict[int, float]] = {}
+    if args.wakeup_seconds > 0:
+        wakeups["before the pairs"] = wakeup_cost(args.wakeup_seconds)
     steps: dict[str, list[dict[str, Any]]] = {role: [] for role in arms}
     for run in range(1, args.runs + 1):
         for role, arm in arms.items():
@@ -115,11 +144,18 @@ def main() -> None:
             steps[role].append(step)
             worker = step["cpu_s_per_1000_txn"]["worker"]
             print(f"pair {run}, {arm.name}: worker {worker:.3f}", flush=True)
+    if args.wakeup_seconds > 0:
+        wakeups["after them"] = wakeup_cost(args.wakeup_seconds)
     result = comparison(steps["baseline"], steps["current"])
     print(f"\n### Worker CPU per 1,000 at {args.tps:,.0f}/s, {args.duration:g} s, "
           f"{args.runs} alternated pairs\n")  # fmt: skip
     names = (arms["baseline"].name, arms["current"].name)
     print("\n".join(markdown(names, steps["baseline"], steps["current"], result)))
+    if wakeups:
+        print("\nThe spell's CPU per idle fetch (`bench_wakeup_cost`), "
+              + "; ".join(describe_wakeup(when, cost) for when, cost in wakeups.items()) + ".")
+    result["wakeup_us_per_fetch"] = {when: {str(wait): us for wait, us in cost.items()}
+                                     for when, cost in wakeups.items()}  # fmt: skip
     (args.work / "summary.json").write_text(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""The CPU-target bench's arithmetic: medians per arm and which way the ratio goes."""
+"""The CPU-target bench's arithmetic and report: medians per arm, the ratio, the wake-up reading."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.bench_cpu_baseline import comparison, markdown
+from bench.bench_cpu_baseline import comparison, describe_wakeup, markdown
 
 
 def step(
@@ -41,3 +41,8 @@ def test_unequal_numbers_of_runs_are_refused() -> None:
     with pytest.raises(ValueError):
         markdown(("a", "b"), [step(1.0), step(1.0)], [step(0.5)], {"baseline_median": 1.0,
                  "current_median": 0.5, "ratio": 0.5})  # fmt: skip
+
+
+def test_the_wake_up_reading_names_each_fetch_wait() -> None:
+    line = describe_wakeup("before the pairs", {0: 148.4, 10: 1315.0})
+    assert line == "before the pairs: 148 us at a 0 ms wait, 1,315 us at a 10 ms wait"
