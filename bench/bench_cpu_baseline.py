@@ -12,7 +12,7 @@ Before and after the pairs it reads the spell's wake-up cost (`bench_wakeup_cost
 fetch's CPU never asleep and after the worker's 10 ms sleep). The worker at 600/s sleeps
 hundreds of times a second and the baseline, always behind, never does, so a spell where
 waking up is dear raises this checkout's figure and not the baseline's: the ratio read
-0.53 x with ~650 us a wake-up and 0.44 x with ~315 us (bench/RESULTS.md, issue 9).
+0.51-0.56 x with ~650 us a wake-up and 0.42-0.44 x with ~300 us (bench/RESULTS.md, issue 9).
 
     python -m bench.bench_cpu_baseline [--runs 3] [--tps 600] [--duration 60]
 """
@@ -86,6 +86,7 @@ def wakeup_cost(seconds: float) -> dict[int, float]:
 
 
 def describe_wakeup(when: str, cost: dict[int, float]) -> str:
+    """One reading of `wakeup_cost` as the report prints it."""
     return f"{when}: " + ", ".join(f"{cost[wait]:,.0f} us at a {wait} ms wait" for wait in cost)
 
 
