@@ -28,10 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
-from bench.bench_wakeup_cost import cpu_per_fetch
-from fraudstream.stream.tools.services import EmbeddedBroker
+from bench.bench_wakeup_cost import measured_waits
 
 #: The code of issue 9 §1's figures, "before changing anything".
 BASELINE_REV = "f77395b"
@@ -80,9 +77,7 @@ def load_test(arm: Arm, tps: float, duration: float, out: Path) -> dict[str, Any
 
 def wakeup_cost(seconds: float) -> dict[int, float]:
     """CPU microseconds per idle fetch at each of `WAKEUP_WAITS_MS`, on a fresh embedded broker."""
-    with EmbeddedBroker() as broker:
-        return {wait: uvloop.run(cpu_per_fetch(broker.bootstrap, wait, seconds))[1]
-                for wait in WAKEUP_WAITS_MS}  # fmt: skip
+    return {wait: cost for wait, _, cost in measured_waits(WAKEUP_WAITS_MS, seconds)}
 
 
 def describe_wakeup(when: str, cost: dict[int, float]) -> str:
@@ -136,8 +131,12 @@ def main() -> None:
     args = parser.parse_args()
     arms = {"baseline": prepare_baseline(args.baseline, args.work), "current": this_checkout()}
     wakeups: dict[str, dict[int, float]] = {}
-    if args.wakeup_seconds > 0:
-        wakeups["before the pairs"] = wakeup_cost(args.wakeup_seconds)
+
+    def read_wakeup_cost(when: str) -> None:
+        if args.wakeup_seconds > 0:
+            wakeups[when] = wakeup_cost(args.wakeup_seconds)
+
+    read_wakeup_cost("before the pairs")
     steps: dict[str, list[dict[str, Any]]] = {role: [] for role in arms}
     for run in range(1, args.runs + 1):
         for role, arm in arms.items():
@@ -145,8 +144,7 @@ def main() -> None:
             steps[role].append(step)
             worker = step["cpu_s_per_1000_txn"]["worker"]
             print(f"pair {run}, {arm.name}: worker {worker:.3f}", flush=True)
-    if args.wakeup_seconds > 0:
-        wakeups["after them"] = wakeup_cost(args.wakeup_seconds)
+    read_wakeup_cost("after them")
     result = comparison(steps["baseline"], steps["current"])
     print(f"\n### Worker CPU per 1,000 at {args.tps:,.0f}/s, {args.duration:g} s, "
           f"{args.runs} alternated pairs\n")  # fmt: skip
